@@ -1,0 +1,16 @@
+"""seq2seq-shared: compact translation models with ONE LSTM shared by encoder and decoder.
+
+Importing the package is cheap: Keras (and so TensorFlow) loads only when a model is
+built or loaded, e.g. by `Translator.from_model_dir`.
+"""
+__version__ = "0.1.0"
+
+__all__ = ["Translator", "__version__"]
+
+
+def __getattr__(name: str):
+    if name == "Translator":
+        from .decode import Translator
+
+        return Translator
+    raise AttributeError(f"module 'seq2seq_shared' has no attribute {name!r}")

@@ -1,0 +1,205 @@
+"""The `seq2seq-shared` command line: options -> one library call -> printed result.
+
+Keras (and so TensorFlow) is imported inside commands only, so `--help` is instant.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from .config import Config, DecodeConfig, ModelConfig, TrainingConfig, load_config_file
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up chatter
+
+LIBRARY_ERRORS = (ValueError, FileNotFoundError, FloatingPointError, IsADirectoryError,
+                  PermissionError)
+
+
+class Group(click.Group):
+    """Turns the library's errors into `Error: <message>` and exit code 1, never a traceback."""
+
+    def invoke(self, context: click.Context):
+        try:
+            return super().invoke(context)
+        except LIBRARY_ERRORS as error:
+            raise click.ClickException(str(error)) from None
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"],
+                                          "max_content_width": 100})
+@click.version_option(package_name="seq2seq-shared")
+@click.option("-v", "--verbose", is_flag=True, help="Log debugging detail.")
+def main(verbose: bool) -> None:
+    """Compact translation models with ONE LSTM shared by encoder and decoder.
+
+    \b
+    Two commands to a working translator:
+      seq2seq-shared train data/train.en data/train.de --valid data/dev.en data/dev.de --model-dir m
+      echo "three hundred twenty-one" | seq2seq-shared translate --model-dir m
+    """
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(levelname)s %(message)s" if verbose else "%(message)s",
+                        stream=sys.stderr)
+
+
+def _default(cls: type, name: str):
+    return next(f.default for f in dataclasses.fields(cls) if f.name == name)
+
+
+def _setting(name: str, type_, help_: str, cls: type = ModelConfig):
+    """An option that overrides config field `name`; its help shows the built-in default."""
+    flag = "--" + name.replace("_", "-")
+    return click.option(flag, name, type=type_, default=None,
+                        help=f"{help_} [default: {_default(cls, name)}]")
+
+
+def _switch(name: str, help_: str, cls: type = ModelConfig):
+    flag = name.replace("_", "-")
+    return click.option(f"--{flag}/--no-{flag}", name, default=None,
+                        help=f"{help_} [default: {'on' if _default(cls, name) else 'off'}]")
+
+
+TRAINING_OPTIONS = [
+    _setting("embedding_dim", click.IntRange(1), "Embedding size."),
+    _setting("hidden_size", click.IntRange(1), "LSTM hidden size."),
+    _setting("num_layers", click.IntRange(1), "LSTM layers, each shared by encoder and decoder."),
+    _setting("dropout", click.FloatRange(0, 1, max_open=True),
+             "Dropout on embeddings and LSTM outputs (never inside the recurrence)."),
+    _setting("vocab_size", click.IntRange(8), "SentencePiece vocabulary size (an upper bound)."),
+    _setting("max_source_length", click.IntRange(1), "Longest source, in pieces."),
+    _switch("share_lstm", "One LSTM per layer for encoder and decoder (--no-share-lstm: the ablation)."),
+    _switch("share_embeddings", "One embedding table for source and target."),
+    _switch("tie_output", "Output projection reuses the embedding table."),
+    _switch("reverse_source", "Read the source backwards."),
+    _setting("epochs", click.IntRange(1), "Passes over the training data.", TrainingConfig),
+    _setting("batch_tokens", click.IntRange(16), "Target tokens per batch, padding included.",
+             TrainingConfig),
+    _setting("learning_rate", click.FloatRange(0, min_open=True), "Adam learning rate.",
+             TrainingConfig),
+    _setting("clip_norm", click.FloatRange(0), "Clip gradients to this global norm (0: off).",
+             TrainingConfig),
+    _setting("label_smoothing", click.FloatRange(0, 1, max_open=True), "Label smoothing.",
+             TrainingConfig),
+    _setting("max_target_length", click.IntRange(1), "Longest target, in pieces.", TrainingConfig),
+    _setting("seed", int, "Random seed (data order, initialisation, SentencePiece).",
+             TrainingConfig),
+]
+
+
+def _apply(options):
+    def decorate(function):
+        for option in reversed(options):
+            function = option(function)
+        return function
+    return decorate
+
+
+@main.command()
+@click.argument("source", type=click.Path(path_type=Path))
+@click.argument("target", type=click.Path(path_type=Path))
+@click.option("--model-dir", required=True, type=click.Path(path_type=Path),
+              help="Where the model is written (config, SentencePiece, weights, logs).")
+@click.option("--valid", nargs=2, type=click.Path(path_type=Path), default=None,
+              metavar="SOURCE TARGET", help="Validation pair: loss and perplexity every epoch.")
+@click.option("--config", "config_file", type=click.Path(path_type=Path),
+              help="JSON or TOML file with [model] and [training] settings; options override it.")
+@click.option("--separate-vocab", is_flag=True, default=None,
+              help="One SentencePiece model per language instead of a joint one.")
+@_apply(TRAINING_OPTIONS)
+@click.option("--overwrite", is_flag=True, help="Replace what --model-dir already holds.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def train(source: Path, target: Path, model_dir: Path, valid, config_file: Path | None,
+          separate_vocab: bool | None, overwrite: bool, quiet: bool, **settings) -> None:
+    """Train a model on a parallel corpus SOURCE / TARGET (line i translates line i)."""
+    from .train import train as run_training
+
+    config = load_config_file(config_file) if config_file else Config()
+    if separate_vocab:
+        settings.update(joint_vocab=False, share_embeddings=False)
+    config = config.updated({name: value for name, value in settings.items() if value is not None})
+    valid_source, valid_target = valid if valid else (None, None)
+    metrics = run_training(source, target, model_dir, config, valid_source, valid_target,
+                           overwrite=overwrite, progress=not quiet)
+    click.echo(json.dumps(metrics))
+
+
+@main.command()
+@click.option("--model-dir", required=True, type=click.Path(path_type=Path), help="A trained model.")
+@click.option("-i", "--input", "input_path", type=click.Path(path_type=Path), default=None,
+              help="Text to translate, one sentence per line [default: stdin].")
+@click.option("-o", "--output", "output_path", type=click.Path(path_type=Path), default=None,
+              help="Where translations go, one line per input line [default: stdout].")
+@click.option("--batch-size", type=click.IntRange(1), default=DecodeConfig.batch_size,
+              show_default=True, help="Sentences decoded together.")
+@click.option("--errors", type=click.Choice(["strict", "replace"]), default="strict",
+              show_default=True, help="Invalid UTF-8 in the input: stop, or replace it with U+FFFD.")
+def translate(model_dir: Path, input_path: Path | None, output_path: Path | None,
+              batch_size: int, errors: str) -> None:
+    """Translate text greedily: exactly one output line per input line, in order."""
+    from . import files
+    from .decode import Translator
+
+    if output_path is not None:
+        files.check_output_writable(output_path)
+    lines = files.iter_lines(input_path, errors=errors)
+    translator = Translator.from_model_dir(model_dir, DecodeConfig(batch_size=batch_size))
+    translations = translator.translate_stream(lines, batch_size=batch_size)
+    files.write_lines(translations, output_path)
+
+
+@main.command()
+@click.option("--model-dir", required=True, type=click.Path(path_type=Path), help="A trained model.")
+@click.option("--source", required=True, type=click.Path(path_type=Path), help="Source sentences.")
+@click.option("--reference", required=True, type=click.Path(path_type=Path),
+              help="Reference translations, line-aligned with --source.")
+@click.option("--batch-size", type=click.IntRange(1), default=DecodeConfig.batch_size,
+              show_default=True)
+@click.option("-o", "--output", "output_path", type=click.Path(path_type=Path),
+              help="Also write the translations here.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+def evaluate(model_dir: Path, source: Path, reference: Path, batch_size: int,
+             output_path: Path | None, as_json: bool) -> None:
+    """Score translations of SOURCE against REFERENCE: BLEU, chrF, exact match, perplexity."""
+    from .evaluate import evaluate as run_evaluation
+
+    result = run_evaluation(model_dir, source, reference, batch_size, output_path)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    click.echo(f"{result['source']} ({result['sentences']} sentences)")
+    for key, label in (("bleu", "BLEU"), ("bleu_lowercase", "BLEU (lowercased)"), ("chrf", "chrF"),
+                       ("exact_match", "exact match %"), ("perplexity", "perplexity")):
+        click.echo(f"  {label:<20}{result[key]}")
+    for name, signature in result["signatures"].items():
+        click.echo(f"  {name} signature: {signature}")
+
+
+@main.command()
+@click.option("--model-dir", required=True, type=click.Path(path_type=Path), help="A trained model.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+def info(model_dir: Path, as_json: bool) -> None:
+    """Show a model's config and its parameters by component, shared weights counted once."""
+    from .report import parameter_report
+
+    report = parameter_report(model_dir)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    click.echo(json.dumps(report["config"], indent=2))
+    click.echo()
+    click.echo(f"{'component':<24}{'parameters':>12}  used by")
+    for row in report["components"]:
+        click.echo(f"{row['name']:<24}{row['parameters']:>12,}  {row['used_by']}")
+    click.echo(f"{'total':<24}{report['total']:>12,}  (formula: {report['formula']:,})")
+    for line in report["notes"]:
+        click.echo(line)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,141 @@
+"""Settings as frozen dataclasses: defaults < config file < command-line options.
+
+Nothing here imports Keras, so the CLI can parse and validate settings instantly.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The network's shape. Saved in the model directory; the model is rebuilt from it."""
+
+    vocab_size: int = 8000            # SentencePiece pieces (per language with separate vocabularies)
+    joint_vocab: bool = True          # one SentencePiece model for source and target
+    embedding_dim: int = 256
+    hidden_size: int = 512
+    num_layers: int = 1               # each layer is ONE LSTM shared by encoder and decoder
+    share_lstm: bool = True           # False builds separate encoder/decoder LSTMs (ablation)
+    share_embeddings: bool = True     # one table for source and target (needs joint_vocab)
+    tie_output: bool = False          # output projection reuses the target embedding table
+    dropout: float = 0.2              # on embeddings and LSTM outputs, never inside the recurrence
+    reverse_source: bool = True       # feed the source backwards (Sutskever et al., 2014)
+    max_source_length: int = 128      # pieces; longer training pairs are dropped, inputs truncated
+
+    def __post_init__(self) -> None:
+        _require(self.vocab_size >= 8, "vocab_size must be at least 8 (4 special pieces + text)")
+        for name in ("embedding_dim", "hidden_size", "num_layers", "max_source_length"):
+            _require(getattr(self, name) >= 1, f"{name} must be a positive integer")
+        _require(0.0 <= self.dropout < 1.0, "dropout must be in [0, 1)")
+        _require(not self.share_embeddings or self.joint_vocab,
+                 "share_embeddings needs a joint vocabulary: drop --separate-vocab "
+                 "or pass --no-share-embeddings")
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """How to train. Saved beside the model config so a run can be reproduced."""
+
+    epochs: int = 10
+    batch_tokens: int = 2048          # target tokens per batch (padding included)
+    learning_rate: float = 1e-3
+    clip_norm: float = 1.0            # gradient clipping by global norm; 0 turns it off
+    label_smoothing: float = 0.0
+    seed: int = 1234
+    max_target_length: int = 128      # pieces; longer training pairs are dropped
+    sentencepiece_model_type: str = "unigram"
+    sentencepiece_sample_lines: int = 1_000_000  # lines SentencePiece trains on, sampled
+
+    def __post_init__(self) -> None:
+        _require(self.epochs >= 1, "epochs must be at least 1")
+        _require(self.batch_tokens >= 16, "batch_tokens must be at least 16")
+        _require(self.learning_rate > 0, "learning_rate must be positive")
+        _require(self.clip_norm >= 0, "clip_norm must be >= 0 (0 turns clipping off)")
+        _require(0.0 <= self.label_smoothing < 1.0, "label_smoothing must be in [0, 1)")
+        _require(self.max_target_length >= 1, "max_target_length must be positive")
+        _require(self.sentencepiece_model_type in ("unigram", "bpe"),
+                 "sentencepiece_model_type must be 'unigram' or 'bpe'")
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    """Greedy decoding limits: a sentence stops at eos or at length_ratio * source + length_offset."""
+
+    batch_size: int = 64
+    length_ratio: float = 2.0
+    length_offset: int = 10
+
+    def __post_init__(self) -> None:
+        _require(self.batch_size >= 1, "batch_size must be at least 1")
+        _require(self.length_ratio > 0 and self.length_offset >= 0,
+                 "length_ratio must be positive and length_offset >= 0")
+
+
+@dataclass(frozen=True)
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "config") -> "Config":
+        unknown = set(data) - {"model", "training"}
+        if unknown:
+            raise ValueError(f"{source}: unknown section(s) {sorted(unknown)}; "
+                             "expected 'model' and 'training'")
+        return cls(model=_build(ModelConfig, data.get("model", {}), f"{source} [model]"),
+                   training=_build(TrainingConfig, data.get("training", {}),
+                                   f"{source} [training]"))
+
+    def updated(self, overrides: dict[str, Any]) -> "Config":
+        """Apply flat `name=value` overrides (command-line options) to whichever section has the name."""
+        model, training = {}, {}
+        for name, value in overrides.items():
+            if name in _field_names(ModelConfig):
+                model[name] = value
+            elif name in _field_names(TrainingConfig):
+                training[name] = value
+            else:
+                raise ValueError(f"unknown setting {name!r}")
+        return Config(model=dataclasses.replace(self.model, **model),
+                      training=dataclasses.replace(self.training, **training))
+
+
+def load_config_file(path: Path) -> Config:
+    """Read a JSON or TOML file with optional `model` and `training` sections."""
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: config file not found") from None
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as error:
+        raise ValueError(f"{path}: not valid {'TOML' if path.suffix == '.toml' else 'JSON'}: "
+                         f"{error}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected an object with 'model' and 'training' sections")
+    return Config.from_dict(data, source=str(path))
+
+
+def _field_names(cls: type) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)}
+
+
+def _build(cls: type, values: dict[str, Any], source: str) -> Any:
+    unknown = set(values) - _field_names(cls)
+    if unknown:
+        raise ValueError(f"{source}: unknown setting(s) {sorted(unknown)}; "
+                         f"known: {sorted(_field_names(cls))}")
+    return cls(**values)
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)

@@ -1,0 +1,131 @@
+"""Parallel text in, padded id batches out: reading, the teacher-forcing shift, bucketing.
+
+Pure Python and NumPy: nothing here builds or knows the model.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .files import iter_lines
+from .tokenizer import BOS_ID, EOS_ID, PAD_ID
+
+logger = logging.getLogger(__name__)
+
+PAD_TO_MULTIPLE = 8  # lengths are rounded up so compiled steps see few distinct shapes
+
+
+def read_lines(path: Path | str) -> list[str]:
+    """All lines of a UTF-8 file, split on "\\n" alone, as `wc -l` counts them."""
+    return list(iter_lines(Path(path)))
+
+
+def read_parallel(source_path: Path | str, target_path: Path | str) -> tuple[list[str], list[str]]:
+    """Both sides of a parallel corpus, line-aligned; pairs with an empty side are dropped together."""
+    source_lines, target_lines = read_lines(source_path), read_lines(target_path)
+    if len(source_lines) != len(target_lines):
+        raise ValueError(
+            f"{source_path} has {len(source_lines)} lines but {target_path} has "
+            f"{len(target_lines)}; line i of one must translate line i of the other. "
+            f"Run `seq2seq-shared check-data {source_path} {target_path}` to find where they "
+            f"stop corresponding")
+    kept = [i for i, (s, t) in enumerate(zip(source_lines, target_lines)) if s.strip() and t.strip()]
+    if len(kept) < len(source_lines):
+        dropped = sorted(set(range(len(source_lines))) - set(kept))
+        logger.warning("%s / %s: dropped %d pair(s) with an empty side (lines %s%s)",
+                       source_path, target_path, len(dropped),
+                       ", ".join(str(i + 1) for i in dropped[:5]), ", ..." if len(dropped) > 5 else "")
+    if not kept:
+        raise ValueError(f"{source_path} / {target_path}: no pair with text on both sides")
+    return [source_lines[i] for i in kept], [target_lines[i] for i in kept]
+
+
+def teacher_forcing(target: Sequence[int]) -> tuple[list[int], list[int]]:
+    """The decoder reads `bos + target` and must predict `target + eos`, one step ahead."""
+    return [BOS_ID, *target], [*target, EOS_ID]
+
+
+def pad(sequences: Sequence[Sequence[int]], multiple: int = PAD_TO_MULTIPLE) -> np.ndarray:
+    """Right-pad with PAD_ID to the longest length rounded up to `multiple`."""
+    longest = max(1, max((len(s) for s in sequences), default=1))
+    width = -(-longest // multiple) * multiple
+    array = np.full((len(sequences), width), PAD_ID, dtype=np.int32)  # (batch, width)
+    for row, sequence in enumerate(sequences):
+        array[row, :len(sequence)] = sequence
+    return array
+
+
+def source_array(sources: Sequence[Sequence[int]], reverse: bool,
+                 multiple: int = PAD_TO_MULTIPLE) -> np.ndarray:
+    """Padded source ids, each sentence reversed if the model reads its source backwards."""
+    return pad([list(reversed(s)) if reverse else s for s in sources], multiple)
+
+
+@dataclass
+class Batch:
+    source: np.ndarray         # (batch, source_len)
+    target_input: np.ndarray   # (batch, target_len): bos + target
+    target_output: np.ndarray  # (batch, target_len): target + eos
+
+    @property
+    def num_target_tokens(self) -> int:
+        return int((self.target_output != PAD_ID).sum())
+
+
+class ParallelBatches:
+    """Token-budget batches of similar-length pairs, reshuffled every epoch, reproducibly.
+
+    Pairs are sorted by length so each batch holds neighbours (little padding), cut into
+    batches of at most `batch_tokens` padded target slots, and the batch order is shuffled
+    with `seed + epoch`, so epoch k's order is the same in every run with that seed.
+    """
+
+    def __init__(self, sources: list[list[int]], targets: list[list[int]], batch_tokens: int,
+                 reverse_source: bool, seed: int = 0, shuffle: bool = True):
+        self.reverse_source = reverse_source
+        self.seed, self.shuffle = seed, shuffle
+        self.sources, self.targets = sources, targets
+        self.batches = self._plan(batch_tokens)
+        self.set_epoch(0)
+
+    def _plan(self, batch_tokens: int) -> list[np.ndarray]:
+        lengths = np.array([(len(t) + 1, len(s)) for s, t in zip(self.sources, self.targets)])
+        jitter = np.random.default_rng(self.seed).random(len(lengths))  # mixes equal lengths
+        order = np.lexsort((jitter, lengths[:, 1], lengths[:, 0]))
+        batches, start = [], 0
+        while start < len(order):
+            end = start + 1
+            while end < len(order):
+                width = -(-int(lengths[order[end], 0]) // PAD_TO_MULTIPLE) * PAD_TO_MULTIPLE
+                if (end - start + 1) * width > batch_tokens:
+                    break
+                end += 1
+            batches.append(order[start:end])
+            start = end
+        return batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Fix the batch order for `epoch` (a function of seed and epoch alone)."""
+        self.epoch = epoch
+        count = len(self.batches)
+        self._order = (np.random.default_rng(self.seed + epoch).permutation(count)
+                       if self.shuffle else np.arange(count))
+
+    def batch(self, index: int) -> Batch:
+        """The `index`-th batch of the current epoch's order."""
+        rows = self.batches[self._order[index]]
+        shifted = [teacher_forcing(self.targets[i]) for i in rows]
+        return Batch(source=source_array([self.sources[i] for i in rows], self.reverse_source),
+                     target_input=pad([inputs for inputs, _ in shifted]),
+                     target_output=pad([outputs for _, outputs in shifted]))
+
+    @property
+    def num_target_tokens(self) -> int:
+        return sum(len(t) + 1 for t in self.targets)

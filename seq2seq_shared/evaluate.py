@@ -1,0 +1,60 @@
+"""Scoring: teacher-forced perplexity, and translation quality with sacreBLEU."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from .data import ParallelBatches, read_parallel
+
+
+def teacher_forced_nll(model, batches: ParallelBatches) -> float:
+    """Mean negative log-likelihood per target token (eos included), without label smoothing."""
+    if not model.compiled:  # a freshly loaded model: only the loss is needed, no optimizer state
+        model.compile()
+    total, tokens = 0.0, 0
+    for index in range(len(batches)):
+        batch = batches.batch(index)
+        logs = model.test_on_batch({"source": batch.source, "target_input": batch.target_input},
+                                   batch.target_output, return_dict=True)
+        total += float(logs["nll"]) * batch.num_target_tokens
+        tokens += batch.num_target_tokens
+    return total / max(tokens, 1)
+
+
+def quality(hypotheses: list[str], references: list[str]) -> dict[str, Any]:
+    """Cased and lowercased BLEU, chrF (sacreBLEU, 13a tokenization) and exact match."""
+    from sacrebleu.metrics import BLEU, CHRF
+
+    bleu, bleu_lowercase, chrf = BLEU(), BLEU(lowercase=True), CHRF()
+    exact = sum(h.strip() == r.strip() for h, r in zip(hypotheses, references))
+    return {
+        "bleu": round(bleu.corpus_score(hypotheses, [references]).score, 2),
+        "bleu_lowercase": round(bleu_lowercase.corpus_score(hypotheses, [references]).score, 2),
+        "chrf": round(chrf.corpus_score(hypotheses, [references]).score, 2),
+        "exact_match": round(100.0 * exact / max(len(references), 1), 2),
+        "sentences": len(references),
+        "signatures": {"bleu": str(bleu.get_signature()),
+                       "bleu_lowercase": str(bleu_lowercase.get_signature()),
+                       "chrf": str(chrf.get_signature())},
+    }
+
+
+def evaluate(model_dir: Path | str, source_path: Path | str, reference_path: Path | str,
+             batch_size: int | None = None, output_path: Path | None = None) -> dict[str, Any]:
+    """Translate `source_path`, score it against `reference_path`, and add perplexity."""
+    from .decode import Translator
+    from .files import atomic_write_text
+
+    sources, references = read_parallel(source_path, reference_path)
+    translator = Translator.from_model_dir(model_dir)
+    hypotheses = translator.translate(sources, batch_size=batch_size)
+    if output_path is not None:
+        atomic_write_text(Path(output_path), "".join(h + "\n" for h in hypotheses))
+    tokenizer, model_config = translator.tokenizer, translator.model_config
+    batches = ParallelBatches(tokenizer.encode_source(sources), tokenizer.encode_target(references),
+                              batch_tokens=4096, reverse_source=model_config.reverse_source,
+                              shuffle=False)
+    nll = teacher_forced_nll(translator.model, batches)
+    return {"source": str(source_path), "reference": str(reference_path),
+            **quality(hypotheses, references), "perplexity": round(math.exp(nll), 3)}

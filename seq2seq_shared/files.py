@@ -1,0 +1,109 @@
+"""Text files as translation needs them: lines split on "\\n" alone, atomic writes.
+
+Lines are split exactly as `wc -l` counts them: never on \\r, U+0085, U+2028 or U+2029
+(Python's `str.splitlines` splits on all of those, which silently misaligns parallel data).
+"""
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+
+def iter_lines(path: Path | None, errors: str = "strict") -> Iterator[str]:
+    """Decoded lines of `path` (stdin when None), streamed, without their "\\n".
+
+    `errors="strict"` stops at invalid UTF-8 with `file:line:column`; "replace" substitutes
+    U+FFFD and keeps going.
+    """
+    name = "<stdin>" if path is None else str(path)
+    if path is None:
+        yield from _decode(sys.stdin.buffer, name, errors)
+        return
+    try:
+        with open(path, "rb") as file:
+            yield from _decode(file, name, errors)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ValueError(f"{path}: is a directory, expected a text file") from None
+
+
+def _decode(file, name: str, errors: str) -> Iterator[str]:
+    for number, raw in enumerate(file, start=1):  # binary files split on b"\n" alone
+        if raw.endswith(b"\n"):
+            raw = raw[:-1]
+        try:
+            yield raw.decode("utf-8", errors=errors)
+        except UnicodeDecodeError as error:
+            raise ValueError(f"{name}:{number}:{error.start + 1}: invalid UTF-8 (byte "
+                             f"{raw[error.start]:#04x}); convert the file to UTF-8 (e.g. with "
+                             f"iconv) or pass --errors replace") from None
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Call `write(temporary_path)`, fsync it, then rename it to `path` (atomic on POSIX).
+
+    A crash at any moment leaves either the old file or the complete new one, never a part.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Keep the full suffix (".weights.h5") on the temporary name: Keras checks it.
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-",
+                                         suffix="".join(path.suffixes))
+    os.close(handle)
+    temporary = Path(temporary)
+    try:
+        write(temporary)
+        with open(temporary, "rb+") as file:
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    atomic_write(path, lambda temporary: temporary.write_bytes(data))
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def check_output_writable(path: Path) -> None:
+    """Fail before any work if `path` cannot be written."""
+    if path.is_dir():
+        raise ValueError(f"{path}: is a directory; give a file path for the output")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise FileNotFoundError(f"{path}: its directory {parent} does not exist; create it first")
+    if not os.access(parent, os.W_OK):
+        raise PermissionError(f"{path}: cannot write in {parent}; choose another output path")
+
+
+def write_lines(lines: Iterable[str], path: Path | None) -> int:
+    """Write one line per item: to stdout as they come (flushed), or atomically to `path`."""
+    count = 0
+    if path is None:
+        for line in lines:
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+            count += 1
+        return count
+
+    def write(temporary: Path) -> None:
+        nonlocal count
+        with open(temporary, "w", encoding="utf-8", newline="\n") as file:
+            for line in lines:
+                file.write(line + "\n")
+                count += 1
+
+    atomic_write(path, write)
+    return count

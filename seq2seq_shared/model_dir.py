@@ -1,0 +1,198 @@
+"""The model directory: the ONLY module that knows its layout. Every write is atomic.
+
+    config.json            model + training settings, vocabulary sizes, format version,
+                           package version, and the SentencePiece models' sha256
+    sentencepiece.model    joint vocabulary (or source.model + target.model)
+    model.weights.h5       the weights (Keras format)
+    training_state.json    epoch, step, history: where a run stands
+    metrics.csv            one row per epoch
+    train.log              the training log
+
+Every file is written through `files.atomic_write`: a crash leaves the old or the new
+file, never half of one.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .config import Config
+from .files import atomic_write, atomic_write_bytes, atomic_write_text
+
+FORMAT_VERSION = 1
+
+CONFIG = "config.json"
+JOINT_SPM, SOURCE_SPM, TARGET_SPM = "sentencepiece.model", "source.model", "target.model"
+WEIGHTS = "model.weights.h5"
+STATE = "training_state.json"
+METRICS = "metrics.csv"
+LOG = "train.log"
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class ModelDir:
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    @property
+    def log_path(self) -> Path:
+        return self.path / LOG
+
+    def has_model(self) -> bool:
+        return (self.path / CONFIG).exists()
+
+    def is_empty(self) -> bool:
+        return not self.path.exists() or not any(self.path.iterdir())
+
+    def check_writable(self) -> None:
+        """Fail now, not after training, if the directory cannot be created or written."""
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=self.path):
+                pass
+        except OSError as error:
+            raise ValueError(f"{self.path}: model directory is not writable ({error.strerror}); "
+                             f"choose another --model-dir") from None
+
+    # Config and tokenizer ----------------------------------------------------------------
+
+    def save_config(self, config: Config, source_vocab_size: int, target_vocab_size: int,
+                    sentencepiece_models: dict[str, bytes]) -> None:
+        document = {
+            "format_version": FORMAT_VERSION,
+            "package_version": __version__,
+            **config.to_dict(),
+            "vocab": {"source_vocab_size": source_vocab_size,
+                      "target_vocab_size": target_vocab_size,
+                      "sentencepiece_sha256": {name: sha256(data)
+                                               for name, data in sentencepiece_models.items()}},
+        }
+        atomic_write_text(self.path / CONFIG, json.dumps(document, indent=2) + "\n")
+
+    def read_config_document(self) -> dict[str, Any]:
+        path = self.path / CONFIG
+        if not self.path.is_dir():
+            raise FileNotFoundError(f"{self.path}: model directory not found; train one with "
+                                    f"`seq2seq-shared train ... --model-dir {self.path}`")
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: missing; {self.path} is not a seq2seq-shared model "
+                                    f"directory (or its training never got past the start)")
+        try:
+            document = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ValueError(f"{path}: corrupt ({error}); restore it or retrain") from None
+        version = document.get("format_version")
+        if version != FORMAT_VERSION:
+            raise ValueError(f"{path}: model directory format {version!r}, but this "
+                             f"seq2seq-shared ({__version__}) reads format {FORMAT_VERSION}; "
+                             f"use the version that wrote it, or retrain")
+        return document
+
+    def read_config(self) -> Config:
+        document = self.read_config_document()
+        return Config.from_dict({"model": document["model"], "training": document["training"]},
+                                source=str(self.path / CONFIG))
+
+    def save_tokenizer(self, source_model: bytes, target_model: bytes | None) -> dict[str, bytes]:
+        """Write the SentencePiece model(s); returns {file name: bytes} for the config's hashes."""
+        models = ({JOINT_SPM: source_model} if target_model is None
+                  else {SOURCE_SPM: source_model, TARGET_SPM: target_model})
+        for file_name, data in models.items():
+            atomic_write_bytes(self.path / file_name, data)
+        return models
+
+    def load_tokenizer(self):
+        from .tokenizer import Tokenizer
+
+        expected = self.read_config_document()["vocab"]["sentencepiece_sha256"]
+        models = {}
+        for file_name, digest in expected.items():
+            path = self.path / file_name
+            if not path.exists():
+                raise FileNotFoundError(f"{path}: missing SentencePiece model; restore it or retrain")
+            models[file_name] = path.read_bytes()
+            if sha256(models[file_name]) != digest:
+                raise ValueError(f"{path}: does not match the model it was trained with "
+                                 f"(sha256 differs from {self.path / CONFIG}); restore the "
+                                 f"original file or retrain")
+        if JOINT_SPM in models:
+            return Tokenizer(models[JOINT_SPM])
+        return Tokenizer(models[SOURCE_SPM], models[TARGET_SPM])
+
+    # Model and weights -------------------------------------------------------------------
+
+    def build_model(self, config: Config | None = None):
+        from .model import Seq2Seq
+
+        document = self.read_config_document()
+        config = config or self.read_config()
+        model_config = config.model
+        model = Seq2Seq(source_vocab_size=document["vocab"]["source_vocab_size"],
+                        target_vocab_size=document["vocab"]["target_vocab_size"],
+                        embedding_dim=model_config.embedding_dim,
+                        hidden_size=model_config.hidden_size,
+                        num_layers=model_config.num_layers,
+                        share_lstm=model_config.share_lstm,
+                        share_embeddings=model_config.share_embeddings,
+                        tie_output=model_config.tie_output,
+                        dropout=model_config.dropout,
+                        label_smoothing=config.training.label_smoothing)
+        model.build()
+        return model
+
+    def save_weights(self, model) -> None:
+        atomic_write(self.path / WEIGHTS, lambda temporary: model.save_weights(temporary))
+
+    def has_weights(self) -> bool:
+        return (self.path / WEIGHTS).exists()
+
+    def load_weights(self, model) -> None:
+        path = self.path / WEIGHTS
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: missing; the model has no trained weights yet "
+                                    f"(train it, or let a running training save an epoch)")
+        try:
+            model.load_weights(path)
+        except Exception as error:  # h5py/Keras raise many types for a damaged or foreign file
+            raise ValueError(f"{path}: cannot be loaded ({error}); it is corrupt or belongs to "
+                             f"another model; restore it or retrain") from None
+
+    def load_model(self):
+        """(model, tokenizer, config), rebuilt from the config, then the weights loaded."""
+        config = self.read_config()
+        tokenizer = self.load_tokenizer()
+        model = self.build_model(config)
+        self.load_weights(model)
+        return model, tokenizer, config
+
+    # Training state and metrics ----------------------------------------------------------
+
+    def save_state(self, state: dict[str, Any]) -> None:
+        atomic_write_text(self.path / STATE, json.dumps(state, indent=2) + "\n")
+
+    def read_state(self) -> dict[str, Any] | None:
+        path = self.path / STATE
+        if not path.exists():
+            return None
+        return json.loads(path.read_text(encoding="utf-8"))
+
+    def save_metrics(self, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write_text(self.path / METRICS, buffer.getvalue())

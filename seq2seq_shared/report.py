@@ -1,0 +1,58 @@
+"""What a model is made of: its config and parameters by component, sharing made visible."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .model_dir import ModelDir
+
+
+def parameter_report(model_dir: Path | str) -> dict[str, Any]:
+    """Parameters per component, each shared layer once, checked against the formula."""
+    from .model import Seq2Seq, expected_parameter_count
+
+    directory = ModelDir(model_dir)
+    document = directory.read_config_document()
+    config = directory.read_config()
+    model: Seq2Seq = directory.build_model(config)
+    directory.load_weights(model)
+    both = "encoder + decoder (one set of weights)"
+
+    components = []
+    if model.share_embeddings:
+        components.append(_row(model.source_embedding, both))
+    else:
+        components += [_row(model.source_embedding, "encoder"),
+                       _row(model.target_embedding, "decoder")]
+    for encoder_lstm, decoder_lstm in zip(model.encoder_lstms, model.decoder_lstms):
+        if encoder_lstm is decoder_lstm:
+            components.append(_row(encoder_lstm, both))
+        else:
+            components += [_row(encoder_lstm, "encoder"), _row(decoder_lstm, "decoder")]
+    for layer in (model.projection, getattr(model, "output_bridge", None)):
+        if layer is not None:
+            components.append(_row(layer, "decoder (output)"))
+
+    vocab = document["vocab"]
+    sizes = dict(source_vocab_size=vocab["source_vocab_size"],
+                 target_vocab_size=vocab["target_vocab_size"],
+                 embedding_dim=config.model.embedding_dim, hidden_size=config.model.hidden_size,
+                 num_layers=config.model.num_layers, share_embeddings=config.model.share_embeddings,
+                 tie_output=config.model.tie_output)
+    total = model.count_params()
+    formula = expected_parameter_count(share_lstm=config.model.share_lstm, **sizes)
+    notes = []
+    if config.model.share_lstm:
+        unshared = expected_parameter_count(share_lstm=False, **sizes)
+        notes.append(f"Each LSTM layer's weights exist once and serve encoder and decoder; "
+                     f"separate LSTMs would need {unshared:,} parameters "
+                     f"({unshared - total:,} more).")
+    if config.model.tie_output:
+        notes.append("The output projection reuses the target embedding table.")
+    return {"config": {key: document[key] for key in ("model", "training", "vocab",
+                                                      "format_version", "package_version")},
+            "components": components, "total": total, "formula": formula, "notes": notes}
+
+
+def _row(layer, used_by: str) -> dict[str, Any]:
+    return {"name": layer.name, "parameters": layer.count_params(), "used_by": used_by}

@@ -1,0 +1,75 @@
+"""SentencePiece: train on the parallel text, then strings <-> ids.
+
+Ids are fixed for every model: pad=0, unk=1, bos=2, eos=3. A joint vocabulary (one model
+for both languages) is the default; separate vocabularies give one model per language.
+"""
+from __future__ import annotations
+
+import io
+import logging
+import random
+from collections.abc import Iterable, Sequence
+
+import sentencepiece
+
+PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
+
+logger = logging.getLogger(__name__)
+
+
+def train_sentencepiece(lines: Sequence[str], vocab_size: int, model_type: str = "unigram",
+                        sample_lines: int = 1_000_000, seed: int = 1234) -> bytes:
+    """Train a SentencePiece model in memory and return its serialized bytes.
+
+    `vocab_size` is an upper bound: on small corpora SentencePiece stops at the largest
+    vocabulary the text supports instead of failing.
+    """
+    lines = [line for line in lines if line.strip()]
+    if not lines:
+        raise ValueError("cannot train SentencePiece: the training text has no non-empty lines")
+    if len(lines) > sample_lines:
+        lines = random.Random(seed).sample(lines, sample_lines)
+    sentencepiece.set_random_generator_seed(seed)
+    model = io.BytesIO()
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(lines), model_writer=model, vocab_size=vocab_size,
+        model_type=model_type, character_coverage=1.0, hard_vocab_limit=False,
+        pad_id=PAD_ID, unk_id=UNK_ID, bos_id=BOS_ID, eos_id=EOS_ID,
+        pad_piece="<pad>", unk_piece="<unk>", bos_piece="<s>", eos_piece="</s>",
+        num_threads=2, minloglevel=2)
+    return model.getvalue()
+
+
+class Tokenizer:
+    """Source and target SentencePiece processors (the same one for a joint vocabulary)."""
+
+    def __init__(self, source_model: bytes, target_model: bytes | None = None):
+        self.source = sentencepiece.SentencePieceProcessor(model_proto=source_model)
+        self.target = (self.source if target_model is None
+                       else sentencepiece.SentencePieceProcessor(model_proto=target_model))
+        for processor in {id(self.source): self.source, id(self.target): self.target}.values():
+            ids = (processor.pad_id(), processor.unk_id(), processor.bos_id(), processor.eos_id())
+            if ids != (PAD_ID, UNK_ID, BOS_ID, EOS_ID):
+                raise ValueError(f"SentencePiece model has special ids {ids}; seq2seq-shared "
+                                 f"needs pad=0, unk=1, bos=2, eos=3")
+
+    @property
+    def joint(self) -> bool:
+        return self.source is self.target
+
+    @property
+    def source_vocab_size(self) -> int:
+        return self.source.get_piece_size()
+
+    @property
+    def target_vocab_size(self) -> int:
+        return self.target.get_piece_size()
+
+    def encode_source(self, lines: Iterable[str]) -> list[list[int]]:
+        return self.source.encode(list(lines))
+
+    def encode_target(self, lines: Iterable[str]) -> list[list[int]]:
+        return self.target.encode(list(lines))
+
+    def decode_target(self, ids: Iterable[Sequence[int]]) -> list[str]:
+        return self.target.decode([list(map(int, sentence)) for sentence in ids])

@@ -1,0 +1,80 @@
+import numpy as np
+import pytest
+
+from seq2seq_shared.data import ParallelBatches, pad, read_lines, read_parallel, source_array, teacher_forcing
+from seq2seq_shared.tokenizer import BOS_ID, EOS_ID, PAD_ID
+
+
+def test_teacher_forcing_shift_by_hand():
+    decoder_input, labels = teacher_forcing([17, 42, 9])
+    assert decoder_input == [2, 17, 42, 9]   # bos + target
+    assert labels == [17, 42, 9, 3]          # target + eos
+    assert (BOS_ID, EOS_ID) == (2, 3)
+
+
+def test_pad_rounds_up_to_a_multiple_and_uses_pad_id():
+    array = pad([[5, 6, 7], [8]], multiple=4)
+    assert array.tolist() == [[5, 6, 7, 0], [8, 0, 0, 0]]
+    assert PAD_ID == 0 and array.dtype == np.int32
+
+
+def test_source_array_reverses_real_tokens_only():
+    assert source_array([[5, 6, 7], [8, 9]], reverse=True, multiple=4).tolist() == [
+        [7, 6, 5, 0], [9, 8, 0, 0]]
+
+
+def test_read_lines_splits_on_newline_alone(tmp_path):
+    path = tmp_path / "odd.txt"
+    path.write_bytes("a\rb\nc\u2028d\u0085e\n\nlast".encode("utf-8"))
+    assert read_lines(path) == ["a\rb", "c\u2028d\u0085e", "", "last"]
+
+
+def test_read_lines_names_file_line_and_column_of_invalid_utf8(tmp_path):
+    path = tmp_path / "bad.txt"
+    path.write_bytes(b"fine\nbad \xff here\n")
+    with pytest.raises(ValueError, match=r"bad\.txt:2:5: invalid UTF-8.*iconv"):
+        read_lines(path)
+
+
+def test_read_parallel_refuses_different_line_counts(tmp_path):
+    (tmp_path / "a").write_text("one\ntwo\n")
+    (tmp_path / "b").write_text("eins\n")
+    with pytest.raises(ValueError, match="has 2 lines but .* has 1"):
+        read_parallel(tmp_path / "a", tmp_path / "b")
+
+
+def test_read_parallel_drops_pairs_with_an_empty_side_together(tmp_path):
+    (tmp_path / "a").write_text("one\n\nthree\nfour\n")
+    (tmp_path / "b").write_text("eins\nzwei\ndrei\n \n")
+    assert read_parallel(tmp_path / "a", tmp_path / "b") == (["one", "three"], ["eins", "drei"])
+
+
+def test_batches_cover_every_pair_once_within_the_token_budget():
+    rng = np.random.default_rng(0)
+    sources = [list(rng.integers(4, 50, rng.integers(1, 30))) for _ in range(300)]
+    targets = [list(rng.integers(4, 50, rng.integers(1, 30))) for _ in range(300)]
+    batches = ParallelBatches(sources, targets, batch_tokens=256, reverse_source=False, seed=1)
+    seen = []
+    for index in range(len(batches)):
+        batch = batches.batch(index)
+        assert batch.target_output.size <= 256 or batch.target_output.shape[0] == 1
+        assert (batch.target_input[:, 0] == BOS_ID).all()
+        for row in range(batch.source.shape[0]):
+            source = batch.source[row][batch.source[row] != PAD_ID].tolist()
+            target = batch.target_output[row][batch.target_output[row] != PAD_ID].tolist()
+            seen.append((tuple(source), tuple(target[:-1])))
+            assert target[-1] == EOS_ID
+    assert sorted(seen) == sorted((tuple(s), tuple(t)) for s, t in zip(sources, targets))
+
+
+def test_batch_order_depends_on_seed_and_epoch_alone():
+    sources = [[5] * (i % 13 + 1) for i in range(200)]
+    targets = [[6] * (i % 7 + 1) for i in range(200)]
+
+    def first_sources(seed, epoch):
+        batches = ParallelBatches(sources, targets, batch_tokens=64, reverse_source=False, seed=seed)
+        batches.set_epoch(epoch)
+        return [batches.batch(i).source.shape for i in range(len(batches))]
+
+    assert first_sources(1, 3) == first_sources(1, 3)
+    assert first_sources(1, 3) != first_sources(1, 4)

@@ -1,0 +1,105 @@
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+from keras import ops  # noqa: E402
+
+from seq2seq_shared.decode import greedy_search  # noqa: E402
+from seq2seq_shared.model import Seq2Seq, expected_parameter_count, lstm_parameter_count  # noqa: E402
+
+V, E, H = 37, 8, 12
+
+
+def build(**options) -> Seq2Seq:
+    keras.utils.set_random_seed(7)
+    model = Seq2Seq(source_vocab_size=options.pop("source_vocab_size", V), target_vocab_size=V,
+                    embedding_dim=E, hidden_size=H, **options)
+    model.build()
+    return model
+
+
+def random_ids(rows, length, seed):
+    ids = np.random.default_rng(seed).integers(4, V, size=(rows, length)).astype("int32")
+    ids[1, length - 3:] = 0  # a shorter, right-padded sentence
+    return ids
+
+
+def test_encoder_and_decoder_use_the_very_same_lstm_variables():
+    model = build(num_layers=2)
+    for encoder_lstm, decoder_lstm in zip(model.encoder_lstms, model.decoder_lstms):
+        assert encoder_lstm is decoder_lstm
+        assert [id(v) for v in encoder_lstm.weights] == [id(v) for v in decoder_lstm.weights]
+    paths = [v.path for v in model.trainable_variables]
+    assert len(paths) == len(set(paths))
+    assert sum("lstm" in p for p in paths) == 2 * 3  # 2 layers x (kernel, recurrent, bias)
+
+
+@pytest.mark.parametrize("options", [
+    {}, {"num_layers": 3}, {"share_lstm": False}, {"tie_output": True},
+    {"share_embeddings": False, "source_vocab_size": 29}, {"num_layers": 2, "share_lstm": False}])
+def test_parameter_count_matches_the_formula(options):
+    model = build(**options)
+    sizes = dict(source_vocab_size=options.get("source_vocab_size", V), target_vocab_size=V,
+                 embedding_dim=E, hidden_size=H, num_layers=options.get("num_layers", 1),
+                 share_lstm=options.get("share_lstm", True),
+                 share_embeddings=options.get("share_embeddings", True),
+                 tie_output=options.get("tie_output", False))
+    assert model.count_params() == expected_parameter_count(**sizes)
+
+
+def test_one_shared_lstm_by_hand():
+    # embedding V*E, ONE LSTM 4*(E*H + H*H + H), projection H*V + V.
+    assert build().count_params() == V * E + 4 * (E * H + H * H + H) + H * V + V
+    assert lstm_parameter_count(E, H) == 4 * (E * H + H * H + H)
+    shared, separate = build().count_params(), build(share_lstm=False).count_params()
+    assert separate - shared == lstm_parameter_count(E, H)
+
+
+@pytest.mark.parametrize("options", [{}, {"num_layers": 2}, {"share_lstm": False},
+                                     {"tie_output": True}])
+def test_step_by_step_decoding_reproduces_teacher_forced_logits(options):
+    model = build(dropout=0.3, **options)  # dropout must be off at inference
+    source, target_input = random_ids(3, 9, seed=1), random_ids(3, 7, seed=2)
+    target_input[:, 0] = 2
+    forced = ops.convert_to_numpy(model({"source": source, "target_input": target_input}))
+    states = model.encode(source)
+    for t in range(target_input.shape[1]):
+        logits, states = model.decode_step(target_input[:, t], states)
+        np.testing.assert_allclose(ops.convert_to_numpy(logits), forced[:, t], atol=1e-5)
+
+
+def test_padding_does_not_change_the_encoder_state():
+    model = build()
+    source = random_ids(2, 6, seed=3)
+    padded = np.pad(source, ((0, 0), (0, 10)))
+    for (h, c), (h_padded, c_padded) in zip(model.encode(source), model.encode(padded)):
+        np.testing.assert_allclose(ops.convert_to_numpy(h), ops.convert_to_numpy(h_padded), atol=1e-6)
+        np.testing.assert_allclose(ops.convert_to_numpy(c), ops.convert_to_numpy(c_padded), atol=1e-6)
+
+
+def test_greedy_search_equals_a_plain_python_loop():
+    model = build()
+    source = random_ids(4, 5, seed=4)
+    limits = np.array([3, 8, 8, 0], dtype="int32")
+    output = ops.convert_to_numpy(greedy_search(model, source, limits, max_steps=8))
+    states, token = model.encode(source), np.full(4, 2, dtype="int32")
+    expected = np.zeros((4, 8), dtype="int32")
+    finished = limits <= 0
+    for step in range(8):
+        logits, states = model.decode_step(token, states)
+        token = np.where(finished, 0, ops.convert_to_numpy(ops.argmax(logits, -1))).astype("int32")
+        expected[:, step] = token
+        finished |= (token == 3) | (step + 1 >= limits)
+    np.testing.assert_array_equal(output, expected)
+    assert (output[0, 3:] == 0).all() and (output[3] == 0).all()
+
+
+def test_loss_ignores_padding():
+    model = build()
+    logits = ops.convert_to_tensor(np.random.default_rng(5).normal(size=(2, 4, V)).astype("float32"))
+    labels = np.array([[5, 6, 3, 0], [7, 3, 0, 0]], dtype="int32")
+    loss = float(model.compute_loss(y=labels, y_pred=logits))
+    log_probs = ops.convert_to_numpy(ops.log_softmax(logits, axis=-1))
+    real = [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1)]
+    expected = -np.mean([log_probs[b, t, labels[b, t]] for b, t in real])
+    assert loss == pytest.approx(expected, rel=1e-5)
