@@ -38,6 +38,12 @@ def compile_inference(model: keras.Model, function: Callable, static_argnums: tu
     return function
 
 
+def shape_multiple() -> int:
+    """Round padded lengths up to this. JAX compiles once per shape, so few shapes pay;
+    TensorFlow's `reduce_retracing` relaxes to dynamic shapes, so padding is pure waste."""
+    return 1 if name() == "tensorflow" else 8
+
+
 def accelerator() -> str:
     """'GPU' if the backend sees one, else 'CPU' (for logs and reports)."""
     if name() == "tensorflow":

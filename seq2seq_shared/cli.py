@@ -31,10 +31,29 @@ class Group(click.Group):
             raise click.ClickException(str(error)) from None
 
 
+def _import_keras_quietly() -> None:
+    """Import Keras with file descriptor 2 silenced: TensorFlow's C++ start-up chatter
+    ("Could not find cuda drivers", absl notices) bypasses TF_CPP_MIN_LOG_LEVEL. Python
+    errors still show: stderr is restored before any exception propagates."""
+    verbose = click.get_current_context().find_root().params.get("verbose", False)
+    if verbose or "keras" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    try:
+        import keras  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+
+
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"],
                                           "max_content_width": 100})
 @click.version_option(package_name="seq2seq-shared")
-@click.option("-v", "--verbose", is_flag=True, help="Log debugging detail.")
+@click.option("-v", "--verbose", is_flag=True,
+              help="Log debugging detail, and show TensorFlow's start-up messages.")
 def main(verbose: bool) -> None:
     """Compact translation models with ONE LSTM shared by encoder and decoder.
 
@@ -117,6 +136,7 @@ def _apply(options):
 def train(source: Path, target: Path, model_dir: Path, valid, config_file: Path | None,
           separate_vocab: bool | None, overwrite: bool, quiet: bool, **settings) -> None:
     """Train a model on a parallel corpus SOURCE / TARGET (line i translates line i)."""
+    _import_keras_quietly()
     from .train import train as run_training
 
     config = load_config_file(config_file) if config_file else Config()
@@ -142,6 +162,7 @@ def train(source: Path, target: Path, model_dir: Path, valid, config_file: Path 
 def translate(model_dir: Path, input_path: Path | None, output_path: Path | None,
               batch_size: int, errors: str) -> None:
     """Translate text greedily: exactly one output line per input line, in order."""
+    _import_keras_quietly()
     from . import files
     from .decode import Translator
 
@@ -166,6 +187,7 @@ def translate(model_dir: Path, input_path: Path | None, output_path: Path | None
 def evaluate(model_dir: Path, source: Path, reference: Path, batch_size: int,
              output_path: Path | None, as_json: bool) -> None:
     """Score translations of SOURCE against REFERENCE: BLEU, chrF, exact match, perplexity."""
+    _import_keras_quietly()
     from .evaluate import evaluate as run_evaluation
 
     result = run_evaluation(model_dir, source, reference, batch_size, output_path)
@@ -185,6 +207,7 @@ def evaluate(model_dir: Path, source: Path, reference: Path, batch_size: int,
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 def info(model_dir: Path, as_json: bool) -> None:
     """Show a model's config and its parameters by component, shared weights counted once."""
+    _import_keras_quietly()
     from .report import parameter_report
 
     report = parameter_report(model_dir)

@@ -16,7 +16,7 @@ from .tokenizer import BOS_ID, EOS_ID, PAD_ID
 
 logger = logging.getLogger(__name__)
 
-PAD_TO_MULTIPLE = 8  # lengths are rounded up so compiled steps see few distinct shapes
+PAD_TO_MULTIPLE = 8  # default rounding of lengths, so compiled steps see few distinct shapes
 
 
 def read_lines(path: Path | str) -> list[str]:
@@ -85,8 +85,9 @@ class ParallelBatches:
     """
 
     def __init__(self, sources: list[list[int]], targets: list[list[int]], batch_tokens: int,
-                 reverse_source: bool, seed: int = 0, shuffle: bool = True):
-        self.reverse_source = reverse_source
+                 reverse_source: bool, seed: int = 0, shuffle: bool = True,
+                 multiple: int = PAD_TO_MULTIPLE):
+        self.reverse_source, self.multiple = reverse_source, multiple
         self.seed, self.shuffle = seed, shuffle
         self.sources, self.targets = sources, targets
         self.batches = self._plan(batch_tokens)
@@ -100,7 +101,7 @@ class ParallelBatches:
         while start < len(order):
             end = start + 1
             while end < len(order):
-                width = -(-int(lengths[order[end], 0]) // PAD_TO_MULTIPLE) * PAD_TO_MULTIPLE
+                width = -(-int(lengths[order[end], 0]) // self.multiple) * self.multiple
                 if (end - start + 1) * width > batch_tokens:
                     break
                 end += 1
@@ -122,10 +123,20 @@ class ParallelBatches:
         """The `index`-th batch of the current epoch's order."""
         rows = self.batches[self._order[index]]
         shifted = [teacher_forcing(self.targets[i]) for i in rows]
-        return Batch(source=source_array([self.sources[i] for i in rows], self.reverse_source),
-                     target_input=pad([inputs for inputs, _ in shifted]),
-                     target_output=pad([outputs for _, outputs in shifted]))
+        return Batch(source=source_array([self.sources[i] for i in rows], self.reverse_source,
+                                         self.multiple),
+                     target_input=pad([inputs for inputs, _ in shifted], self.multiple),
+                     target_output=pad([outputs for _, outputs in shifted], self.multiple))
 
     @property
     def num_target_tokens(self) -> int:
         return sum(len(t) + 1 for t in self.targets)
+
+    @property
+    def padding_efficiency(self) -> float:
+        """Real target tokens / padded target slots, over all batches."""
+        slots = 0
+        for rows in self.batches:
+            longest = max(len(self.targets[i]) + 1 for i in rows)
+            slots += len(rows) * -(-longest // self.multiple) * self.multiple
+        return self.num_target_tokens / slots

@@ -98,15 +98,16 @@ class Translator:
         return results
 
     def _translate_batch(self, sources: list[list[int]]) -> list[str]:
-        # Pad the batch to a power of two and lengths to a multiple of 8, so the compiled
-        # search sees few distinct shapes.
-        rows = 1 << (len(sources) - 1).bit_length()
+        # Where each shape compiles anew (JAX), pad the batch to a power of two and lengths
+        # to a multiple, so the compiled search sees few distinct shapes.
+        multiple = backend.shape_multiple()
+        rows = len(sources) if multiple == 1 else 1 << (len(sources) - 1).bit_length()
         padded = sources + [[]] * (rows - len(sources))
         config = self.decode_config
         limits = np.array([int(config.length_ratio * len(s) + config.length_offset) if s else 0
                            for s in padded], dtype=np.int32)
         max_steps = -(-int(limits.max()) // 8) * 8
-        source = source_array(padded, self.model_config.reverse_source)
+        source = source_array(padded, self.model_config.reverse_source, multiple)
         output = ops.convert_to_numpy(self._search(source, limits, max_steps))
         return self.tokenizer.decode_target(_strip(row) for row in output[:len(sources)])
 

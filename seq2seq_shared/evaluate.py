@@ -5,6 +5,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from . import backend
 from .data import ParallelBatches, read_parallel
 
 
@@ -54,7 +55,7 @@ def evaluate(model_dir: Path | str, source_path: Path | str, reference_path: Pat
     tokenizer, model_config = translator.tokenizer, translator.model_config
     batches = ParallelBatches(tokenizer.encode_source(sources), tokenizer.encode_target(references),
                               batch_tokens=4096, reverse_source=model_config.reverse_source,
-                              shuffle=False)
+                              shuffle=False, multiple=backend.shape_multiple())
     nll = teacher_forced_nll(translator.model, batches)
     return {"source": str(source_path), "reference": str(reference_path),
             **quality(hypotheses, references), "perplexity": round(math.exp(nll), 3)}

@@ -58,6 +58,8 @@ def _run(directory: ModelDir, config: Config, sources: list[str], targets: list[
 
     batches = _batches(tokenizer, sources, targets, config, shuffle=True)
     valid_batches = _batches(tokenizer, *valid, config, shuffle=False) if valid else None
+    logger.info("batches: %.1f%% of padded target slots hold real tokens",
+                100 * batches.padding_efficiency)
     model = directory.build_model(config)
     model.compile(optimizer=keras.optimizers.Adam(
         learning_rate=training.learning_rate, global_clipnorm=training.clip_norm or None))
@@ -128,6 +130,8 @@ def _train_tokenizer(sources: list[str], targets: list[str], config: Config) -> 
 
 def _batches(tokenizer: Tokenizer, sources: list[str], targets: list[str], config: Config,
              shuffle: bool) -> ParallelBatches:
+    from . import backend
+
     source_ids, target_ids = tokenizer.encode_source(sources), tokenizer.encode_target(targets)
     max_source, max_target = config.model.max_source_length, config.training.max_target_length
     keep = [i for i, (s, t) in enumerate(zip(source_ids, target_ids))
@@ -141,7 +145,8 @@ def _batches(tokenizer: Tokenizer, sources: list[str], targets: list[str], confi
     return ParallelBatches([source_ids[i] for i in keep], [target_ids[i] for i in keep],
                            batch_tokens=config.training.batch_tokens,
                            reverse_source=config.model.reverse_source,
-                           seed=config.training.seed, shuffle=shuffle)
+                           seed=config.training.seed, shuffle=shuffle,
+                           multiple=backend.shape_multiple())
 
 
 def _log_samples(translator, sources: list[str], targets: list[str]) -> None:

@@ -1,0 +1,24 @@
+"""The same code under KERAS_BACKEND=jax: a small train-then-translate run, in a fresh process."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("jax")
+
+
+def test_train_then_translate_under_jax(numbers_corpus, tmp_path):
+    environment = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
+    corpus = numbers_corpus
+    command = [sys.executable, "-m", "seq2seq_shared.cli"]
+    subprocess.run([*command, "train", str(corpus / "train.en"), str(corpus / "train.de"),
+                    "--model-dir", str(tmp_path / "m"), "--valid", str(corpus / "train.en"),
+                    str(corpus / "train.de"), "--embedding-dim", "16", "--hidden-size", "32",
+                    "--vocab-size", "120", "--epochs", "1", "--batch-tokens", "512", "--quiet"],
+                   env=environment, check=True, capture_output=True, text=True)
+    assert "jax" in (tmp_path / "m" / "train.log").read_text()
+    result = subprocess.run([*command, "translate", "--model-dir", str(tmp_path / "m")],
+                            input="one hundred\n\nseven\n", env=environment, check=True,
+                            capture_output=True, text=True)
+    assert result.stdout.count("\n") == 3 and result.stdout.split("\n")[1] == ""
