@@ -1,6 +1,7 @@
 """The one place that knows which Keras backend runs: compiling functions, devices.
 
-TensorFlow and JAX are imported here lazily, inside functions, and nowhere else.
+TensorFlow and JAX are imported here lazily, inside functions; the only other module that
+imports TensorFlow is `export.py` (the SavedModel export, a TensorFlow-only feature).
 """
 from __future__ import annotations
 

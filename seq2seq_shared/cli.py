@@ -170,7 +170,9 @@ def translate(model_dir: Path, input_path: Path | None, output_path: Path | None
         files.check_output_writable(output_path)
     lines = files.iter_lines(input_path, errors=errors)
     translator = Translator.from_model_dir(model_dir, DecodeConfig(batch_size=batch_size))
-    translations = translator.translate_stream(lines, batch_size=batch_size)
+    # From a pipe, translate whatever has arrived; from a file, in full chunks.
+    translations = translator.translate_stream(lines, batch_size=batch_size,
+                                               eager=input_path is None)
     files.write_lines(translations, output_path)
 
 
@@ -200,6 +202,18 @@ def evaluate(model_dir: Path, source: Path, reference: Path, batch_size: int,
         click.echo(f"  {label:<20}{result[key]}")
     for name, signature in result["signatures"].items():
         click.echo(f"  {name} signature: {signature}")
+
+
+@main.command()
+@click.option("--model-dir", required=True, type=click.Path(path_type=Path), help="A trained model.")
+@click.option("--output", required=True, type=click.Path(path_type=Path),
+              help="A new directory for the SavedModel and its SentencePiece model(s).")
+def export(model_dir: Path, output: Path) -> None:
+    """Export a TensorFlow SavedModel: ids in, ids out (see the README.txt it writes)."""
+    _import_keras_quietly()
+    from .export import export_saved_model
+
+    click.echo(f"exported to {export_saved_model(model_dir, output)}")
 
 
 @main.command()

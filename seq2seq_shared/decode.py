@@ -67,18 +67,21 @@ class Translator:
 
     def translate(self, lines: Sequence[str], batch_size: int | None = None) -> list[str]:
         """Translate `lines`; the result has one string per line, in order ("" for "")."""
-        return list(self.translate_stream(lines, batch_size=batch_size, chunk_size=len(lines) or 1))
+        return self._translate_chunk(list(lines), batch_size or self.decode_config.batch_size)
 
     def translate_stream(self, lines: Iterable[str], batch_size: int | None = None,
-                         chunk_size: int = 4096) -> Iterator[str]:
-        """Translate a stream chunk by chunk (sorted by length within a chunk), yielding in order."""
-        chunk: list[str] = []
-        for line in lines:
-            chunk.append(line)
-            if len(chunk) >= chunk_size:
-                yield from self._translate_chunk(chunk, batch_size or self.decode_config.batch_size)
-                chunk = []
-        if chunk:
+                         chunk_size: int = 4096, eager: bool = False) -> Iterator[str]:
+        """Translate a stream, yielding in input order as each chunk is done.
+
+        Chunks hold `chunk_size` lines, sorted by length inside a chunk for batching. With
+        `eager` (for pipes), a chunk never waits for lines that have not arrived yet, so a
+        slow producer gets each translation as soon as its line is in; without it (files),
+        chunks are always full, so batches do not depend on timing.
+        """
+        from .files import available_chunks, fixed_chunks
+
+        chunks = available_chunks if eager else fixed_chunks
+        for chunk in chunks(lines, chunk_size):
             yield from self._translate_chunk(chunk, batch_size or self.decode_config.batch_size)
 
     def _translate_chunk(self, lines: list[str], batch_size: int) -> list[str]:

@@ -6,8 +6,10 @@ Lines are split exactly as `wc -l` counts them: never on \\r, U+0085, U+2028 or 
 from __future__ import annotations
 
 import os
+import queue
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
@@ -41,6 +43,55 @@ def _decode(file, name: str, errors: str) -> Iterator[str]:
             raise ValueError(f"{name}:{number}:{error.start + 1}: invalid UTF-8 (byte "
                              f"{raw[error.start]:#04x}); convert the file to UTF-8 (e.g. with "
                              f"iconv) or pass --errors replace") from None
+
+
+def fixed_chunks(lines: Iterable[str], size: int) -> Iterator[list[str]]:
+    """Lists of `size` lines (the last one shorter)."""
+    chunk: list[str] = []
+    for line in lines:
+        chunk.append(line)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def available_chunks(lines: Iterable[str], max_size: int) -> Iterator[list[str]]:
+    """Group `lines` into lists of at most `max_size`, never waiting for more than is there.
+
+    A reader thread pulls lines as the producer writes them; each chunk takes at least one
+    line and then only what has already arrived. So a pipe from a slow producer gets its
+    translations as it goes, while a file still gets full chunks.
+    """
+    arrived: queue.Queue = queue.Queue(maxsize=4 * max_size)  # bounds memory
+    end = object()
+
+    def read() -> None:
+        try:
+            for line in lines:
+                arrived.put(line)
+        except BaseException as error:  # re-raised in the consumer, e.g. invalid UTF-8
+            arrived.put(error)
+        arrived.put(end)
+
+    threading.Thread(target=read, daemon=True).start()
+    finished = False
+    while not finished:
+        chunk = [arrived.get()]
+        while len(chunk) < max_size:
+            try:
+                chunk.append(arrived.get_nowait())
+            except queue.Empty:
+                break
+        if chunk[-1] is end:
+            chunk.pop()
+            finished = True
+        for item in chunk:
+            if isinstance(item, BaseException):
+                raise item
+        if chunk:
+            yield chunk
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:

@@ -113,6 +113,12 @@ class ModelDir:
             atomic_write_bytes(self.path / file_name, data)
         return models
 
+    def sentencepiece_files(self) -> dict[str, Path]:
+        """{"source": path, "target": path}: the same file for a joint vocabulary."""
+        if (self.path / JOINT_SPM).exists():
+            return {"source": self.path / JOINT_SPM, "target": self.path / JOINT_SPM}
+        return {"source": self.path / SOURCE_SPM, "target": self.path / TARGET_SPM}
+
     def load_tokenizer(self):
         from .tokenizer import Tokenizer
 

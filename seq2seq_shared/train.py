@@ -161,7 +161,7 @@ def _progress_bar(total: int, description: str, enabled: bool):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=description, unit="batch", disable=not enabled, leave=False,
-                dynamic_ncols=True)
+                dynamic_ncols=True, mininterval=0.5)
 
 
 @contextmanager

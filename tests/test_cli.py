@@ -8,22 +8,10 @@ from click.testing import CliRunner
 
 from seq2seq_shared.cli import main
 
-TINY = ["--embedding-dim", "16", "--hidden-size", "32", "--vocab-size", "120", "--epochs", "2",
-        "--batch-tokens", "256", "--quiet"]
-
+from conftest import TINY
 
 def run(*args, input=None):
     return CliRunner().invoke(main, [str(a) for a in args], input=input, catch_exceptions=False)
-
-
-@pytest.fixture(scope="module")
-def trained(numbers_corpus, tmp_path_factory):
-    model_dir = tmp_path_factory.mktemp("cli") / "model"
-    corpus = numbers_corpus
-    result = run("train", corpus / "train.en", corpus / "train.de", "--model-dir", model_dir,
-                 "--valid", corpus / "train.en", corpus / "train.de", *TINY)
-    assert result.exit_code == 0, result.output
-    return model_dir
 
 
 def test_train_writes_a_complete_model_directory(trained):
