@@ -5,7 +5,6 @@ imports TensorFlow is `export.py` (the SavedModel export, a TensorFlow-only feat
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 
 import keras
@@ -57,7 +56,3 @@ def accelerator() -> str:
         return "GPU" if jax.default_backend() == "gpu" else "CPU"
     return "CPU"
 
-
-def quiet_tensorflow_logs() -> None:
-    """TensorFlow's C++ start-up chatter hides our own messages; errors still raise."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

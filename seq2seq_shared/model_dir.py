@@ -50,9 +50,6 @@ class ModelDir:
     def log_path(self) -> Path:
         return self.path / LOG
 
-    def has_model(self) -> bool:
-        return (self.path / CONFIG).exists()
-
     def is_empty(self) -> bool:
         return not self.path.exists() or not any(self.path.iterdir())
 
@@ -160,9 +157,6 @@ class ModelDir:
 
     def save_weights(self, model) -> None:
         atomic_write(self.path / WEIGHTS, lambda temporary: model.save_weights(temporary))
-
-    def has_weights(self) -> bool:
-        return (self.path / WEIGHTS).exists()
 
     def load_weights(self, model) -> None:
         path = self.path / WEIGHTS
