@@ -19,6 +19,11 @@ logger = logging.getLogger(__name__)
 PAD_TO_MULTIPLE = 8  # default rounding of lengths, so compiled steps see few distinct shapes
 
 
+def round_up(length: int, multiple: int) -> int:
+    """The smallest multiple of `multiple` that is >= `length`."""
+    return -(-length // multiple) * multiple
+
+
 def read_lines(path: Path | str) -> list[str]:
     """All lines of a UTF-8 file, split on "\\n" alone, as `wc -l` counts them."""
     return list(iter_lines(Path(path)))
@@ -52,7 +57,7 @@ def teacher_forcing(target: Sequence[int]) -> tuple[list[int], list[int]]:
 def pad(sequences: Sequence[Sequence[int]], multiple: int = PAD_TO_MULTIPLE) -> np.ndarray:
     """Right-pad with PAD_ID to the longest length rounded up to `multiple`."""
     longest = max(1, max((len(s) for s in sequences), default=1))
-    width = -(-longest // multiple) * multiple
+    width = round_up(longest, multiple)
     array = np.full((len(sequences), width), PAD_ID, dtype=np.int32)  # (batch, width)
     for row, sequence in enumerate(sequences):
         array[row, :len(sequence)] = sequence
@@ -101,7 +106,7 @@ class ParallelBatches:
         while start < len(order):
             end = start + 1
             while end < len(order):
-                width = -(-int(lengths[order[end], 0]) // self.multiple) * self.multiple
+                width = round_up(int(lengths[order[end], 0]), self.multiple)
                 if (end - start + 1) * width > batch_tokens:
                     break
                 end += 1
@@ -138,5 +143,5 @@ class ParallelBatches:
         slots = 0
         for rows in self.batches:
             longest = max(len(self.targets[i]) + 1 for i in rows)
-            slots += len(rows) * -(-longest // self.multiple) * self.multiple
+            slots += len(rows) * round_up(longest, self.multiple)
         return self.num_target_tokens / slots

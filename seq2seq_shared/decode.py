@@ -15,7 +15,7 @@ from keras import ops
 
 from . import backend
 from .config import DecodeConfig, ModelConfig
-from .data import source_array
+from .data import round_up, source_array
 from .model import Seq2Seq
 from .tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer
 
@@ -109,7 +109,7 @@ class Translator:
         config = self.decode_config
         limits = np.array([int(config.length_ratio * len(s) + config.length_offset) if s else 0
                            for s in padded], dtype=np.int32)
-        max_steps = -(-int(limits.max()) // 8) * 8
+        max_steps = round_up(int(limits.max()), 8)
         source = source_array(padded, self.model_config.reverse_source, multiple)
         output = ops.convert_to_numpy(self._search(source, limits, max_steps))
         return self.tokenizer.decode_target(_strip(row) for row in output[:len(sources)])
