@@ -56,3 +56,47 @@ def accelerator() -> str:
         return "GPU" if jax.default_backend() == "gpu" else "CPU"
     return "CPU"
 
+
+
+def enable_determinism() -> None:
+    """Deterministic kernels where the backend has a switch (TensorFlow), so a resumed run
+    reproduces an uninterrupted one bit for bit. JAX on CPU is deterministic already."""
+    if name() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+
+
+class TensorBoardWriter:
+    """Scalars to TensorBoard event files (`tf.summary`); TensorFlow backend only."""
+
+    def __init__(self, path):
+        import tensorflow as tf
+
+        self._summary = tf.summary
+        self._writer = tf.summary.create_file_writer(str(path))
+
+    def scalars(self, step: int, values: dict[str, float]) -> None:
+        with self._writer.as_default(step=step):
+            for key, value in values.items():
+                self._summary.scalar(key, value)
+        self._writer.flush()
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+def tensorboard_writer(path) -> TensorBoardWriter | None:
+    """A writer, or None with a one-line warning where TensorFlow or TensorBoard is absent."""
+    import importlib.util
+    import logging
+
+    if name() != "tensorflow":
+        missing = f"the TensorFlow backend (this is {name()})"
+    elif importlib.util.find_spec("tensorboard") is None:
+        missing = "the tensorboard package (pip install tensorboard)"
+    else:
+        return TensorBoardWriter(path)
+    logging.getLogger(__name__).warning("TensorBoard logs need %s; skipping them (metrics.csv "
+                                        "has the same figures)", missing)
+    return None

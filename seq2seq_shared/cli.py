@@ -29,6 +29,11 @@ class Group(click.Group):
             return super().invoke(context)
         except LIBRARY_ERRORS as error:
             raise click.ClickException(str(error)) from None
+        except Exception as error:
+            if type(error).__name__ != "TrainingInterrupted":  # checked by name: no train import
+                raise
+            click.echo(f"Stopped: {error}", err=True)
+            raise click.exceptions.Exit(error.exit_code) from None
 
 
 def _import_keras_quietly() -> None:
@@ -108,6 +113,29 @@ TRAINING_OPTIONS = [
     _setting("max_target_length", click.IntRange(1), "Longest target, in pieces.", TrainingConfig),
     _setting("seed", int, "Random seed (data order, initialisation, SentencePiece).",
              TrainingConfig),
+    _setting("warmup_steps", click.IntRange(0), "Linear learning-rate warm-up steps.",
+             TrainingConfig),
+    _setting("validate_every", click.IntRange(0),
+             "Validate every N steps (0: every epoch).", TrainingConfig),
+    _setting("best_metric", click.Choice(["bleu", "loss"]),
+             "Validation measure that picks the best model and drives the schedule.",
+             TrainingConfig),
+    _setting("lr_patience", click.IntRange(0),
+             "Validations without improvement before the learning rate drops (0: never).",
+             TrainingConfig),
+    _setting("lr_decay", click.FloatRange(0, 1, min_open=True),
+             "Factor the learning rate is multiplied by on a plateau.", TrainingConfig),
+    _setting("patience", click.IntRange(0),
+             "Validations without improvement before training stops (0: never).", TrainingConfig),
+    _setting("max_minutes", click.FloatRange(0),
+             "Stop after this many minutes of training, resumes included (0: no limit).",
+             TrainingConfig),
+    _setting("checkpoint_every", click.IntRange(0),
+             "Save a resumable checkpoint every N steps (also at every validation; 0: only "
+             "then).", TrainingConfig),
+    _setting("keep_checkpoints", click.IntRange(1), "How many checkpoints to keep.",
+             TrainingConfig),
+    _switch("tensorboard", "Write TensorBoard logs to MODEL_DIR/tensorboard.", TrainingConfig),
 ]
 
 
@@ -131,11 +159,16 @@ def _apply(options):
 @click.option("--separate-vocab", is_flag=True, default=None,
               help="One SentencePiece model per language instead of a joint one.")
 @_apply(TRAINING_OPTIONS)
-@click.option("--overwrite", is_flag=True, help="Replace what --model-dir already holds.")
+@click.option("--overwrite", is_flag=True,
+              help="Start over: delete the run that --model-dir holds instead of resuming it.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train(source: Path, target: Path, model_dir: Path, valid, config_file: Path | None,
           separate_vocab: bool | None, overwrite: bool, quiet: bool, **settings) -> None:
-    """Train a model on a parallel corpus SOURCE / TARGET (line i translates line i)."""
+    """Train a model on a parallel corpus SOURCE / TARGET (line i translates line i).
+
+    The corpus is checked first (see check-data). Run the same command again to resume
+    an interrupted run exactly where its last checkpoint left it; Ctrl-C saves one.
+    """
     _import_keras_quietly()
     from .train import train as run_training
 
@@ -147,6 +180,31 @@ def train(source: Path, target: Path, model_dir: Path, valid, config_file: Path 
     metrics = run_training(source, target, model_dir, config, valid_source, valid_target,
                            overwrite=overwrite, progress=not quiet)
     click.echo(json.dumps(metrics))
+
+
+@main.command("check-data")
+@click.argument("source", type=click.Path(path_type=Path))
+@click.argument("target", type=click.Path(path_type=Path))
+@click.option("--max-length", type=click.IntRange(1), default=None,
+              help="Drop pairs with more words than this on either side [default: no limit].")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+def check_data(source: Path, target: Path, max_length: int | None, as_json: bool) -> None:
+    """Check a parallel corpus before training: alignment, encoding, odd line breaks.
+
+    Exits with 1 if the corpus cannot be used as it is (different line counts, invalid
+    UTF-8); warnings (\\r, NUL, U+0085, U+2028, U+2029) and dropped or duplicate pairs are
+    reported with their line numbers.
+    """
+    from .check import check_corpus
+
+    report = check_corpus(source, target, max_length)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        for line in report.summary():
+            click.echo(line)
+    if not report.ok:
+        raise click.exceptions.Exit(1)
 
 
 @main.command()

@@ -51,6 +51,25 @@ class TrainingConfig:
     max_target_length: int = 128      # pieces; longer training pairs are dropped
     sentencepiece_model_type: str = "unigram"
     sentencepiece_sample_lines: int = 1_000_000  # lines SentencePiece trains on, sampled
+    warmup_steps: int = 0             # linear learning-rate warm-up from 0
+    # Validation (with --valid): every `validate_every` steps, or every epoch when 0.
+    validate_every: int = 0
+    best_metric: str = "bleu"         # "bleu" (greedy, on the validation set) or "loss"
+    lr_patience: int = 2              # validations without improvement before the rate drops
+    lr_decay: float = 0.5             # ... by this factor
+    min_learning_rate: float = 1e-5   # the rate never drops below this
+    patience: int = 6                 # validations without improvement before stopping (0: never)
+    max_minutes: float = 0.0          # stop after this much training time, resumes included (0: no limit)
+    # Checkpoints (full training state, for resuming) every N steps and at every validation.
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 3
+    deterministic: bool = True        # deterministic kernels (TensorFlow), for bitwise resume
+    tensorboard: bool = True          # TensorBoard logs in the model directory (TensorFlow backend)
+
+    # The settings a resumed run may change: when to stop, how often to checkpoint, and
+    # the step size (to recover from divergence). Changing the latter ends exactness.
+    RESUMABLE = ("epochs", "patience", "max_minutes", "checkpoint_every", "keep_checkpoints",
+                 "tensorboard", "learning_rate", "clip_norm", "warmup_steps")
 
     def __post_init__(self) -> None:
         _require(self.epochs >= 1, "epochs must be at least 1")
@@ -61,6 +80,14 @@ class TrainingConfig:
         _require(self.max_target_length >= 1, "max_target_length must be positive")
         _require(self.sentencepiece_model_type in ("unigram", "bpe"),
                  "sentencepiece_model_type must be 'unigram' or 'bpe'")
+        for name in ("warmup_steps", "validate_every", "lr_patience", "patience",
+                     "checkpoint_every"):
+            _require(getattr(self, name) >= 0, f"{name} must be >= 0")
+        _require(self.best_metric in ("bleu", "loss"), "best_metric must be 'bleu' or 'loss'")
+        _require(0.0 < self.lr_decay <= 1.0, "lr_decay must be in (0, 1]")
+        _require(self.min_learning_rate >= 0, "min_learning_rate must be >= 0")
+        _require(self.max_minutes >= 0, "max_minutes must be >= 0 (0: no limit)")
+        _require(self.keep_checkpoints >= 1, "keep_checkpoints must be at least 1")
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .check import check_corpus
 from .files import iter_lines
 from .tokenizer import BOS_ID, EOS_ID, PAD_ID
 
@@ -29,24 +30,21 @@ def read_lines(path: Path | str) -> list[str]:
     return list(iter_lines(Path(path)))
 
 
-def read_parallel(source_path: Path | str, target_path: Path | str) -> tuple[list[str], list[str]]:
-    """Both sides of a parallel corpus, line-aligned; pairs with an empty side are dropped together."""
-    source_lines, target_lines = read_lines(source_path), read_lines(target_path)
-    if len(source_lines) != len(target_lines):
-        raise ValueError(
-            f"{source_path} has {len(source_lines)} lines but {target_path} has "
-            f"{len(target_lines)}; line i of one must translate line i of the other. "
-            f"Run `seq2seq-shared check-data {source_path} {target_path}` to find where they "
-            f"stop corresponding")
-    kept = [i for i, (s, t) in enumerate(zip(source_lines, target_lines)) if s.strip() and t.strip()]
-    if len(kept) < len(source_lines):
-        dropped = sorted(set(range(len(source_lines))) - set(kept))
-        logger.warning("%s / %s: dropped %d pair(s) with an empty side (lines %s%s)",
-                       source_path, target_path, len(dropped),
-                       ", ".join(str(i + 1) for i in dropped[:5]), ", ..." if len(dropped) > 5 else "")
-    if not kept:
-        raise ValueError(f"{source_path} / {target_path}: no pair with text on both sides")
-    return [source_lines[i] for i in kept], [target_lines[i] for i in kept]
+def read_parallel(source_path: Path | str, target_path: Path | str,
+                  max_length: int | None = None) -> tuple[list[str], list[str]]:
+    """Both sides of a parallel corpus, checked (see `check.py`) and line-aligned.
+
+    Pairs with an empty (or, given `max_length` in words, over-long) side are dropped
+    together, with a warning; a corpus that cannot be aligned raises ValueError.
+    """
+    report = check_corpus(source_path, target_path, max_length)
+    if not report.ok:
+        raise ValueError("; ".join(report.errors) + f". (`seq2seq-shared check-data "
+                         f"{source_path} {target_path}` shows the full report)")
+    for line in report.summary()[2:]:
+        if not line.startswith("kept"):
+            logger.warning("%s", line.removeprefix("warning: "))
+    return report.sources, report.targets
 
 
 def teacher_forcing(target: Sequence[int]) -> tuple[list[int], list[int]]:

@@ -94,6 +94,10 @@ def available_chunks(lines: Iterable[str], max_size: int) -> Iterator[list[str]]
             yield chunk
 
 
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Call `write(temporary_path)`, fsync it, then rename it to `path` (atomic on POSIX).
 
@@ -106,6 +110,7 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     os.close(handle)
     temporary = Path(temporary)
     try:
+        os.chmod(temporary, 0o666 & ~_UMASK)  # mkstemp's 0600 would hide the file from others
         write(temporary)
         with open(temporary, "rb+") as file:
             os.fsync(file.fileno())

@@ -3,10 +3,15 @@
     config.json            model + training settings, vocabulary sizes, format version,
                            package version, and the SentencePiece models' sha256
     sentencepiece.model    joint vocabulary (or source.model + target.model)
-    model.weights.h5       the weights (Keras format)
-    training_state.json    epoch, step, history: where a run stands
-    metrics.csv            one row per epoch
+    model.weights.h5       the weights translation uses: the best by validation (BLEU or
+                           loss), or the latest without a validation set (Keras format)
+    checkpoints/step-N.npz the full training state at step N: every model variable (random
+                           seed states included), the optimizer's, and the run's counters;
+                           the newest K are kept, and resuming starts from the newest
+    training_state.json    a readable copy of the newest checkpoint's counters and history
+    metrics.csv            one row per validation (or epoch)
     train.log              the training log
+    tensorboard/           TensorBoard event files (TensorFlow backend)
 
 Every file is written through `files.atomic_write`: a crash leaves the old or the new
 file, never half of one.
@@ -17,9 +22,14 @@ import csv
 import hashlib
 import io
 import json
+import logging
+import re
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from . import __version__
 from .config import Config
@@ -33,6 +43,12 @@ WEIGHTS = "model.weights.h5"
 STATE = "training_state.json"
 METRICS = "metrics.csv"
 LOG = "train.log"
+CHECKPOINTS = "checkpoints"
+TENSORBOARD = "tensorboard"
+CHECKPOINT_NAME = re.compile(r"step-(\d+)\.npz")
+MANAGED = (CONFIG, JOINT_SPM, SOURCE_SPM, TARGET_SPM, WEIGHTS, STATE, METRICS, LOG)
+
+logger = logging.getLogger(__name__)
 
 
 def sha256(data: bytes) -> str:
@@ -50,8 +66,24 @@ class ModelDir:
     def log_path(self) -> Path:
         return self.path / LOG
 
+    @property
+    def tensorboard_path(self) -> Path:
+        return self.path / TENSORBOARD
+
     def is_empty(self) -> bool:
         return not self.path.exists() or not any(self.path.iterdir())
+
+    def has_config(self) -> bool:
+        return (self.path / CONFIG).exists()
+
+    def clear(self) -> None:
+        """Delete what a training run writes here (for --overwrite); other files stay."""
+        for name in MANAGED:
+            (self.path / name).unlink(missing_ok=True)
+        for name in (CHECKPOINTS, TENSORBOARD):
+            shutil.rmtree(self.path / name, ignore_errors=True)
+        for leftover in self.path.glob(".*.tmp-*"):  # from a write killed midway
+            leftover.unlink(missing_ok=True)
 
     def check_writable(self) -> None:
         """Fail now, not after training, if the directory cannot be created or written."""
@@ -186,13 +218,57 @@ class ModelDir:
         path = self.path / STATE
         if not path.exists():
             return None
-        return json.loads(path.read_text(encoding="utf-8"))
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ValueError(f"{path}: corrupt ({error}); the checkpoints in "
+                             f"{self.path / CHECKPOINTS} hold the same state") from None
 
     def save_metrics(self, rows: list[dict[str, Any]]) -> None:
         if not rows:
             return
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+        fields = list(dict.fromkeys(key for row in rows for key in row))  # union, in order
+        writer = csv.DictWriter(buffer, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
         atomic_write_text(self.path / METRICS, buffer.getvalue())
+
+    # Checkpoints: everything needed to resume exactly ------------------------------------
+
+    def checkpoints(self) -> list[tuple[int, Path]]:
+        """(step, path) of every checkpoint, oldest first."""
+        found = []
+        for path in (self.path / CHECKPOINTS).glob("step-*.npz"):
+            match = CHECKPOINT_NAME.fullmatch(path.name)
+            if match:
+                found.append((int(match.group(1)), path))
+        return sorted(found)
+
+    def save_checkpoint(self, step: int, arrays: dict[str, np.ndarray], state: dict[str, Any],
+                        keep: int) -> Path:
+        """Write one file holding `arrays` and `state`, atomically; keep the newest `keep`."""
+        path = self.path / CHECKPOINTS / f"step-{step:09d}.npz"
+        encoded = np.frombuffer(json.dumps(state).encode("utf-8"), dtype=np.uint8)
+        atomic_write(path, lambda temporary: np.savez(temporary, state=encoded, **arrays))
+        self.save_state({**state, "checkpoint": str(path.relative_to(self.path))})
+        for _, old in self.checkpoints()[:-keep]:
+            old.unlink(missing_ok=True)
+        return path
+
+    def load_latest_checkpoint(self) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
+        """(arrays, state) of the newest readable checkpoint; None if there is none."""
+        found = self.checkpoints()
+        for step, path in reversed(found):
+            try:
+                with np.load(path) as data:
+                    arrays = {key: data[key] for key in data.files}
+                state = json.loads(arrays.pop("state").tobytes().decode("utf-8"))
+            except Exception as error:  # zip, npy and JSON errors: a damaged file
+                logger.warning("%s: unreadable (%s); trying an older checkpoint", path, error)
+                continue
+            return arrays, state
+        if found:
+            raise ValueError(f"{self.path / CHECKPOINTS}: no checkpoint can be read; restore one, "
+                             f"or pass --overwrite to start training again")
+        return None

@@ -1,8 +1,18 @@
-"""A training run: data, SentencePiece, model, teacher-forced training, validation, saving."""
+"""A training run: checked data, SentencePiece, model, teacher forcing, validation, checkpoints.
+
+Runs are resumable and exact. A checkpoint holds every model variable (dropout's random
+seed states included), the optimizer's variables, and the run's counters: epoch, batch
+within the epoch, step, learning-rate scale, best score, early-stopping counters. The batch
+order of epoch k is a function of (seed, k), so a resumed run skips the batches already
+seen and then meets the same batches, with the same random numbers, as an uninterrupted run.
+"""
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
+import signal
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -10,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .config import Config
+from .config import Config, TrainingConfig
 from .data import ParallelBatches, read_parallel
 from .model_dir import ModelDir
 from .tokenizer import Tokenizer, train_sentencepiece
@@ -20,148 +30,435 @@ logger = logging.getLogger(__name__)
 SAMPLE_TRANSLATIONS = 3
 
 
+class TrainingInterrupted(Exception):
+    """Ctrl-C or SIGTERM: a checkpoint was saved; `exit_code` is 128 + the signal number."""
+
+    def __init__(self, message: str, signal_number: int):
+        super().__init__(message)
+        self.exit_code = 128 + signal_number
+
+
 def train(source_path: Path, target_path: Path, model_dir: Path | str, config: Config,
           valid_source_path: Path | None = None, valid_target_path: Path | None = None,
           overwrite: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Train a model into `model_dir`; returns the last epoch's metrics."""
+    """Train a model into `model_dir`, resuming the run already there; returns the last metrics."""
     directory = ModelDir(model_dir)
-    if not directory.is_empty() and not overwrite:
-        raise ValueError(f"{directory}: model directory is not empty; pass --overwrite to replace "
-                         f"what is there, or choose a new --model-dir")
-    directory.check_writable()
-    sources, targets = read_parallel(source_path, target_path)
+    paths = {"train_source": source_path, "train_target": target_path}
+    if valid_source_path is not None and valid_target_path is not None:
+        paths.update(valid_source=valid_source_path, valid_target=valid_target_path)
+    data_sha256 = {name: _file_sha256(Path(path)) for name, path in paths.items()}
+    resuming = _prepare(directory, config, data_sha256, overwrite)
+    max_words = max(config.model.max_source_length, config.training.max_target_length)
+    sources, targets = read_parallel(source_path, target_path, max_words)
     valid = (read_parallel(valid_source_path, valid_target_path)
-             if valid_source_path is not None and valid_target_path is not None else None)
+             if "valid_source" in paths else None)
     with _log_to(directory.log_path):
-        return _run(directory, config, sources, targets, valid, progress)
+        run = TrainingRun(directory, config, sources, targets, valid, data_sha256, progress)
+        return run.run(resuming)
 
 
-def _run(directory: ModelDir, config: Config, sources: list[str], targets: list[str],
-         valid: tuple[list[str], list[str]] | None, progress: bool) -> dict[str, Any]:
-    import keras
+def _file_sha256(path: Path) -> str:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ValueError(f"{path}: is a directory, expected a text file") from None
 
-    from . import backend
-    from .decode import Translator
-    from .evaluate import teacher_forced_nll
 
-    model_config, training = config.model, config.training
-    keras.utils.set_random_seed(training.seed)
-    logger.info("training on %d pairs with %s on %s (Keras backend %s)", len(sources),
-                config.to_dict(), backend.accelerator(), backend.name())
+def _prepare(directory: ModelDir, config: Config, data_sha256: dict[str, str],
+             overwrite: bool) -> bool:
+    """Make `directory` ready; True if it holds a run to resume. Refuses a mismatched one."""
+    directory.check_writable()
+    if overwrite:
+        directory.clear()
+        return False
+    if directory.has_config():
+        saved = directory.read_config()  # refuses a corrupt file or an unknown format version
+        differences = _differences(saved, config)
+        if differences:
+            raise ValueError(
+                f"{directory} holds a run with other settings ({'; '.join(differences)}). To "
+                f"resume it, repeat its settings (they are in {directory.path / 'config.json'}); "
+                f"to start over there, pass --overwrite; or choose a new --model-dir")
+        if directory.checkpoints():
+            return True
+    elif not directory.is_empty() and not _only_run_files(directory):
+        raise ValueError(f"{directory}: not empty and not a seq2seq-shared model directory; "
+                         f"choose a new --model-dir (or pass --overwrite to train there anyway)")
+    directory.clear()  # a run killed before its first checkpoint: start it again
+    return False
 
-    tokenizer = _train_tokenizer(sources, targets, config)
-    sentencepiece_models = directory.save_tokenizer(
-        tokenizer.source.serialized_model_proto(),
-        None if tokenizer.joint else tokenizer.target.serialized_model_proto())
-    directory.save_config(config, tokenizer.source_vocab_size, tokenizer.target_vocab_size,
-                          sentencepiece_models)
 
-    batches = _batches(tokenizer, sources, targets, config, shuffle=True)
-    valid_batches = _batches(tokenizer, *valid, config, shuffle=False) if valid else None
-    logger.info("batches: %.1f%% of padded target slots hold real tokens",
-                100 * batches.padding_efficiency)
-    model = directory.build_model(config)
-    model.compile(optimizer=keras.optimizers.Adam(
-        learning_rate=training.learning_rate, global_clipnorm=training.clip_norm or None))
-    logger.info("model: %d parameters, %d batches per epoch", model.count_params(), len(batches))
-    translator = Translator(model, tokenizer, model_config)
+def _only_run_files(directory: ModelDir) -> bool:
+    """True if all that is there is what a run writes before its config (log, temporaries)."""
+    return all(path.name in ("train.log", "checkpoints", "tensorboard")
+               or path.name.startswith(".") for path in directory.path.iterdir())
 
-    history: list[dict[str, Any]] = []
-    step = 0
-    for epoch in range(1, training.epochs + 1):
-        batches.set_epoch(epoch)
+
+def _differences(saved: Config, requested: Config) -> list[str]:
+    before, now = saved.to_dict(), requested.to_dict()
+    found = []
+    for section, values in before.items():
+        for name, value in values.items():
+            if section == "training" and name in TrainingConfig.RESUMABLE:
+                continue
+            if now[section][name] != value:
+                found.append(f"{name} is {value!r} there, {now[section][name]!r} now")
+    return found
+
+
+class TrainingRun:
+    """One run in one process; `run()` starts it, or resumes it from the newest checkpoint."""
+
+    def __init__(self, directory: ModelDir, config: Config, sources: list[str],
+                 targets: list[str], valid: tuple[list[str], list[str]] | None,
+                 data_sha256: dict[str, str], progress: bool):
+        self.directory, self.config, self.training = directory, config, config.training
+        self.sources, self.targets, self.valid = sources, targets, valid
+        self.data_sha256, self.progress = data_sha256, progress
+        self.state: dict[str, Any] = {}
+        self.stop_requests: list[int] = []
+
+    # Set-up ------------------------------------------------------------------------------
+
+    def run(self, resuming: bool) -> dict[str, Any]:
+        import keras
+
+        from . import backend
+
+        training = self.training
+        keras.utils.set_random_seed(training.seed)
+        if training.deterministic:
+            backend.enable_determinism()
+        logger.info("%s on %d pairs with %s on %s (Keras backend %s)",
+                    "resuming training" if resuming else "training", len(self.sources),
+                    self.config.to_dict(), backend.accelerator(), backend.name())
+        self.tokenizer = self.directory.load_tokenizer() if resuming else self._new_tokenizer()
+        self.directory.save_config(self.config, self.tokenizer.source_vocab_size,
+                                   self.tokenizer.target_vocab_size, self._sentencepiece_models())
+        self.batches = self._batches(self.sources, self.targets, shuffle=True)
+        self.valid_batches = (self._batches(*self.valid, shuffle=False) if self.valid else None)
+        logger.info("batches: %.1f%% of padded target slots hold real tokens",
+                    100 * self.batches.padding_efficiency)
+
+        self.model = self.directory.build_model(self.config)
+        self.model.compile(optimizer=keras.optimizers.Adam(
+            learning_rate=training.learning_rate, global_clipnorm=training.clip_norm or None))
+        self.model.optimizer.build(self.model.trainable_variables)
+        logger.info("model: %d parameters, %d batches per epoch", self.model.count_params(),
+                    len(self.batches))
+        self.state = self._fresh_state()
+        if resuming:
+            self._restore()
+        from .decode import Translator
+        self.translator = Translator(self.model, self.tokenizer, self.config.model)
+        self.tensorboard = (backend.tensorboard_writer(self.directory.tensorboard_path)
+                            if training.tensorboard else None)
+        self.started = time.perf_counter()
+        self.seconds_before = self.state["seconds"]
+        self._learning_rate = None
+        try:
+            with _stop_requests() as self.stop_requests:
+                self._train()
+        finally:
+            if self.tensorboard is not None:
+                self.tensorboard.close()
+        history = self.state["history"]
+        return {**(history[-1] if history else {}), "finished": self.state["finished"],
+                "best": self.state["best"]}
+
+    def _new_tokenizer(self) -> Tokenizer:
+        model_config, training = self.config.model, self.training
+        options = dict(vocab_size=model_config.vocab_size,
+                       model_type=training.sentencepiece_model_type,
+                       sample_lines=training.sentencepiece_sample_lines, seed=training.seed)
+        if model_config.joint_vocab:
+            tokenizer = Tokenizer(train_sentencepiece(self.sources + self.targets, **options))
+        else:
+            tokenizer = Tokenizer(train_sentencepiece(self.sources, **options),
+                                  train_sentencepiece(self.targets, **options))
+        self.directory.save_tokenizer(
+            tokenizer.source.serialized_model_proto(),
+            None if tokenizer.joint else tokenizer.target.serialized_model_proto())
+        logger.info("SentencePiece: %d source / %d target pieces (%s vocabulary)",
+                    tokenizer.source_vocab_size, tokenizer.target_vocab_size,
+                    "joint" if tokenizer.joint else "separate")
+        return tokenizer
+
+    def _sentencepiece_models(self) -> dict[str, bytes]:
+        from .model_dir import JOINT_SPM, SOURCE_SPM, TARGET_SPM
+
+        tokenizer = self.tokenizer
+        if tokenizer.joint:
+            return {JOINT_SPM: tokenizer.source.serialized_model_proto()}
+        return {SOURCE_SPM: tokenizer.source.serialized_model_proto(),
+                TARGET_SPM: tokenizer.target.serialized_model_proto()}
+
+    def _batches(self, sources: list[str], targets: list[str], shuffle: bool) -> ParallelBatches:
+        from . import backend
+
+        source_ids = self.tokenizer.encode_source(sources)
+        target_ids = self.tokenizer.encode_target(targets)
+        max_source, max_target = (self.config.model.max_source_length,
+                                  self.training.max_target_length)
+        keep = [i for i, (s, t) in enumerate(zip(source_ids, target_ids))
+                if len(s) <= max_source and len(t) < max_target]
+        if len(keep) < len(source_ids):
+            logger.warning("dropped %d pair(s) longer than %d source / %d target pieces",
+                           len(source_ids) - len(keep), max_source, max_target)
+        if not keep:
+            raise ValueError("every pair is longer than the length limits; raise "
+                             "--max-source-length / --max-target-length")
+        return ParallelBatches([source_ids[i] for i in keep], [target_ids[i] for i in keep],
+                               batch_tokens=self.training.batch_tokens,
+                               reverse_source=self.config.model.reverse_source,
+                               seed=self.training.seed, shuffle=shuffle,
+                               multiple=backend.shape_multiple())
+
+    # State: fresh, checkpointed, restored ------------------------------------------------
+
+    def _fresh_state(self) -> dict[str, Any]:
+        return {"epoch": 0,            # epochs completed
+                "batch": 0,            # batches completed in the epoch in progress
+                "step": 0, "seconds": 0.0, "finished": None,
+                "lr_scale": 1.0, "bad_validations": 0, "plateau_validations": 0,
+                "best": {"metric": self.training.best_metric, "value": None, "step": None},
+                "window": {"loss": 0.0, "nll": 0.0, "tokens": 0, "seconds": 0.0},
+                "data_sha256": self.data_sha256, "history": []}
+
+    def _variables(self) -> dict[str, list]:
+        return {"model": self.model.variables, "optimizer": self.model.optimizer.variables}
+
+    def _checkpoint(self) -> None:
+        from keras import ops
+
+        self.state["seconds"] = self._elapsed()
+        arrays = {f"{group}/{index:04d}": ops.convert_to_numpy(variable)
+                  for group, variables in self._variables().items()
+                  for index, variable in enumerate(variables)}
+        self.directory.save_checkpoint(self.state["step"], arrays, self.state,
+                                       keep=self.training.keep_checkpoints)
+        self._checkpointed_step = self.state["step"]
+
+    def _restore(self) -> None:
+        arrays, state = self.directory.load_latest_checkpoint()
+        for group, variables in self._variables().items():
+            saved = [key for key in arrays if key.startswith(group + "/")]
+            if len(saved) != len(variables):
+                raise ValueError(f"{self.directory}: the newest checkpoint holds {len(saved)} "
+                                 f"{group} variables, the model has {len(variables)}; it belongs "
+                                 f"to another model; pass --overwrite to start over")
+            for index, variable in enumerate(variables):
+                value = arrays[f"{group}/{index:04d}"]
+                if tuple(value.shape) != tuple(variable.shape):
+                    raise ValueError(f"{self.directory}: checkpoint variable {variable.path} has "
+                                     f"shape {value.shape}, the model {tuple(variable.shape)}; "
+                                     f"pass --overwrite to start over")
+                variable.assign(value)
+        if state["data_sha256"] != self.data_sha256:
+            changed = [name for name, digest in self.data_sha256.items()
+                       if state["data_sha256"].get(name) != digest]
+            raise ValueError(f"{self.directory} was trained on other data ({', '.join(changed)} "
+                             f"changed since the run began); pass the same files to resume, "
+                             f"--overwrite to start over, or a new --model-dir")
+        self.state = state
+        logger.info("resumed from the checkpoint at step %d (epoch %d, batch %d)",
+                    state["step"], state["epoch"] + 1, state["batch"])
+
+    # The loop ----------------------------------------------------------------------------
+
+    def _elapsed(self) -> float:
+        return self.seconds_before + time.perf_counter() - self.started
+
+    def _stop_reason(self) -> str | None:
+        training, state = self.training, self.state
+        if state["epoch"] >= training.epochs:
+            return f"{training.epochs} epochs done"
+        if training.max_minutes and self._elapsed() >= 60 * training.max_minutes:
+            return f"time limit of {training.max_minutes:g} minutes reached"
+        if training.patience and self.valid and state["bad_validations"] >= training.patience:
+            return f"no improvement in {training.patience} validations (early stopping)"
+        return None
+
+    def _train(self) -> None:
+        self._checkpointed_step = self.state["step"] if self.state["step"] else None
+        reason = self._stop_reason()
+        while reason is None:
+            completed = self._train_epoch()
+            if completed:
+                self.state["epoch"] += 1
+                self.state["batch"] = 0
+                if not (self.training.validate_every and self.valid):
+                    self._report()
+            reason = self._stop_reason()
+        if self.state["window"]["tokens"]:  # steps since the last report (a time limit hit)
+            self._report()
+        self.state["finished"] = reason
+        self._checkpoint()
+        best = self.state["best"]
+        logger.info("training finished: %s. %s Model: %s", reason,
+                    f"Best validation {best['metric']} {best['value']} at step {best['step']}."
+                    if best["value"] is not None else "", self.directory)
+
+    def _train_epoch(self) -> bool:
+        """Train until the epoch ends (True) or a stop condition holds (False)."""
+        training, state = self.training, self.state
+        epoch = state["epoch"] + 1
+        self.batches.set_epoch(epoch)
+        bar = _progress_bar(len(self.batches), state["batch"], f"epoch {epoch}/{training.epochs}",
+                            self.progress)
+        try:
+            for index in range(state["batch"], len(self.batches)):
+                self._check_stop_requests()
+                self._step(self.batches.batch(index), epoch)
+                state["batch"] = index + 1
+                window = state["window"]
+                bar.set_postfix(loss=f"{window['loss'] / window['tokens']:.3f}",
+                                tok_s=f"{window['tokens'] / window['seconds']:.0f}",
+                                refresh=False)
+                bar.update()
+                step = state["step"]
+                if training.validate_every and self.valid and step % training.validate_every == 0:
+                    self._report()
+                elif training.checkpoint_every and step % training.checkpoint_every == 0:
+                    self._checkpoint()
+                if self._stop_reason() is not None and index + 1 < len(self.batches):
+                    return False
+            return True
+        finally:
+            bar.close()
+
+    def _step(self, batch, epoch: int) -> None:
+        state = self.state
         started = time.perf_counter()
-        loss_sum = nll_sum = 0.0
-        tokens = 0
-        bar = _progress_bar(len(batches), f"epoch {epoch}/{training.epochs}", progress)
-        for index in range(len(batches)):
-            batch = batches.batch(index)
-            logs = model.train_on_batch(
-                {"source": batch.source, "target_input": batch.target_input},
-                batch.target_output, return_dict=True)
-            step += 1
-            if not math.isfinite(float(logs["loss"])):
-                raise FloatingPointError(
-                    f"training diverged at epoch {epoch}, step {step}: the loss is "
-                    f"{float(logs['loss'])}. The last completed epoch is saved in {directory}; "
-                    f"retry with a lower --learning-rate or a smaller --clip-norm")
-            count = batch.num_target_tokens
-            loss_sum += float(logs["loss"]) * count
-            nll_sum += float(logs["nll"]) * count
-            tokens += count
-            bar.set_postfix(loss=f"{loss_sum / tokens:.3f}",
-                            tok_s=f"{tokens / (time.perf_counter() - started):.0f}")
-            bar.update()
-        bar.close()
-        seconds = time.perf_counter() - started
-        row: dict[str, Any] = {"epoch": epoch, "step": step, "train_loss": round(loss_sum / tokens, 4),
-                               "train_ppl": round(math.exp(nll_sum / tokens), 3),
-                               "target_tokens_per_second": round(tokens / seconds),
-                               "seconds": round(seconds, 1)}
-        if valid_batches is not None:
-            valid_nll = teacher_forced_nll(model, valid_batches)
-            row.update(valid_loss=round(valid_nll, 4), valid_ppl=round(math.exp(valid_nll), 3))
-        history.append(row)
-        logger.info("epoch %d: %s", epoch, ", ".join(f"{k}={v}" for k, v in row.items()))
-        if valid:
-            _log_samples(translator, *valid)
-        directory.save_weights(model)
-        directory.save_state({"epoch": epoch, "step": step, "finished": epoch == training.epochs,
-                              "history": history})
-        directory.save_metrics(history)
-    logger.info("saved model to %s", directory)
-    return history[-1]
+        self._update_learning_rate()
+        logs = self.model.train_on_batch(
+            {"source": batch.source, "target_input": batch.target_input},
+            batch.target_output, return_dict=True)
+        loss = float(logs["loss"])
+        if not math.isfinite(loss):
+            good = (f"the last good checkpoint (step {self._checkpointed_step}) is kept in "
+                    f"{self.directory}" if self._checkpointed_step else "no checkpoint was saved yet")
+            raise FloatingPointError(
+                f"training diverged at epoch {epoch}, step {state['step'] + 1}: the loss is "
+                f"{loss}; {good}. Retry with a lower --learning-rate (now {self._learning_rate:g}), "
+                f"more --warmup-steps, or a smaller --clip-norm (now {self.training.clip_norm:g})")
+        state["step"] += 1
+        count = batch.num_target_tokens
+        window = state["window"]
+        window["loss"] += loss * count
+        window["nll"] += float(logs["nll"]) * count
+        window["tokens"] += count
+        window["seconds"] += time.perf_counter() - started
+
+    def _update_learning_rate(self) -> None:
+        training, state = self.training, self.state
+        rate = max(training.learning_rate * state["lr_scale"], training.min_learning_rate)
+        if training.warmup_steps:
+            rate *= min(1.0, (state["step"] + 1) / training.warmup_steps)
+        if rate != self._learning_rate:
+            self.model.optimizer.learning_rate.assign(rate)
+            self._learning_rate = rate
+
+    def _check_stop_requests(self) -> None:
+        if not self.stop_requests:
+            return
+        number = self.stop_requests[0]
+        if self.state["step"]:
+            self._checkpoint()
+            saved = f"saved a checkpoint at step {self.state['step']} in {self.directory}"
+        else:
+            saved = "no step was taken, so there is nothing to save"
+        raise TrainingInterrupted(
+            f"interrupted by {signal.Signals(number).name}; {saved}. Run the same "
+            f"`seq2seq-shared train` command again to resume", number)
+
+    # Reports: validation, best model, learning-rate plateau, early stopping -------------
+
+    def _report(self) -> None:
+        from .evaluate import quality, teacher_forced_nll
+
+        training, state = self.training, self.state
+        window = state["window"]
+        row: dict[str, Any] = {"epoch": state["epoch"] + state["batch"] / len(self.batches),
+                               "step": state["step"], "learning_rate": self._learning_rate}
+        row["epoch"] = round(row["epoch"], 3)
+        if window["tokens"]:
+            row.update(train_loss=round(window["loss"] / window["tokens"], 4),
+                       train_ppl=round(math.exp(window["nll"] / window["tokens"]), 3),
+                       target_tokens_per_second=round(window["tokens"] / window["seconds"]))
+        if self.valid:
+            valid_nll = teacher_forced_nll(self.model, self.valid_batches)
+            hypotheses = self.translator.translate(self.valid[0])
+            scores = quality(hypotheses, self.valid[1])
+            row.update(valid_loss=round(valid_nll, 4), valid_ppl=round(math.exp(valid_nll), 3),
+                       valid_bleu=scores["bleu"], valid_chrf=scores["chrf"])
+            self._log_samples(hypotheses)
+        row["minutes"] = round(self._elapsed() / 60, 2)
+        state["history"].append(row)
+        state["window"] = {"loss": 0.0, "nll": 0.0, "tokens": 0, "seconds": 0.0}
+        logger.info("step %d: %s", state["step"], ", ".join(f"{k}={v}" for k, v in row.items()))
+        self._track_best(row)
+        self.directory.save_metrics(state["history"])
+        if self.tensorboard is not None:
+            self.tensorboard.scalars(state["step"], {k: float(v) for k, v in row.items()
+                                                     if k not in ("epoch", "step")})
+        self._checkpoint()
+
+    def _track_best(self, row: dict[str, Any]) -> None:
+        training, state = self.training, self.state
+        if not self.valid:
+            self.directory.save_weights(self.model)  # the latest is the one to use
+            return
+        best = state["best"]
+        value = row["valid_bleu"] if training.best_metric == "bleu" else row["valid_loss"]
+        better = (best["value"] is None or
+                  (value > best["value"] if training.best_metric == "bleu" else value < best["value"]))
+        if better:
+            best.update(value=value, step=state["step"])
+            state["bad_validations"] = state["plateau_validations"] = 0
+            self.directory.save_weights(self.model)
+            logger.info("new best validation %s: %s (saved)", training.best_metric, value)
+            return
+        state["bad_validations"] += 1
+        state["plateau_validations"] += 1
+        if training.lr_patience and state["plateau_validations"] >= training.lr_patience:
+            state["lr_scale"] *= training.lr_decay
+            state["plateau_validations"] = 0
+            logger.info("validation %s has not improved for %d validations: learning rate "
+                        "scaled to %g", training.best_metric, training.lr_patience,
+                        max(training.learning_rate * state["lr_scale"], training.min_learning_rate))
+
+    def _log_samples(self, hypotheses: list[str]) -> None:
+        sources, references = self.valid
+        picks = np.linspace(0, len(sources) - 1, SAMPLE_TRANSLATIONS).astype(int).tolist()
+        for i in picks:
+            logger.info("sample: %s\n    reference:  %s\n    hypothesis: %s",
+                        sources[i], references[i], hypotheses[i])
 
 
-def _train_tokenizer(sources: list[str], targets: list[str], config: Config) -> Tokenizer:
-    model_config, training = config.model, config.training
-    options = dict(vocab_size=model_config.vocab_size, model_type=training.sentencepiece_model_type,
-                   sample_lines=training.sentencepiece_sample_lines, seed=training.seed)
-    if model_config.joint_vocab:
-        tokenizer = Tokenizer(train_sentencepiece(sources + targets, **options))
-    else:
-        tokenizer = Tokenizer(train_sentencepiece(sources, **options),
-                              train_sentencepiece(targets, **options))
-    logger.info("SentencePiece: %d source / %d target pieces (%s vocabulary)",
-                tokenizer.source_vocab_size, tokenizer.target_vocab_size,
-                "joint" if tokenizer.joint else "separate")
-    return tokenizer
+@contextmanager
+def _stop_requests():
+    """Collect SIGINT / SIGTERM instead of dying mid-step; the loop checkpoints and stops."""
+    requests: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield requests
+        return
+    previous = {number: signal.signal(number, lambda n, frame: requests.append(n))
+                for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield requests
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
-def _batches(tokenizer: Tokenizer, sources: list[str], targets: list[str], config: Config,
-             shuffle: bool) -> ParallelBatches:
-    from . import backend
-
-    source_ids, target_ids = tokenizer.encode_source(sources), tokenizer.encode_target(targets)
-    max_source, max_target = config.model.max_source_length, config.training.max_target_length
-    keep = [i for i, (s, t) in enumerate(zip(source_ids, target_ids))
-            if len(s) <= max_source and len(t) < max_target]
-    if len(keep) < len(source_ids):
-        logger.warning("dropped %d pair(s) longer than %d source / %d target pieces",
-                       len(source_ids) - len(keep), max_source, max_target)
-    if not keep:
-        raise ValueError("every pair is longer than the length limits; raise "
-                         "--max-source-length / --max-target-length")
-    return ParallelBatches([source_ids[i] for i in keep], [target_ids[i] for i in keep],
-                           batch_tokens=config.training.batch_tokens,
-                           reverse_source=config.model.reverse_source,
-                           seed=config.training.seed, shuffle=shuffle,
-                           multiple=backend.shape_multiple())
-
-
-def _log_samples(translator, sources: list[str], targets: list[str]) -> None:
-    picks = np.linspace(0, len(sources) - 1, SAMPLE_TRANSLATIONS).astype(int).tolist()
-    hypotheses = translator.translate([sources[i] for i in picks])
-    for i, hypothesis in zip(picks, hypotheses):
-        logger.info("sample: %s\n    reference:  %s\n    hypothesis: %s",
-                    sources[i], targets[i], hypothesis)
-
-
-def _progress_bar(total: int, description: str, enabled: bool):
+def _progress_bar(total: int, initial: int, description: str, enabled: bool):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=description, unit="batch", disable=not enabled, leave=False,
-                dynamic_ncols=True, mininterval=0.5)
+    return tqdm(total=total, initial=initial, desc=description, unit="batch",
+                disable=not enabled, leave=False, dynamic_ncols=True, mininterval=0.5)
 
 
 @contextmanager
