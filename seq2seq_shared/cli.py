@@ -101,6 +101,7 @@ TRAINING_OPTIONS = [
     _switch("share_embeddings", "One embedding table for source and target."),
     _switch("tie_output", "Output projection reuses the embedding table."),
     _switch("reverse_source", "Read the source backwards."),
+    _switch("feed_context", "Feed the encoder's final state to every decoder step."),
     _setting("epochs", click.IntRange(1), "Passes over the training data.", TrainingConfig),
     _setting("batch_tokens", click.IntRange(16), "Target tokens per batch, padding included.",
              TrainingConfig),

@@ -26,6 +26,7 @@ class ModelConfig:
     tie_output: bool = False          # output projection reuses the target embedding table
     dropout: float = 0.2              # on embeddings and LSTM outputs, never inside the recurrence
     reverse_source: bool = True       # feed the source backwards (Sutskever et al., 2014)
+    feed_context: bool = False        # the decoder reads the encoder's final state every step
     max_source_length: int = 128      # pieces; longer training pairs are dropped, inputs truncated
 
     def __post_init__(self) -> None:

@@ -31,15 +31,17 @@ def greedy_search(model: Seq2Seq, source, limits, max_steps: int):
         return ops.logical_not(ops.all(finished))
 
     def step_once(step, token, states, output, finished):
-        logits, states = model.decode_step(token, states)  # (batch, vocab)
+        logits, states = model.decode_step(token, states, context)  # (batch, vocab)
         token = ops.where(finished, PAD_ID, ops.cast(ops.argmax(logits, axis=-1), "int32"))
         output = ops.where(positions == step, ops.expand_dims(token, 1), output)
         finished = finished | ops.equal(token, EOS_ID) | (step + 1 >= limits)
         return step + 1, token, states, output, finished
 
+    encoded = model.encode(source)
+    context = model.context(encoded)  # a loop invariant: None, or (batch, hidden)
     start = (ops.convert_to_tensor(0, "int32"),
              ops.full((batch_size,), BOS_ID, dtype="int32"),
-             model.encode(source),
+             encoded,
              ops.zeros((batch_size, max_steps), dtype="int32"),
              ops.less_equal(limits, 0))
     return ops.while_loop(keep_going, step_once, start, maximum_iterations=max_steps)[3]

@@ -7,6 +7,11 @@
 `call` (teacher forcing), `encode` and `decode_step` all use the same layer objects, so
 training and inference can never drift apart, and nothing is looked up by index after
 loading. With `share_lstm=False` the decoder gets its own LSTMs (the sharing ablation).
+
+With `feed_context`, the first layer's input is [embedding; context] (Cho et al., 2014):
+the decoder reads the encoder's final top-layer state at every step, so the source is
+not forgotten over a long target. The encoder, which has no context yet, reads zeros
+there; it is still the same LSTM, with one kernel for both.
 """
 from __future__ import annotations
 
@@ -20,14 +25,14 @@ class Seq2Seq(keras.Model):
     def __init__(self, source_vocab_size: int, target_vocab_size: int, embedding_dim: int,
                  hidden_size: int, num_layers: int = 1, share_lstm: bool = True,
                  share_embeddings: bool = True, tie_output: bool = False, dropout: float = 0.0,
-                 label_smoothing: float = 0.0, **kwargs):
+                 label_smoothing: float = 0.0, feed_context: bool = False, **kwargs):
         super().__init__(**kwargs)
         if share_embeddings and source_vocab_size != target_vocab_size:
             raise ValueError("share_embeddings needs one vocabulary for source and target")
         self.target_vocab_size = target_vocab_size
         self.hidden_size, self.num_layers = hidden_size, num_layers
         self.share_lstm, self.share_embeddings = share_lstm, share_embeddings
-        self.label_smoothing = label_smoothing
+        self.label_smoothing, self.feed_context = label_smoothing, feed_context
 
         self.source_embedding = layers.Embedding(source_vocab_size, embedding_dim,
                                                  name="embedding" if share_embeddings
@@ -73,6 +78,9 @@ class Seq2Seq(keras.Model):
         """The final (h, c) of every layer, each (batch, hidden), read at the last real token."""
         mask = ops.not_equal(source, PAD_ID)  # (batch, source_len)
         x = self.dropout(self.source_embedding(source), training=training)
+        if self.feed_context:  # no context yet: zeros in its place
+            batch, length = ops.shape(source)[0], ops.shape(source)[1]
+            x = ops.concatenate([x, ops.zeros((batch, length, self.hidden_size), x.dtype)], -1)
         states = []
         for lstm in self.encoder_lstms:
             x, h, c = lstm(x, mask=mask, training=training)  # x: (batch, source_len, hidden)
@@ -80,17 +88,29 @@ class Seq2Seq(keras.Model):
             states.append([h, c])
         return states
 
+    def context(self, states: list[list]):
+        """What `feed_context` gives every decoder step: the encoder's top final h, or None."""
+        return states[-1][0] if self.feed_context else None  # (batch, hidden)
+
     def decode(self, target_input, states: list[list], training: bool = False):
         """Teacher-forced decoding from encoder states: logits (batch, target_len, vocab)."""
         x = self.dropout(self.target_embedding(target_input), training=training)
+        if self.feed_context:
+            context = ops.expand_dims(self.context(states), 1)  # (batch, 1, hidden)
+            context = ops.repeat(context, ops.shape(target_input)[1], axis=1)
+            x = ops.concatenate([x, context], -1)  # (batch, target_len, embedding + hidden)
         for lstm, state in zip(self.decoder_lstms, states):
             x, _, _ = lstm(x, initial_state=state, training=training)
             x = self.dropout(x, training=training)
         return self.logits(x)
 
-    def decode_step(self, token, states: list[list]):
-        """One greedy step: token (batch,) -> logits (batch, vocab) and the next states."""
+    def decode_step(self, token, states: list[list], context=None):
+        """One greedy step: token (batch,) -> logits (batch, vocab) and the next states.
+
+        `context` is `self.context(encoder_states)`, fixed for the whole sentence."""
         x = self.target_embedding(token)  # (batch, embedding_dim)
+        if self.feed_context:
+            x = ops.concatenate([x, context], -1)  # (batch, embedding + hidden)
         next_states = []
         for lstm, state in zip(self.decoder_lstms, states):
             x, state = lstm.cell(x, state)  # the very cell (weights) that `call` runs
@@ -129,12 +149,14 @@ def lstm_parameter_count(input_size: int, hidden_size: int) -> int:
 
 def expected_parameter_count(source_vocab_size: int, target_vocab_size: int, embedding_dim: int,
                              hidden_size: int, num_layers: int, share_lstm: bool = True,
-                             share_embeddings: bool = True, tie_output: bool = False) -> int:
+                             share_embeddings: bool = True, tie_output: bool = False,
+                             feed_context: bool = False) -> int:
     """The parameter count by formula; with sharing each LSTM layer is counted once."""
     embeddings = source_vocab_size * embedding_dim
     if not share_embeddings:
         embeddings += target_vocab_size * embedding_dim
-    stack = sum(lstm_parameter_count(embedding_dim if i == 0 else hidden_size, hidden_size)
+    first_input = embedding_dim + (hidden_size if feed_context else 0)
+    stack = sum(lstm_parameter_count(first_input if i == 0 else hidden_size, hidden_size)
                 for i in range(num_layers))
     lstms = stack if share_lstm else 2 * stack
     if tie_output:  # only the bridge, if any: the scores reuse the embedding table

@@ -183,6 +183,7 @@ class ModelDir:
                         share_embeddings=model_config.share_embeddings,
                         tie_output=model_config.tie_output,
                         dropout=model_config.dropout,
+                        feed_context=model_config.feed_context,
                         label_smoothing=config.training.label_smoothing)
         model.build()
         return model

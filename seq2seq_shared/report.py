@@ -38,7 +38,7 @@ def parameter_report(model_dir: Path | str) -> dict[str, Any]:
                  target_vocab_size=vocab["target_vocab_size"],
                  embedding_dim=config.model.embedding_dim, hidden_size=config.model.hidden_size,
                  num_layers=config.model.num_layers, share_embeddings=config.model.share_embeddings,
-                 tie_output=config.model.tie_output)
+                 tie_output=config.model.tie_output, feed_context=config.model.feed_context)
     total = model.count_params()
     formula = expected_parameter_count(share_lstm=config.model.share_lstm, **sizes)
     notes = []

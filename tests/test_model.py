@@ -36,14 +36,16 @@ def test_encoder_and_decoder_use_the_very_same_lstm_variables():
 
 @pytest.mark.parametrize("options", [
     {}, {"num_layers": 3}, {"share_lstm": False}, {"tie_output": True},
-    {"share_embeddings": False, "source_vocab_size": 29}, {"num_layers": 2, "share_lstm": False}])
+    {"share_embeddings": False, "source_vocab_size": 29}, {"num_layers": 2, "share_lstm": False},
+    {"feed_context": True, "num_layers": 2}])
 def test_parameter_count_matches_the_formula(options):
     model = build(**options)
     sizes = dict(source_vocab_size=options.get("source_vocab_size", V), target_vocab_size=V,
                  embedding_dim=E, hidden_size=H, num_layers=options.get("num_layers", 1),
                  share_lstm=options.get("share_lstm", True),
                  share_embeddings=options.get("share_embeddings", True),
-                 tie_output=options.get("tie_output", False))
+                 tie_output=options.get("tie_output", False),
+                 feed_context=options.get("feed_context", False))
     assert model.count_params() == expected_parameter_count(**sizes)
 
 
@@ -56,15 +58,16 @@ def test_one_shared_lstm_by_hand():
 
 
 @pytest.mark.parametrize("options", [{}, {"num_layers": 2}, {"share_lstm": False},
-                                     {"tie_output": True}])
+                                     {"tie_output": True}, {"feed_context": True, "num_layers": 2}])
 def test_step_by_step_decoding_reproduces_teacher_forced_logits(options):
     model = build(dropout=0.3, **options)  # dropout must be off at inference
     source, target_input = random_ids(3, 9, seed=1), random_ids(3, 7, seed=2)
     target_input[:, 0] = 2
     forced = ops.convert_to_numpy(model({"source": source, "target_input": target_input}))
     states = model.encode(source)
+    context = model.context(states)
     for t in range(target_input.shape[1]):
-        logits, states = model.decode_step(target_input[:, t], states)
+        logits, states = model.decode_step(target_input[:, t], states, context)
         np.testing.assert_allclose(ops.convert_to_numpy(logits), forced[:, t], atol=1e-5)
 
 
@@ -77,16 +80,18 @@ def test_padding_does_not_change_the_encoder_state():
         np.testing.assert_allclose(ops.convert_to_numpy(c), ops.convert_to_numpy(c_padded), atol=1e-6)
 
 
-def test_greedy_search_equals_a_plain_python_loop():
-    model = build()
+@pytest.mark.parametrize("options", [{}, {"feed_context": True}])
+def test_greedy_search_equals_a_plain_python_loop(options):
+    model = build(**options)
     source = random_ids(4, 5, seed=4)
     limits = np.array([3, 8, 8, 0], dtype="int32")
     output = ops.convert_to_numpy(greedy_search(model, source, limits, max_steps=8))
     states, token = model.encode(source), np.full(4, 2, dtype="int32")
+    context = model.context(states)
     expected = np.zeros((4, 8), dtype="int32")
     finished = limits <= 0
     for step in range(8):
-        logits, states = model.decode_step(token, states)
+        logits, states = model.decode_step(token, states, context)
         token = np.where(finished, 0, ops.convert_to_numpy(ops.argmax(logits, -1))).astype("int32")
         expected[:, step] = token
         finished |= (token == 3) | (step + 1 >= limits)
