@@ -23,6 +23,11 @@ def teacher_forced_nll(model, batches: ParallelBatches) -> float:
     return total / max(tokens, 1)
 
 
+def perplexity(nll: float) -> float:
+    """exp(nll), rounded; inf where it would overflow (a model far from trained)."""
+    return round(math.exp(nll), 3) if nll < 700 else math.inf
+
+
 def quality(hypotheses: list[str], references: list[str]) -> dict[str, Any]:
     """Cased and lowercased BLEU, chrF (sacreBLEU, 13a tokenization) and exact match."""
     from sacrebleu.metrics import BLEU, CHRF
@@ -58,4 +63,4 @@ def evaluate(model_dir: Path | str, source_path: Path | str, reference_path: Pat
                               shuffle=False, multiple=backend.shape_multiple())
     nll = teacher_forced_nll(translator.model, batches)
     return {"source": str(source_path), "reference": str(reference_path),
-            **quality(hypotheses, references), "perplexity": round(math.exp(nll), 3)}
+            **quality(hypotheses, references), "perplexity": perplexity(nll)}

@@ -237,6 +237,8 @@ class TrainingRun:
         arrays = {f"{group}/{index:04d}": ops.convert_to_numpy(variable)
                   for group, variables in self._variables().items()
                   for index, variable in enumerate(variables)}
+        if not all(np.isfinite(a).all() for a in arrays.values() if a.dtype.kind == "f"):
+            self._diverged(f"by step {self.state['step']}: the weights hold NaN or Inf")
         self.directory.save_checkpoint(self.state["step"], arrays, self.state,
                                        keep=self.training.keep_checkpoints)
         self._checkpointed_step = self.state["step"]
@@ -297,8 +299,8 @@ class TrainingRun:
         self.state["finished"] = reason
         self._checkpoint()
         best = self.state["best"]
-        logger.info("training finished: %s. %s Model: %s", reason,
-                    f"Best validation {best['metric']} {best['value']} at step {best['step']}."
+        logger.info("training finished: %s.%s Model: %s", reason,
+                    f" Best validation {best['metric']} {best['value']} at step {best['step']}."
                     if best["value"] is not None else "", self.directory)
 
     def _train_epoch(self) -> bool:
@@ -338,12 +340,7 @@ class TrainingRun:
             batch.target_output, return_dict=True)
         loss = float(logs["loss"])
         if not math.isfinite(loss):
-            good = (f"the last good checkpoint (step {self._checkpointed_step}) is kept in "
-                    f"{self.directory}" if self._checkpointed_step else "no checkpoint was saved yet")
-            raise FloatingPointError(
-                f"training diverged at epoch {epoch}, step {state['step'] + 1}: the loss is "
-                f"{loss}; {good}. Retry with a lower --learning-rate (now {self._learning_rate:g}), "
-                f"more --warmup-steps, or a smaller --clip-norm (now {self.training.clip_norm:g})")
+            self._diverged(f"at epoch {epoch}, step {state['step'] + 1}: the loss is {loss}")
         state["step"] += 1
         count = batch.num_target_tokens
         window = state["window"]
@@ -352,11 +349,24 @@ class TrainingRun:
         window["tokens"] += count
         window["seconds"] += time.perf_counter() - started
 
-    def _update_learning_rate(self) -> None:
+    def _diverged(self, what: str) -> None:
+        good = (f"the last good checkpoint (step {self._checkpointed_step}) is kept in "
+                f"{self.directory}" if self._checkpointed_step else "no checkpoint was saved yet")
+        raise FloatingPointError(
+            f"training diverged {what}; {good}. Retry with a lower --learning-rate (now "
+            f"{self._learning_rate_now():g}), more --warmup-steps, or a smaller --clip-norm "
+            f"(now {self.training.clip_norm:g}); the run resumes from that checkpoint")
+
+    def _learning_rate_now(self) -> float:
+        """The rate for the next step: warm-up, then the base rate scaled down on plateaus."""
         training, state = self.training, self.state
         rate = max(training.learning_rate * state["lr_scale"], training.min_learning_rate)
         if training.warmup_steps:
             rate *= min(1.0, (state["step"] + 1) / training.warmup_steps)
+        return rate
+
+    def _update_learning_rate(self) -> None:
+        rate = self._learning_rate_now()
         if rate != self._learning_rate:
             self.model.optimizer.learning_rate.assign(rate)
             self._learning_rate = rate
@@ -377,22 +387,25 @@ class TrainingRun:
     # Reports: validation, best model, learning-rate plateau, early stopping -------------
 
     def _report(self) -> None:
-        from .evaluate import quality, teacher_forced_nll
+        from .evaluate import perplexity, quality, teacher_forced_nll
 
         training, state = self.training, self.state
         window = state["window"]
         row: dict[str, Any] = {"epoch": state["epoch"] + state["batch"] / len(self.batches),
-                               "step": state["step"], "learning_rate": self._learning_rate}
+                               "step": state["step"],
+                               "learning_rate": self._learning_rate or self._learning_rate_now()}
         row["epoch"] = round(row["epoch"], 3)
         if window["tokens"]:
             row.update(train_loss=round(window["loss"] / window["tokens"], 4),
-                       train_ppl=round(math.exp(window["nll"] / window["tokens"]), 3),
+                       train_ppl=perplexity(window["nll"] / window["tokens"]),
                        target_tokens_per_second=round(window["tokens"] / window["seconds"]))
         if self.valid:
             valid_nll = teacher_forced_nll(self.model, self.valid_batches)
+            if not math.isfinite(valid_nll):
+                self._diverged(f"by step {state['step']}: the validation loss is {valid_nll}")
             hypotheses = self.translator.translate(self.valid[0])
             scores = quality(hypotheses, self.valid[1])
-            row.update(valid_loss=round(valid_nll, 4), valid_ppl=round(math.exp(valid_nll), 3),
+            row.update(valid_loss=round(valid_nll, 4), valid_ppl=perplexity(valid_nll),
                        valid_bleu=scores["bleu"], valid_chrf=scores["chrf"])
             self._log_samples(hypotheses)
         row["minutes"] = round(self._elapsed() / 60, 2)

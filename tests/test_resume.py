@@ -1,0 +1,205 @@
+"""Nothing lost: exact resume after Ctrl-C, SIGTERM and kill -9; divergence; refusals."""
+import json
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from seq2seq_shared.cli import main
+from seq2seq_shared.model_dir import ModelDir
+from seq2seq_shared.train import TrainingRun
+
+# 4 batches per epoch on the 200-pair corpus; a checkpoint every 3 steps and every epoch.
+RUN = ["--embedding-dim", "16", "--hidden-size", "32", "--vocab-size", "120", "--batch-tokens",
+       "256", "--dropout", "0.2", "--checkpoint-every", "3", "--quiet", "--no-tensorboard"]
+
+
+def train_arguments(corpus, model_dir, *extra):
+    return [str(a) for a in ("train", corpus / "train.en", corpus / "train.de", "--model-dir",
+                             model_dir, "--valid", corpus / "train.en", corpus / "train.de",
+                             *RUN, *extra)]
+
+
+def invoke(arguments):
+    return CliRunner().invoke(main, arguments, catch_exceptions=False)
+
+
+def final_state(model_dir):
+    """(arrays, state) of the newest checkpoint: every model and optimizer variable."""
+    return ModelDir(model_dir).load_latest_checkpoint()
+
+
+def assert_same_run(model_dir, reference_dir):
+    arrays, state = final_state(model_dir)
+    reference_arrays, reference_state = final_state(reference_dir)
+    assert state["step"] == reference_state["step"] and state["finished"]
+    assert sorted(arrays) == sorted(reference_arrays)
+    for key in arrays:  # bitwise: TensorFlow runs with deterministic kernels
+        np.testing.assert_array_equal(arrays[key], reference_arrays[key], err_msg=key)
+    timing = {"minutes", "target_tokens_per_second"}
+    rows = [{k: v for k, v in row.items() if k not in timing} for row in state["history"]]
+    assert rows == [{k: v for k, v in row.items() if k not in timing}
+                    for row in reference_state["history"]]
+
+
+@pytest.fixture(scope="module")
+def reference(numbers_corpus, tmp_path_factory):
+    """An uninterrupted 3-epoch run (12 steps)."""
+    model_dir = tmp_path_factory.mktemp("reference") / "model"
+    result = invoke(train_arguments(numbers_corpus, model_dir, "--epochs", "3"))
+    assert result.exit_code == 0, result.output
+    return model_dir
+
+
+@pytest.mark.parametrize("signal_number, at_step", [(signal.SIGINT, 5), (signal.SIGTERM, 8)])
+def test_interrupted_then_resumed_run_equals_an_uninterrupted_one(
+        signal_number, at_step, reference, numbers_corpus, tmp_path, monkeypatch):
+    step = TrainingRun._step
+
+    def step_then_signal(self, batch, epoch):
+        step(self, batch, epoch)
+        if self.state["step"] == at_step:
+            signal.raise_signal(signal_number)  # what Ctrl-C or `kill` delivers
+
+    monkeypatch.setattr(TrainingRun, "_step", step_then_signal)
+    model_dir = tmp_path / "model"
+    arguments = train_arguments(numbers_corpus, model_dir, "--epochs", "3")
+    result = invoke(arguments)
+    assert result.exit_code == 128 + signal_number
+    assert f"saved a checkpoint at step {at_step}" in result.output
+    assert "Run the same `seq2seq-shared train` command again to resume" in result.output
+    assert json.loads((model_dir / "training_state.json").read_text())["step"] == at_step
+
+    monkeypatch.undo()
+    result = invoke(arguments)
+    assert result.exit_code == 0, result.output
+    assert f"resumed from the checkpoint at step {at_step}" in (model_dir / "train.log").read_text()
+    assert_same_run(model_dir, reference)
+
+
+def test_kill_9_at_random_moments_then_resume_ends_as_an_uninterrupted_run(
+        reference, numbers_corpus, tmp_path):
+    model_dir = tmp_path / "model"
+    command = [sys.executable, "-m", "seq2seq_shared.cli",
+               *train_arguments(numbers_corpus, model_dir, "--epochs", "3")]
+    moments = random.Random(4).sample([x / 2 for x in range(4, 24)], 4)  # 2-12 s after start
+    kills = 0
+    for moment in moments:
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(moment)
+        if process.poll() is None:
+            process.kill()
+            kills += 1
+        process.wait()
+        directory = ModelDir(model_dir)
+        if directory.checkpoints():  # the last complete checkpoint must load
+            assert directory.load_latest_checkpoint() is not None
+    assert kills >= 2, "the runs ended before they could be killed; lengthen them"
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert finished.returncode == 0, finished.stderr
+    assert_same_run(model_dir, reference)
+    assert not [p for p in model_dir.rglob(".*")], "temporary files left behind"
+
+    from seq2seq_shared.decode import Translator
+    assert len(Translator.from_model_dir(model_dir).translate(["seven", "", "twelve"])) == 3
+
+
+@pytest.mark.parametrize("poisoned_after, message, good_step", [
+    (5, "at epoch 2, step 6: the loss is nan", 4),          # caught by the next step's loss
+    (4, "by step 4: the validation loss is nan", 3)])      # caught by the epoch's validation
+def test_divergence_stops_with_advice_and_keeps_the_last_good_checkpoint(
+        poisoned_after, message, good_step, numbers_corpus, tmp_path, monkeypatch):
+    step = TrainingRun._step
+
+    def step_then_poison(self, batch, epoch):
+        step(self, batch, epoch)
+        if self.state["step"] == poisoned_after:  # as if an update had blown the weights up
+            embeddings = self.model.source_embedding.embeddings
+            embeddings.assign(np.full(embeddings.shape, np.nan, dtype="float32"))
+
+    monkeypatch.setattr(TrainingRun, "_step", step_then_poison)
+    model_dir = tmp_path / "model"
+    result = CliRunner().invoke(main, train_arguments(numbers_corpus, model_dir, "--epochs", "3"))
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"training diverged {message}" in result.output
+    assert f"last good checkpoint (step {good_step})" in result.output
+    assert "--learning-rate" in result.output and "--clip-norm" in result.output
+    arrays, state = final_state(model_dir)
+    assert state["step"] == good_step
+    assert all(np.isfinite(value).all() for value in arrays.values() if value.dtype.kind == "f")
+
+
+def test_a_different_run_in_the_model_directory_is_refused_with_the_way_out(
+        reference, numbers_corpus, tmp_path):
+    result = CliRunner().invoke(main, train_arguments(numbers_corpus, reference, "--epochs", "3",
+                                                      "--hidden-size", "24"))
+    assert result.exit_code == 1
+    assert "hidden_size is 32 there, 24 now" in result.output
+    assert "--overwrite" in result.output and "new --model-dir" in result.output
+
+    other = tmp_path / "other.en"
+    other.write_text((numbers_corpus / "train.en").read_text().replace("seven", "eight"))
+    changed = train_arguments(numbers_corpus, reference, "--epochs", "3")
+    changed[1] = str(other)
+    result = CliRunner().invoke(main, changed)
+    assert result.exit_code == 1 and "trained on other data (train_source" in result.output
+
+    foreign = tmp_path / "photos"
+    foreign.mkdir()
+    (foreign / "holiday.jpg").write_bytes(b"\xff\xd8")
+    result = CliRunner().invoke(main, train_arguments(numbers_corpus, foreign, "--epochs", "1"))
+    assert result.exit_code == 1 and "not a seq2seq-shared model directory" in result.output
+    assert (foreign / "holiday.jpg").exists()
+
+
+def test_finished_run_is_not_retrained_more_epochs_extend_it_and_overwrite_restarts(
+        reference, numbers_corpus, tmp_path):
+    import shutil
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(reference, model_dir)
+    result = invoke(train_arguments(numbers_corpus, model_dir, "--epochs", "3"))
+    assert result.exit_code == 0 and json.loads(result.stdout.splitlines()[-1])["step"] == 12
+    result = invoke(train_arguments(numbers_corpus, model_dir, "--epochs", "4"))
+    assert result.exit_code == 0 and json.loads(result.stdout.splitlines()[-1])["step"] == 16
+    assert len(ModelDir(model_dir).checkpoints()) == 3  # --keep-checkpoints
+    result = invoke(train_arguments(numbers_corpus, model_dir, "--epochs", "1", "--overwrite"))
+    assert result.exit_code == 0 and json.loads(result.stdout.splitlines()[-1])["step"] == 4
+
+
+def test_damaged_model_directories_are_refused_naming_the_file(reference, numbers_corpus, tmp_path):
+    import shutil
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(reference, model_dir)
+    config = json.loads((model_dir / "config.json").read_text())
+    (model_dir / "config.json").write_text(json.dumps({**config, "format_version": 99}))
+    for command in (["translate", "--model-dir", str(model_dir)],
+                    train_arguments(numbers_corpus, model_dir, "--epochs", "4")):
+        result = CliRunner().invoke(main, command, input="seven\n")
+        assert result.exit_code == 1
+        assert "config.json: model directory format 99" in result.output
+    (model_dir / "config.json").write_text('{"format_version": 1, "model": ')
+    result = CliRunner().invoke(main, ["translate", "--model-dir", str(model_dir)], input="x\n")
+    assert result.exit_code == 1 and "config.json: corrupt" in result.output
+
+
+def test_a_damaged_newest_checkpoint_falls_back_to_the_one_before(reference, numbers_corpus,
+                                                                   tmp_path, caplog):
+    import shutil
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(reference, model_dir)
+    (step, newest), (previous, _) = ModelDir(model_dir).checkpoints()[-1], \
+        ModelDir(model_dir).checkpoints()[-2]
+    newest.write_bytes(newest.read_bytes()[:1000])  # e.g. a disk that lost the tail
+    result = invoke(train_arguments(numbers_corpus, model_dir, "--epochs", "3"))
+    assert result.exit_code == 0, result.output
+    assert f"{newest.name}: unreadable" in caplog.text
+    assert f"resumed from the checkpoint at step {previous}" in caplog.text
+    assert json.loads(result.stdout.splitlines()[-1])["step"] == step == 12
