@@ -46,12 +46,14 @@ def train(source_path: Path, target_path: Path, model_dir: Path | str, config: C
     paths = {"train_source": source_path, "train_target": target_path}
     if valid_source_path is not None and valid_target_path is not None:
         paths.update(valid_source=valid_source_path, valid_target=valid_target_path)
-    data_sha256 = {name: _file_sha256(Path(path)) for name, path in paths.items()}
-    resuming = _prepare(directory, config, data_sha256, overwrite)
+    directory.check_writable()  # fail now, not after the work
+    # The data check runs before --overwrite deletes anything.
     max_words = max(config.model.max_source_length, config.training.max_target_length)
     sources, targets = read_parallel(source_path, target_path, max_words)
     valid = (read_parallel(valid_source_path, valid_target_path)
              if "valid_source" in paths else None)
+    data_sha256 = {name: _file_sha256(Path(path)) for name, path in paths.items()}
+    resuming = _prepare(directory, config, data_sha256, overwrite)
     with _log_to(directory.log_path):
         run = TrainingRun(directory, config, sources, targets, valid, data_sha256, progress)
         return run.run(resuming)
@@ -69,7 +71,6 @@ def _file_sha256(path: Path) -> str:
 def _prepare(directory: ModelDir, config: Config, data_sha256: dict[str, str],
              overwrite: bool) -> bool:
     """Make `directory` ready; True if it holds a run to resume. Refuses a mismatched one."""
-    directory.check_writable()
     if overwrite:
         directory.clear()
         return False

@@ -127,3 +127,12 @@ def test_a_killed_translation_leaves_no_output_file_that_looks_complete(trained,
     process.kill()
     process.wait()
     assert not output.exists()
+
+
+def test_an_unwritable_model_directory_fails_before_reading_the_data(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory\n")
+    result = CliRunner().invoke(main, ["train", str(tmp_path / "missing.en"),
+                                       str(tmp_path / "missing.de"), "--model-dir",
+                                       str(blocker / "model"), "--quiet"])
+    assert result.exit_code == 1 and "model directory is not writable" in result.output
