@@ -23,6 +23,7 @@ import numpy as np
 from .config import Config, TrainingConfig
 from .data import ParallelBatches, read_parallel
 from .model_dir import ModelDir
+from .schedule import Schedule
 from .tokenizer import Tokenizer, train_sentencepiece
 
 logger = logging.getLogger(__name__)
@@ -118,6 +119,7 @@ class TrainingRun:
         self.directory, self.config, self.training = directory, config, config.training
         self.sources, self.targets, self.valid = sources, targets, valid
         self.data_sha256, self.progress = data_sha256, progress
+        self.schedule = Schedule(config.training, validating=valid is not None)
         self.state: dict[str, Any] = {}
         self.stop_requests: list[int] = []
 
@@ -222,9 +224,7 @@ class TrainingRun:
     def _fresh_state(self) -> dict[str, Any]:
         return {"epoch": 0,            # epochs completed
                 "batch": 0,            # batches completed in the epoch in progress
-                "step": 0, "seconds": 0.0, "finished": None,
-                "lr_scale": 1.0, "bad_validations": 0, "plateau_validations": 0,
-                "best": {"metric": self.training.best_metric, "value": None, "step": None},
+                "step": 0, "seconds": 0.0, "finished": None, **self.schedule.initial_state(),
                 "window": {"loss": 0.0, "nll": 0.0, "tokens": 0, "seconds": 0.0},
                 "data_sha256": self.data_sha256, "history": []}
 
@@ -275,14 +275,7 @@ class TrainingRun:
         return self.seconds_before + time.perf_counter() - self.started
 
     def _stop_reason(self) -> str | None:
-        training, state = self.training, self.state
-        if state["epoch"] >= training.epochs:
-            return f"{training.epochs} epochs done"
-        if training.max_minutes and self._elapsed() >= 60 * training.max_minutes:
-            return f"time limit of {training.max_minutes:g} minutes reached"
-        if training.patience and self.valid and state["bad_validations"] >= training.patience:
-            return f"no improvement in {training.patience} validations (early stopping)"
-        return None
+        return self.schedule.stop_reason(self.state, self._elapsed())
 
     def _train(self) -> None:
         self._checkpointed_step = self.state["step"] if self.state["step"] else None
@@ -359,12 +352,7 @@ class TrainingRun:
             f"(now {self.training.clip_norm:g}); the run resumes from that checkpoint")
 
     def _learning_rate_now(self) -> float:
-        """The rate for the next step: warm-up, then the base rate scaled down on plateaus."""
-        training, state = self.training, self.state
-        rate = max(training.learning_rate * state["lr_scale"], training.min_learning_rate)
-        if training.warmup_steps:
-            rate *= min(1.0, (state["step"] + 1) / training.warmup_steps)
-        return rate
+        return self.schedule.learning_rate(self.state)
 
     def _update_learning_rate(self) -> None:
         rate = self._learning_rate_now()
@@ -390,7 +378,7 @@ class TrainingRun:
     def _report(self) -> None:
         from .evaluate import perplexity, quality, teacher_forced_nll
 
-        training, state = self.training, self.state
+        state = self.state
         window = state["window"]
         row: dict[str, Any] = {"epoch": state["epoch"] + state["batch"] / len(self.batches),
                                "step": state["step"],
@@ -421,28 +409,14 @@ class TrainingRun:
         self._checkpoint()
 
     def _track_best(self, row: dict[str, Any]) -> None:
-        training, state = self.training, self.state
         if not self.valid:
             self.directory.save_weights(self.model)  # the latest is the one to use
             return
-        best = state["best"]
-        value = row["valid_bleu"] if training.best_metric == "bleu" else row["valid_loss"]
-        better = (best["value"] is None or
-                  (value > best["value"] if training.best_metric == "bleu" else value < best["value"]))
-        if better:
-            best.update(value=value, step=state["step"])
-            state["bad_validations"] = state["plateau_validations"] = 0
+        metric = self.training.best_metric
+        value = row["valid_bleu"] if metric == "bleu" else row["valid_loss"]
+        if self.schedule.record(self.state, value):
             self.directory.save_weights(self.model)
-            logger.info("new best validation %s: %s (saved)", training.best_metric, value)
-            return
-        state["bad_validations"] += 1
-        state["plateau_validations"] += 1
-        if training.lr_patience and state["plateau_validations"] >= training.lr_patience:
-            state["lr_scale"] *= training.lr_decay
-            state["plateau_validations"] = 0
-            logger.info("validation %s has not improved for %d validations: learning rate "
-                        "scaled to %g", training.best_metric, training.lr_patience,
-                        max(training.learning_rate * state["lr_scale"], training.min_learning_rate))
+            logger.info("new best validation %s: %s (saved)", metric, value)
 
     def _log_samples(self, hypotheses: list[str]) -> None:
         sources, references = self.valid

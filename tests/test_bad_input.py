@@ -6,7 +6,6 @@ import subprocess
 import sys
 import time
 
-import pytest
 from click.testing import CliRunner
 
 from seq2seq_shared.check import check_corpus, first_divergence
