@@ -154,7 +154,9 @@ def _apply(options):
 @click.option("--model-dir", required=True, type=click.Path(path_type=Path),
               help="Where the model is written (config, SentencePiece, weights, logs).")
 @click.option("--valid", nargs=2, type=click.Path(path_type=Path), default=None,
-              metavar="SOURCE TARGET", help="Validation pair: loss and perplexity every epoch.")
+              metavar="SOURCE TARGET",
+              help="Validation pair: loss, perplexity, greedy BLEU and chrF at every "
+                   "validation; the best model is kept.")
 @click.option("--config", "config_file", type=click.Path(path_type=Path),
               help="JSON or TOML file with [model] and [training] settings; options override it.")
 @click.option("--separate-vocab", is_flag=True, default=None,
