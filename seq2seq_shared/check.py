@@ -69,14 +69,19 @@ class CorpusReport:
                  f"{self.target_path}: {self.target_lines} lines"]
         lines += [f"error: {e}" for e in self.errors]
         lines += [f"warning: {w}" for w in self.warnings]
+        lines += self.dropped_and_duplicates()
+        if self.ok:
+            lines.append(f"kept {len(self.kept)} of {self.source_lines} pairs")
+        return lines
+
+    def dropped_and_duplicates(self) -> list[str]:
+        lines = []
         for reason, numbers in self.dropped.items():
             lines.append(f"dropped {len(numbers)} pair(s) {reason} (both sides; lines "
                          f"{_first(numbers)})")
         if self.duplicates:
             lines.append(f"{len(self.duplicates)} pair(s) repeat an earlier pair (kept; lines "
                          f"{_first(self.duplicates)})")
-        if self.ok:
-            lines.append(f"kept {len(self.kept)} of {self.source_lines} pairs")
         return lines
 
     def to_dict(self) -> dict[str, Any]:

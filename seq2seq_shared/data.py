@@ -41,9 +41,8 @@ def read_parallel(source_path: Path | str, target_path: Path | str,
     if not report.ok:
         raise ValueError("; ".join(report.errors) + f". (`seq2seq-shared check-data "
                          f"{source_path} {target_path}` shows the full report)")
-    for line in report.summary()[2:]:
-        if not line.startswith("kept"):
-            logger.warning("%s", line.removeprefix("warning: "))
+    for line in report.warnings + report.dropped_and_duplicates():
+        logger.warning("%s", line)
     return report.sources, report.targets
 
 

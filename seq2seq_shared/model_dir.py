@@ -73,6 +73,11 @@ class ModelDir:
     def is_empty(self) -> bool:
         return not self.path.exists() or not any(self.path.iterdir())
 
+    def holds_only_run_leftovers(self) -> bool:
+        """True if all that is here is what a run writes before its config (log, temporaries)."""
+        return all(path.name in (LOG, CHECKPOINTS, TENSORBOARD) or path.name.startswith(".")
+                   for path in self.path.iterdir())
+
     def has_config(self) -> bool:
         return (self.path / CONFIG).exists()
 
@@ -214,16 +219,6 @@ class ModelDir:
 
     def save_state(self, state: dict[str, Any]) -> None:
         atomic_write_text(self.path / STATE, json.dumps(state, indent=2) + "\n")
-
-    def read_state(self) -> dict[str, Any] | None:
-        path = self.path / STATE
-        if not path.exists():
-            return None
-        try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise ValueError(f"{path}: corrupt ({error}); the checkpoints in "
-                             f"{self.path / CHECKPOINTS} hold the same state") from None
 
     def save_metrics(self, rows: list[dict[str, Any]]) -> None:
         if not rows:

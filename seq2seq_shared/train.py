@@ -85,17 +85,11 @@ def _prepare(directory: ModelDir, config: Config, data_sha256: dict[str, str],
                 f"to start over there, pass --overwrite; or choose a new --model-dir")
         if directory.checkpoints():
             return True
-    elif not directory.is_empty() and not _only_run_files(directory):
+    elif not directory.is_empty() and not directory.holds_only_run_leftovers():
         raise ValueError(f"{directory}: not empty and not a seq2seq-shared model directory; "
                          f"choose a new --model-dir (or pass --overwrite to train there anyway)")
     directory.clear()  # a run killed before its first checkpoint: start it again
     return False
-
-
-def _only_run_files(directory: ModelDir) -> bool:
-    """True if all that is there is what a run writes before its config (log, temporaries)."""
-    return all(path.name in ("train.log", "checkpoints", "tensorboard")
-               or path.name.startswith(".") for path in directory.path.iterdir())
 
 
 def _differences(saved: Config, requested: Config) -> list[str]:
@@ -138,8 +132,12 @@ class TrainingRun:
                     "resuming training" if resuming else "training", len(self.sources),
                     self.config.to_dict(), backend.accelerator(), backend.name())
         self.tokenizer = self.directory.load_tokenizer() if resuming else self._new_tokenizer()
-        self.directory.save_config(self.config, self.tokenizer.source_vocab_size,
-                                   self.tokenizer.target_vocab_size, self._sentencepiece_models())
+        tokenizer = self.tokenizer
+        sentencepiece_models = self.directory.save_tokenizer(  # unchanged bytes on resume
+            tokenizer.source.serialized_model_proto(),
+            None if tokenizer.joint else tokenizer.target.serialized_model_proto())
+        self.directory.save_config(self.config, tokenizer.source_vocab_size,
+                                   tokenizer.target_vocab_size, sentencepiece_models)
         self.batches = self._batches(self.sources, self.targets, shuffle=True)
         self.valid_batches = (self._batches(*self.valid, shuffle=False) if self.valid else None)
         logger.info("batches: %.1f%% of padded target slots hold real tokens",
@@ -181,22 +179,10 @@ class TrainingRun:
         else:
             tokenizer = Tokenizer(train_sentencepiece(self.sources, **options),
                                   train_sentencepiece(self.targets, **options))
-        self.directory.save_tokenizer(
-            tokenizer.source.serialized_model_proto(),
-            None if tokenizer.joint else tokenizer.target.serialized_model_proto())
         logger.info("SentencePiece: %d source / %d target pieces (%s vocabulary)",
                     tokenizer.source_vocab_size, tokenizer.target_vocab_size,
                     "joint" if tokenizer.joint else "separate")
         return tokenizer
-
-    def _sentencepiece_models(self) -> dict[str, bytes]:
-        from .model_dir import JOINT_SPM, SOURCE_SPM, TARGET_SPM
-
-        tokenizer = self.tokenizer
-        if tokenizer.joint:
-            return {JOINT_SPM: tokenizer.source.serialized_model_proto()}
-        return {SOURCE_SPM: tokenizer.source.serialized_model_proto(),
-                TARGET_SPM: tokenizer.target.serialized_model_proto()}
 
     def _batches(self, sources: list[str], targets: list[str], shuffle: bool) -> ParallelBatches:
         from . import backend
@@ -380,10 +366,9 @@ class TrainingRun:
 
         state = self.state
         window = state["window"]
-        row: dict[str, Any] = {"epoch": state["epoch"] + state["batch"] / len(self.batches),
-                               "step": state["step"],
+        epoch = state["epoch"] + state["batch"] / len(self.batches)
+        row: dict[str, Any] = {"epoch": round(epoch, 3), "step": state["step"],
                                "learning_rate": self._learning_rate or self._learning_rate_now()}
-        row["epoch"] = round(row["epoch"], 3)
         if window["tokens"]:
             row.update(train_loss=round(window["loss"] / window["tokens"], 4),
                        train_ppl=perplexity(window["nll"] / window["tokens"]),
