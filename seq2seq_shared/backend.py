@@ -5,6 +5,7 @@ imports TensorFlow is `export.py` (the SavedModel export, a TensorFlow-only feat
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import keras
@@ -44,6 +45,12 @@ def shape_multiple() -> int:
     return 1 if name() == "tensorflow" else 8
 
 
+def dynamic_shapes() -> bool:
+    """Whether a compiled step may take data-dependent shapes (TensorFlow: yes; JAX: no)."""
+    return name() == "tensorflow"
+
+
+@functools.cache
 def accelerator() -> str:
     """'GPU' if the backend sees one, else 'CPU' (for logs and reports)."""
     if name() == "tensorflow":

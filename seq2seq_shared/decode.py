@@ -47,6 +47,44 @@ def greedy_search(model: Seq2Seq, source, limits, max_steps: int):
     return ops.while_loop(keep_going, step_once, start, maximum_iterations=max_steps)[3]
 
 
+class GreedyDecoder:
+    """Ids in, ids out: sorts by length, batches, runs the compiled search, restores order."""
+
+    def __init__(self, model: Seq2Seq, reverse_source: bool,
+                 decode_config: DecodeConfig = DecodeConfig()):
+        self.model, self.reverse_source, self.decode_config = model, reverse_source, decode_config
+        self._search = backend.compile_inference(model, self._search_fn, static_argnums=(2,))
+
+    def _search_fn(self, source, limits, max_steps):
+        return greedy_search(self.model, source, limits, max_steps)
+
+    def decode(self, sources: Sequence[Sequence[int]], batch_size: int | None = None
+               ) -> list[list[int]]:
+        """Target ids (eos stripped) for each source, in order; [] for an empty source."""
+        batch_size = batch_size or self.decode_config.batch_size
+        results: list[list[int]] = [[] for _ in sources]
+        order = [i for i in np.argsort([len(s) for s in sources], kind="stable") if sources[i]]
+        for start in range(0, len(order), batch_size):
+            rows = order[start:start + batch_size]
+            for row, ids in zip(rows, self._decode_batch([sources[i] for i in rows])):
+                results[row] = ids
+        return results
+
+    def _decode_batch(self, sources: list[Sequence[int]]) -> list[list[int]]:
+        # Where each shape compiles anew (JAX), pad the batch to a power of two and lengths
+        # to a multiple, so the compiled search sees few distinct shapes.
+        multiple = backend.shape_multiple()
+        rows = len(sources) if multiple == 1 else 1 << (len(sources) - 1).bit_length()
+        padded = list(sources) + [[]] * (rows - len(sources))
+        config = self.decode_config
+        limits = np.array([int(config.length_ratio * len(s) + config.length_offset) if s else 0
+                           for s in padded], dtype=np.int32)
+        max_steps = round_up(int(limits.max()), 8)
+        source = source_array(padded, self.reverse_source, multiple)
+        output = ops.convert_to_numpy(self._search(source, limits, max_steps))
+        return [_strip(row) for row in output[:len(sources)]]
+
+
 class Translator:
     """A loaded model ready to translate; load once, call `translate` many times."""
 
@@ -54,10 +92,7 @@ class Translator:
                  decode_config: DecodeConfig = DecodeConfig()):
         self.model, self.tokenizer = model, tokenizer
         self.model_config, self.decode_config = model_config, decode_config
-        self._search = backend.compile_inference(model, self._search_fn, static_argnums=(2,))
-
-    def _search_fn(self, source, limits, max_steps):
-        return greedy_search(self.model, source, limits, max_steps)
+        self.decoder = GreedyDecoder(model, model_config.reverse_source, decode_config)
 
     @classmethod
     def from_model_dir(cls, path: Path | str, decode_config: DecodeConfig = DecodeConfig()
@@ -94,27 +129,9 @@ class Translator:
                 logger.warning("input line %d has %d pieces; translating its first %d "
                                "(the model's max_source_length)", number + 1, len(ids), limit)
                 sources[number] = ids[:limit]
-        results = [""] * len(lines)
-        order = [i for i in np.argsort([len(s) for s in sources], kind="stable") if sources[i]]
-        for start in range(0, len(order), batch_size):
-            rows = order[start:start + batch_size]
-            for row, text in zip(rows, self._translate_batch([sources[i] for i in rows])):
-                results[row] = text
-        return results
-
-    def _translate_batch(self, sources: list[list[int]]) -> list[str]:
-        # Where each shape compiles anew (JAX), pad the batch to a power of two and lengths
-        # to a multiple, so the compiled search sees few distinct shapes.
-        multiple = backend.shape_multiple()
-        rows = len(sources) if multiple == 1 else 1 << (len(sources) - 1).bit_length()
-        padded = sources + [[]] * (rows - len(sources))
-        config = self.decode_config
-        limits = np.array([int(config.length_ratio * len(s) + config.length_offset) if s else 0
-                           for s in padded], dtype=np.int32)
-        max_steps = round_up(int(limits.max()), 8)
-        source = source_array(padded, self.model_config.reverse_source, multiple)
-        output = ops.convert_to_numpy(self._search(source, limits, max_steps))
-        return self.tokenizer.decode_target(_strip(row) for row in output[:len(sources)])
+        targets = self.decoder.decode(sources, batch_size)
+        texts = iter(self.tokenizer.decode_target(ids for ids, s in zip(targets, sources) if s))
+        return [next(texts) if s else "" for s in sources]
 
 
 def _strip(ids: np.ndarray) -> list[int]:

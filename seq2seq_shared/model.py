@@ -18,6 +18,8 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
+from . import backend
+from .lstm import SharedLSTM
 from .tokenizer import PAD_ID
 
 
@@ -33,6 +35,7 @@ class Seq2Seq(keras.Model):
         self.hidden_size, self.num_layers = hidden_size, num_layers
         self.share_lstm, self.share_embeddings = share_lstm, share_embeddings
         self.label_smoothing, self.feed_context = label_smoothing, feed_context
+        self.first_input_size = embedding_dim + (hidden_size if feed_context else 0)
 
         self.source_embedding = layers.Embedding(source_vocab_size, embedding_dim,
                                                  name="embedding" if share_embeddings
@@ -55,10 +58,13 @@ class Seq2Seq(keras.Model):
             self.projection = layers.Dense(target_vocab_size, name="projection")
         self.nll_tracker = keras.metrics.Mean(name="nll")  # per real target token, no smoothing
 
-    def _lstm(self, prefix: str, index: int) -> layers.LSTM:
+    def _lstm(self, prefix: str, index: int) -> SharedLSTM:
         # Defaults (tanh, sigmoid, no recurrent dropout, unroll=False) keep cuDNN usable on GPU.
-        return layers.LSTM(self.hidden_size, return_sequences=True, return_state=True,
-                           name=f"{prefix}_{index}")
+        lstm = SharedLSTM(self.hidden_size, name=f"{prefix}_{index}")
+        # Built for its full input: layer 0 reads [embedding; context] with feed_context.
+        width = self.hidden_size if index else self.first_input_size
+        lstm.build((None, None, width))
+        return lstm
 
     # The shared objects: properties, so Keras tracks each layer (and its weights) once.
     @property
@@ -77,10 +83,9 @@ class Seq2Seq(keras.Model):
     def encode(self, source, training: bool = False) -> list[list]:
         """The final (h, c) of every layer, each (batch, hidden), read at the last real token."""
         mask = ops.not_equal(source, PAD_ID)  # (batch, source_len)
+        # With feed_context the encoder has no context yet: its slot reads zeros, which
+        # SharedLSTM skips (the input is narrower than the kernel).
         x = self.dropout(self.source_embedding(source), training=training)
-        if self.feed_context:  # no context yet: zeros in its place
-            batch, length = ops.shape(source)[0], ops.shape(source)[1]
-            x = ops.concatenate([x, ops.zeros((batch, length, self.hidden_size), x.dtype)], -1)
         states = []
         for lstm in self.encoder_lstms:
             x, h, c = lstm(x, mask=mask, training=training)  # x: (batch, source_len, hidden)
@@ -94,15 +99,17 @@ class Seq2Seq(keras.Model):
 
     def decode(self, target_input, states: list[list], training: bool = False):
         """Teacher-forced decoding from encoder states: logits (batch, target_len, vocab)."""
+        return self.logits(self.decode_states(target_input, states, training=training))
+
+    def decode_states(self, target_input, states: list[list], training: bool = False):
+        """Teacher-forced decoding: the top layer's outputs (batch, target_len, hidden)."""
         x = self.dropout(self.target_embedding(target_input), training=training)
-        if self.feed_context:
-            context = ops.expand_dims(self.context(states), 1)  # (batch, 1, hidden)
-            context = ops.repeat(context, ops.shape(target_input)[1], axis=1)
-            x = ops.concatenate([x, context], -1)  # (batch, target_len, embedding + hidden)
+        context = self.context(states)  # the same at every step: projected once
         for lstm, state in zip(self.decoder_lstms, states):
-            x, _, _ = lstm(x, initial_state=state, training=training)
+            x, _, _ = lstm(x, initial_state=state, training=training, context=context)
+            context = None  # only the first layer reads it
             x = self.dropout(x, training=training)
-        return self.logits(x)
+        return x
 
     def decode_step(self, token, states: list[list], context=None):
         """One greedy step: token (batch,) -> logits (batch, vocab) and the next states.
@@ -125,21 +132,74 @@ class Seq2Seq(keras.Model):
         return ops.matmul(x, ops.transpose(self.target_embedding.embeddings))
 
     def call(self, inputs: dict, training: bool = False):
+        """Logits (batch, target_len, vocab); in training, the decoder's top states instead.
+
+        Training hands `compute_loss` the states (batch, target_len, hidden), and it
+        projects only the real target positions: padding costs no vocabulary-sized matmul.
+        """
         states = self.encode(inputs["source"], training=training)
-        return self.decode(inputs["target_input"], states, training=training)
+        hidden = self.decode_states(inputs["target_input"], states, training=training)
+        return hidden if training else self.logits(hidden)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        """Label-smoothed cross-entropy averaged over real target tokens (padding masked)."""
-        mask = ops.cast(ops.not_equal(y, PAD_ID), "float32")  # (batch, target_len)
-        log_probs = ops.log_softmax(ops.cast(y_pred, "float32"), axis=-1)
-        nll = -ops.squeeze(ops.take_along_axis(log_probs, ops.expand_dims(y, -1), axis=-1), -1)
+        """Label-smoothed cross-entropy averaged over real target tokens (padding masked).
+
+        `y_pred` is the top decoder states in training (see `call`), logits otherwise."""
+        real = ops.not_equal(y, PAD_ID)  # (batch, target_len)
+        if training:
+            width = ops.shape(y_pred)[-1]
+            if backend.dynamic_shapes():  # only the real positions: (tokens, hidden)
+                rows = ops.nonzero(ops.reshape(real, (-1,)))[0]
+                y_pred = ops.take(ops.reshape(y_pred, (-1, width)), rows, axis=0)
+                y, real = ops.take(ops.reshape(y, (-1,)), rows), None
+            y_pred = self.logits(y_pred)
+        loss, nll = smoothed_cross_entropy(ops.cast(y_pred, "float32"), y, self.label_smoothing)
+        if real is None:
+            tokens = ops.cast(ops.maximum(ops.shape(nll)[0], 1), "float32")
+            total_nll, total_loss = ops.sum(nll), ops.sum(loss)
+        else:
+            mask = ops.cast(real, "float32")
+            tokens = ops.maximum(ops.sum(mask), 1.0)
+            total_nll, total_loss = ops.sum(nll * mask), ops.sum(loss * mask)
+        self.nll_tracker.update_state(total_nll / tokens, sample_weight=tokens)
+        return total_loss / tokens
+
+
+def smoothed_cross_entropy(logits, labels, smoothing: float):
+    """Per-row label-smoothed cross-entropy and plain nll, with a hand-written gradient.
+
+    logits (..., vocab), labels (...). loss = (1 - s) * nll + s * (lse - mean(logits)):
+    cross-entropy against (1 - s) * one-hot + s * uniform. Its gradient is
+    softmax - (1 - s) * one-hot - s / vocab, computed from the forward's exponentials in one
+    pass; automatic differentiation of logsumexp makes several passes over the
+    (rows, vocab) array, which on a CPU cost as much as the projection matmul itself.
+    """
+    @ops.custom_gradient
+    def forward(logits):
+        shifted = logits - ops.max(logits, axis=-1, keepdims=True)
+        exps = ops.exp(shifted)
+        sums = ops.sum(exps, axis=-1, keepdims=True)
+        log_normalizer = ops.squeeze(ops.log(sums), -1)  # lse - max
+        picked = ops.squeeze(ops.take_along_axis(shifted, ops.expand_dims(labels, -1), -1), -1)
+        nll = log_normalizer - picked
         loss = nll
-        if self.label_smoothing:
-            smooth = -ops.mean(log_probs, axis=-1)
-            loss = (1.0 - self.label_smoothing) * nll + self.label_smoothing * smooth
-        tokens = ops.maximum(ops.sum(mask), 1.0)
-        self.nll_tracker.update_state(ops.sum(nll * mask) / tokens, sample_weight=tokens)
-        return ops.sum(loss * mask) / tokens
+        if smoothing:
+            loss = (1.0 - smoothing) * nll + smoothing * (
+                log_normalizer - ops.mean(shifted, axis=-1))
+
+        def backward(*upstream):
+            if len(upstream) == 1:  # JAX passes one tuple, TensorFlow one argument per output
+                upstream = upstream[0]
+            scale = ops.expand_dims(upstream[0], -1)  # (rows, 1): d total / d loss row
+            vocab = ops.shape(logits)[-1]
+            target = (1.0 - smoothing) * ops.one_hot(labels, vocab, dtype=logits.dtype)
+            if smoothing:
+                target = target + smoothing / vocab
+            return exps * (scale / sums) - scale * target
+
+        return (loss, nll), backward
+
+    return forward(logits)
 
 
 def lstm_parameter_count(input_size: int, hidden_size: int) -> int:

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from .config import Config, TrainingConfig
-from .data import ParallelBatches, read_parallel
+from .data import Batch, ParallelBatches, read_parallel
 from .model_dir import ModelDir
 from .schedule import Schedule
 from .tokenizer import Tokenizer, train_sentencepiece
@@ -104,6 +104,21 @@ def _differences(saved: Config, requested: Config) -> list[str]:
     return found
 
 
+def compile_for_training(model, training: TrainingConfig) -> None:
+    """Adam with global-norm clipping, built now so checkpoints can hold its variables."""
+    import keras
+
+    model.compile(optimizer=keras.optimizers.Adam(
+        learning_rate=training.learning_rate, global_clipnorm=training.clip_norm or None))
+    model.optimizer.build(model.trainable_variables)
+
+
+def train_step(model, batch: Batch) -> dict[str, Any]:
+    """One optimizer step on one batch (the compiled step); returns loss and nll."""
+    return model.train_on_batch({"source": batch.source, "target_input": batch.target_input},
+                                batch.target_output, return_dict=True)
+
+
 class TrainingRun:
     """One run in one process; `run()` starts it, or resumes it from the newest checkpoint."""
 
@@ -144,9 +159,7 @@ class TrainingRun:
                     100 * self.batches.padding_efficiency)
 
         self.model = self.directory.build_model(self.config)
-        self.model.compile(optimizer=keras.optimizers.Adam(
-            learning_rate=training.learning_rate, global_clipnorm=training.clip_norm or None))
-        self.model.optimizer.build(self.model.trainable_variables)
+        compile_for_training(self.model, training)
         logger.info("model: %d parameters, %d batches per epoch", self.model.count_params(),
                     len(self.batches))
         self.state = self._fresh_state()
@@ -315,9 +328,7 @@ class TrainingRun:
         state = self.state
         started = time.perf_counter()
         self._update_learning_rate()
-        logs = self.model.train_on_batch(
-            {"source": batch.source, "target_input": batch.target_input},
-            batch.target_output, return_dict=True)
+        logs = train_step(self.model, batch)
         loss = float(logs["loss"])
         if not math.isfinite(loss):
             self._diverged(f"at epoch {epoch}, step {state['step'] + 1}: the loss is {loss}")

@@ -100,11 +100,21 @@ def test_greedy_search_equals_a_plain_python_loop(options):
 
 
 def test_loss_ignores_padding():
+    """From logits (evaluation) and from decoder states (training, which projects only the
+    real positions): the same mean over real target tokens."""
     model = build()
-    logits = ops.convert_to_tensor(np.random.default_rng(5).normal(size=(2, 4, V)).astype("float32"))
+    rng = np.random.default_rng(5)
+    states = ops.convert_to_tensor(rng.normal(size=(2, 4, H)).astype("float32"))
+    logits = model.logits(states)
     labels = np.array([[5, 6, 3, 0], [7, 3, 0, 0]], dtype="int32")
-    loss = float(model.compute_loss(y=labels, y_pred=logits))
     log_probs = ops.convert_to_numpy(ops.log_softmax(logits, axis=-1))
     real = [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1)]
     expected = -np.mean([log_probs[b, t, labels[b, t]] for b, t in real])
-    assert loss == pytest.approx(expected, rel=1e-5)
+    assert float(model.compute_loss(y=labels, y_pred=logits, training=False)) == pytest.approx(
+        expected, rel=1e-5)
+    assert float(model.compute_loss(y=labels, y_pred=states, training=True)) == pytest.approx(
+        expected, rel=1e-5)
+    model.label_smoothing = 0.1
+    smooth = -np.mean([log_probs[b, t].mean() for b, t in real])
+    assert float(model.compute_loss(y=labels, y_pred=states, training=True)) == pytest.approx(
+        0.9 * expected + 0.1 * smooth, rel=1e-5)

@@ -1,0 +1,381 @@
+"""Speed of seq2seq-shared's own training step and greedy decoder, optionally beside PyTorch.
+
+    python scripts/benchmark.py                                   # synthetic batches
+    python scripts/benchmark.py --multi30k ../shared/data/multi30k --compare-torch
+    python scripts/benchmark.py --scaling                          # batch x hidden table
+
+Model: V=8000, E=256, H=512, ONE shared LSTM, untied projection, no dropout (the model of
+`../shared/bench/torch_reference.py`). Each measurement runs in a fresh process (so peak
+RSS is its own) and prints one JSON line; the summary is one JSON document on stdout.
+
+- train: target tokens/s of `seq2seq_shared.train.train_step` (the step `seq2seq-shared
+  train` runs) over 16 batches, after one warm-up pass over them (compile time).
+- decode: sentences/s of `GreedyDecoder` (what `translate` runs: sorted by length, a
+  compiled search loop that stops when every sentence has ended) at batch 64 and 1024,
+  every sentence limited to 30 steps, the reference's limit.
+- data: `synthetic` (random ids, source and target lengths uniform in 8..20, batches of 64:
+  the reference's own recipe) and, with --multi30k DIR, real batches: SentencePiece (joint,
+  8k) trained on DIR/train.{de,en}, batches of 1,024 target slots from the product's
+  length-bucketed batcher, decoding DIR/val.de. Padding efficiency of the batcher over
+  all of DIR/train is reported too.
+- --compare-torch: runs the reference (with --torch-python, a Python that has torch) on
+  the very same batches, sources and weights, alternating with ours --rounds times, and
+  reports the median of each and the ratio ours / torch. Both decode with the same random
+  weights, so their outputs must agree; the share of identical sentences is reported.
+- start-up: with --model-dir M, the wall time of `seq2seq-shared translate -m M` on one
+  line, as a whole process.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+REFERENCE = HERE.parent.parent / "shared" / "bench" / "torch_reference.py"
+PAD, BOS, EOS = 0, 2, 3
+
+
+# Data: written once to .npz files that both implementations read ----------------------
+
+def synthetic_batches(vocab_size: int, batch_size: int, count: int = 16, seed: int = 0):
+    """The reference's recipe: random ids, lengths uniform in [8, 20], right-padded."""
+    rng = np.random.default_rng(seed)
+    batches = []
+    for _ in range(count):
+        source_lengths = rng.integers(8, 21, size=batch_size)
+        target_lengths = rng.integers(8, 21, size=batch_size)
+        source = np.zeros((batch_size, source_lengths.max()), np.int32)
+        target_output = np.zeros((batch_size, target_lengths.max()), np.int32)
+        for i in range(batch_size):
+            source[i, :source_lengths[i]] = rng.integers(4, vocab_size, source_lengths[i])
+            target_output[i, :target_lengths[i]] = rng.integers(4, vocab_size, target_lengths[i])
+            target_output[i, target_lengths[i] - 1] = EOS
+        target_input = np.zeros_like(target_output)
+        target_input[:, 0] = BOS
+        target_input[:, 1:] = np.where(target_output[:, :-1] == EOS, PAD, target_output[:, :-1])
+        batches.append((source, target_input, target_output))
+    return batches
+
+
+def save_batches(path: Path, batches) -> None:
+    arrays = {}
+    for i, (source, target_input, target_output) in enumerate(batches):
+        arrays.update({f"source_{i}": source, f"target_input_{i}": target_input,
+                       f"target_output_{i}": target_output})
+    np.savez(path, **arrays)
+
+
+def load_batches(path: Path):
+    with np.load(path) as data:
+        count = sum(1 for k in data.files if k.startswith("source_"))
+        return [tuple(data[f"{name}_{i}"].astype(np.int32)
+                      for name in ("source", "target_input", "target_output"))
+                for i in range(count)]
+
+
+def save_sources(path: Path, sources: list[list[int]]) -> None:
+    array = np.zeros((len(sources), max(len(s) for s in sources)), np.int32)
+    for row, ids in enumerate(sources):
+        array[row, :len(ids)] = ids
+    np.savez(path, source=array)
+
+
+def multi30k_data(directory: Path, work: Path) -> dict:
+    """Real batches and sources from Multi30k, through the product's tokenizer and batcher."""
+    from seq2seq_shared.data import ParallelBatches, read_lines
+    from seq2seq_shared.tokenizer import Tokenizer, train_sentencepiece
+
+    sources, targets = read_lines(directory / "train.de"), read_lines(directory / "train.en")
+    tokenizer = Tokenizer(train_sentencepiece(sources + targets, vocab_size=8000, seed=1))
+    source_ids, target_ids = tokenizer.encode_source(sources), tokenizer.encode_target(targets)
+    # The reference reads sources left to right, so the batches hold them unreversed.
+    batcher = ParallelBatches(source_ids, target_ids, batch_tokens=1024, reverse_source=False,
+                              seed=1, multiple=1)
+    batcher.set_epoch(1)
+    picked = [batcher.batch(i) for i in range(16)]
+    save_batches(work / "multi30k_batches.npz",
+                 [(b.source, b.target_input, b.target_output) for b in picked])
+    valid = tokenizer.encode_source(read_lines(directory / "val.de"))
+    save_sources(work / "multi30k_sources.npz", [ids[:100] or [1] for ids in valid])
+    source_slots = sum(len(rows) * max(len(source_ids[i]) for i in rows)
+                       for rows in batcher.batches)
+    return {"sentences_per_batch": round(statistics.mean(len(b.source) for b in picked), 1),
+            "padding_efficiency_target": round(batcher.padding_efficiency, 4),
+            "padding_efficiency_source": round(sum(map(len, source_ids)) / source_slots, 4)}
+
+
+# Our side: one measurement per process ------------------------------------------------
+
+def build_model(vocab_size: int, embedding_dim: int, hidden_size: int, seed: int = 0):
+    import keras
+
+    from seq2seq_shared.model import Seq2Seq
+
+    keras.utils.set_random_seed(seed)
+    model = Seq2Seq(vocab_size, vocab_size, embedding_dim, hidden_size)
+    model.build()
+    return model
+
+
+def peak_rss_mib() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def worker_train(args) -> dict:
+    from seq2seq_shared.config import TrainingConfig
+    from seq2seq_shared.data import Batch
+    from seq2seq_shared.train import compile_for_training, train_step
+
+    batches = [Batch(*b) for b in load_batches(args.batches)]
+    model = build_model(args.vocab_size, args.embedding_dim, args.hidden_size)
+    compile_for_training(model, TrainingConfig())
+    start = time.perf_counter()
+    for batch in batches:  # warm-up: every batch shape once (tracing, compiling)
+        float(train_step(model, batch)["loss"])
+    warmup_s = time.perf_counter() - start
+    rates, k = [], 0
+    for _ in range(args.repeats):
+        tokens, t0 = 0, time.perf_counter()
+        for _ in range(args.steps):
+            batch = batches[k % len(batches)]
+            float(train_step(model, batch)["loss"])
+            tokens += batch.num_target_tokens
+            k += 1
+        rates.append(tokens / (time.perf_counter() - t0))
+    return dict(mode="train", tokens_per_s=round(statistics.median(rates), 1),
+                all_tokens_per_s=[round(r, 1) for r in rates], warmup_s=round(warmup_s, 2))
+
+
+def worker_decode(args) -> dict:
+    from seq2seq_shared.config import DecodeConfig
+    from seq2seq_shared.decode import GreedyDecoder
+
+    with np.load(args.sources) as data:
+        array = data["source"]
+    sources = [row[row != PAD].tolist() for row in array]
+    with np.load(args.weights) as w:
+        vocab_size, embedding_dim = w["embedding"].shape
+        model = build_model(vocab_size, embedding_dim, w["lstm_recurrent_kernel"].shape[0])
+        load_reference_weights(model, w)
+    # Every sentence may run the reference's 30 steps; it stops at eos like the reference's.
+    decoder = GreedyDecoder(model, reverse_source=False,
+                            decode_config=DecodeConfig(length_ratio=1e-9,
+                                                       length_offset=args.max_steps))
+    start = time.perf_counter()
+    decoder.decode(sources, args.batch_size)  # warm-up pass: every shape once
+    warmup_s = time.perf_counter() - start
+    rates = []
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        outputs = decoder.decode(sources, args.batch_size)
+        rates.append(len(sources) / (time.perf_counter() - t0))
+    if args.output:
+        ids = np.zeros((len(outputs), args.max_steps), np.int64)
+        for row, out in enumerate(outputs):
+            ids[row, :len(out)] = out
+            if len(out) < args.max_steps:
+                ids[row, len(out)] = EOS
+        np.save(args.output, ids)
+    return dict(mode="decode", batch_size=args.batch_size, sentences=len(sources),
+                sentences_per_s=round(statistics.median(rates), 1),
+                all_sentences_per_s=[round(r, 1) for r in rates], warmup_s=round(warmup_s, 2))
+
+
+def save_reference_weights(path: Path, args) -> None:
+    """Random weights of our model in the layout the reference loads (Keras layout)."""
+    model = build_model(args.vocab_size, args.embedding_dim, args.hidden_size, seed=5)
+    lstm = model.encoder_lstms[0].cell
+    np.savez(path, embedding=np.asarray(model.source_embedding.embeddings),
+             lstm_kernel=np.asarray(lstm.kernel), lstm_recurrent_kernel=np.asarray(lstm.recurrent_kernel),
+             lstm_bias=np.asarray(lstm.bias), projection_kernel=np.asarray(model.projection.kernel),
+             projection_bias=np.asarray(model.projection.bias))
+
+
+def load_reference_weights(model, weights) -> None:
+    lstm = model.encoder_lstms[0].cell
+    for variable, key in [(model.source_embedding.embeddings, "embedding"),
+                          (lstm.kernel, "lstm_kernel"), (lstm.recurrent_kernel, "lstm_recurrent_kernel"),
+                          (lstm.bias, "lstm_bias"), (model.projection.kernel, "projection_kernel"),
+                          (model.projection.bias, "projection_bias")]:
+        variable.assign(weights[key])
+
+
+def run_worker(argv: list[str]) -> dict:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("mode", choices=["train", "decode"])
+    parser.add_argument("--batches")
+    parser.add_argument("--sources")
+    parser.add_argument("--weights")
+    parser.add_argument("--output")
+    parser.add_argument("--vocab-size", type=int, default=8000)
+    parser.add_argument("--embedding-dim", type=int, default=256)
+    parser.add_argument("--hidden-size", type=int, default=512)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--max-steps", type=int, default=30)
+    args = parser.parse_args(argv)
+    result = worker_train(args) if args.mode == "train" else worker_decode(args)
+    import keras
+
+    result.update(implementation="seq2seq-shared", backend=keras.backend.backend(),
+                  peak_rss_mib=peak_rss_mib())
+    return result
+
+
+# The driver ----------------------------------------------------------------------------
+
+def measure(command: list[str]) -> dict:
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"error: {' '.join(command)} failed:\n{done.stderr[-3000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    print(json.dumps(result), file=sys.stderr, flush=True)
+    return result
+
+
+def compare(name: str, ours: list[str], torch: list[str] | None, key: str, rounds: int) -> dict:
+    """Alternate ours and the reference `rounds` times; medians and their ratio."""
+    runs: dict[str, list[dict]] = {"ours": [], "torch": []}
+    for _ in range(rounds):
+        runs["ours"].append(measure(ours))
+        if torch:
+            runs["torch"].append(measure(torch))
+    row = {"case": name, "ours": round(statistics.median(r[key] for r in runs["ours"]), 1),
+           "ours_warmup_s": statistics.median(r["warmup_s"] for r in runs["ours"]),
+           "ours_peak_rss_mib": max(r["peak_rss_mib"] for r in runs["ours"]), "unit": key}
+    if torch:
+        reference = statistics.median(r[key] for r in runs["torch"])
+        row.update(torch=round(reference, 1), ratio=round(row["ours"] / reference, 3),
+                   torch_peak_rss_mib=max(r["peak_rss_mib"] for r in runs["torch"]),
+                   ratios_by_round=[round(a[key] / b[key], 3)
+                                    for a, b in zip(runs["ours"], runs["torch"])])
+    return row
+
+
+def agreement(ours_ids: Path, torch_ids: Path) -> float:
+    """Share of sentences whose greedy outputs agree up to and including the first eos."""
+    a, b = np.load(ours_ids), np.load(torch_ids)
+    same = 0
+    for x, y in zip(a, b):
+        end_x = np.flatnonzero(x == EOS)
+        end_y = np.flatnonzero(y == EOS)
+        x = x[:end_x[0] + 1] if len(end_x) else x
+        y = y[:end_y[0] + 1] if len(end_y) else y
+        same += np.array_equal(x, y)
+    return round(same / len(a), 4)
+
+
+def startup(model_dir: Path) -> dict:
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        subprocess.run(["seq2seq-shared", "translate", "-m", str(model_dir)], input="Ein Hund.\n",
+                       capture_output=True, text=True, check=True)
+        times.append(time.perf_counter() - t0)
+    return {"case": "translate one line, whole process", "seconds": round(statistics.median(times), 2),
+            "all_seconds": [round(t, 2) for t in times]}
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "worker":
+        print(json.dumps(run_worker(sys.argv[2:])), flush=True)
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--multi30k", type=Path, help="Multi30k directory (train/val .de/.en)")
+    parser.add_argument("--compare-torch", action="store_true")
+    parser.add_argument("--torch-python", default=sys.executable,
+                        help="a Python with torch installed (default: this one)")
+    parser.add_argument("--reference", type=Path, default=REFERENCE)
+    parser.add_argument("--model-dir", type=Path, help="a trained model, for the start-up time")
+    parser.add_argument("--rounds", type=int, default=3, help="alternations per case")
+    parser.add_argument("--steps", type=int, default=30, help="training steps per repeat")
+    parser.add_argument("--scaling", action="store_true",
+                        help="instead: ours alone, batch 16..256 x hidden 256..1024")
+    parser.add_argument("--skip-decode", action="store_true")
+    args = parser.parse_args()
+    me = [sys.executable, str(Path(__file__).resolve()), "worker"]
+    summary: dict = {"machine": {"platform": platform.platform(), "processor": platform.processor(),
+                                 "cpus": os.cpu_count()},
+                     "command": " ".join(["python", "scripts/benchmark.py", *sys.argv[1:]]),
+                     "cases": []}
+    with tempfile.TemporaryDirectory() as work:
+        work = Path(work)
+        if args.scaling:
+            summary["cases"] = scaling(me, work, args)
+            print(json.dumps(summary, indent=1))
+            return
+        torch = [args.torch_python, str(args.reference)] if args.compare_torch else None
+        datasets = {"synthetic": work / "synthetic.npz"}
+        save_batches(datasets["synthetic"], synthetic_batches(8000, 64))
+        save_sources(work / "synthetic_sources.npz", [
+            list(row[row != PAD]) for b in synthetic_batches(8000, 64, seed=1) for row in b[0]])
+        sources = {"synthetic": work / "synthetic_sources.npz"}
+        if args.multi30k:
+            summary["multi30k"] = multi30k_data(args.multi30k, work)
+            datasets["multi30k"] = work / "multi30k_batches.npz"
+            sources["multi30k"] = work / "multi30k_sources.npz"
+        steps = ["--steps", str(args.steps)]
+        for name, path in datasets.items():
+            batches = ["--batches", str(path)]
+            summary["cases"].append(compare(
+                f"train {name}", me + ["train", *batches, *steps], torch and
+                torch + ["train", *batches, *steps], "tokens_per_s", args.rounds))
+        weights = work / "weights.npz"
+        save_reference_weights(weights, argparse.Namespace(vocab_size=8000, embedding_dim=256,
+                                                           hidden_size=512))
+        for name, path in ({} if args.skip_decode else sources).items():
+            for batch_size in (64, 1024):
+                common = ["--sources", str(path), "--weights", str(weights),
+                          "--batch-size", str(batch_size), "--max-steps", "30"]
+                ours_ids, torch_ids = work / "ours.npy", work / "torch.npy"
+                row = compare(f"decode {name} batch {batch_size}",
+                              me + ["decode", *common, "--output", str(ours_ids)],
+                              torch and torch + ["decode", *common, "--early-stop",
+                                                 "--output", str(torch_ids)],
+                              "sentences_per_s", args.rounds)
+                if torch:
+                    row["identical_outputs"] = agreement(ours_ids, torch_ids)
+                summary["cases"].append(row)
+        if args.model_dir:
+            summary["cases"].append(startup(args.model_dir))
+    print(json.dumps(summary, indent=1))
+
+
+def scaling(me: list[str], work: Path, args) -> list[dict]:
+    rows = []
+    for hidden in (256, 512, 1024):
+        weights = work / f"weights{hidden}.npz"
+        save_reference_weights(weights, argparse.Namespace(vocab_size=8000, embedding_dim=256,
+                                                           hidden_size=hidden))
+        for batch_size in (16, 32, 64, 128, 256):
+            batches = work / f"b{batch_size}.npz"
+            save_batches(batches, synthetic_batches(8000, batch_size, count=8))
+            sources = work / f"s{batch_size}.npz"
+            save_sources(sources, [list(row[row != PAD]) for b in synthetic_batches(
+                8000, 64, count=8, seed=1) for row in b[0]])
+            size = ["--hidden-size", str(hidden)]
+            train = measure(me + ["train", "--batches", str(batches), "--steps",
+                                  str(max(4, 480 // batch_size)), "--repeats", "1", *size])
+            decode = measure(me + ["decode", "--sources", str(sources), "--weights", str(weights),
+                                   "--batch-size", str(batch_size), "--repeats", "1"])
+            rows.append({"hidden": hidden, "batch": batch_size,
+                         "train_tokens_per_s": train["tokens_per_s"],
+                         "decode_sentences_per_s": decode["sentences_per_s"],
+                         "train_peak_rss_mib": train["peak_rss_mib"]})
+    return rows
+
+
+if __name__ == "__main__":
+    main()

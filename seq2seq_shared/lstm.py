@@ -1,0 +1,132 @@
+"""The LSTM layer the model shares: Keras's LSTM with a faster recurrence, same weights.
+
+Keras's generic loop multiplies each step's input by the kernel inside the recurrence and
+leaves the backward pass to automatic differentiation of the loop, which keeps every
+intermediate and does T skinny matmuls for each weight gradient. `SharedLSTM` instead
+
+- projects the inputs of all time steps in one matmul (`x @ kernel + bias`) before the loop,
+  so the loop does only `h @ recurrent_kernel` and the gates;
+- has a hand-written backward pass (`lstm_recurrence`): one reverse loop computes the
+  gates' gradients, and the kernel gradients are then ONE matmul each over all steps.
+
+The maths and the variables (`cell.kernel`, `cell.recurrent_kernel`, `cell.bias`, gate
+order i, f, c, o) are Keras's, so `cell(x, states)` still runs one step of the same LSTM,
+and the tests check both passes against `keras.layers.LSTM`. It is written in `keras.ops`
+alone and runs under TensorFlow and JAX; where TensorFlow sees a GPU, Keras's fused cuDNN
+kernel runs instead, under Keras's own conditions for it.
+"""
+from __future__ import annotations
+
+from keras import layers, ops
+
+from . import backend
+
+
+def _sigmoid_grad(y):
+    return y * (1.0 - y)
+
+
+@ops.custom_gradient
+def lstm_recurrence(projected, h0, c0, recurrent_kernel, mask):
+    """Run the recurrence over time-major inputs already projected by the input kernel.
+
+    projected: (steps, batch, 4H), `x @ kernel + bias`; h0, c0: (batch, H);
+    mask: (steps, batch, 1), 1.0 at real steps, 0.0 where the state is carried over.
+    Returns outputs (steps, batch, H) and the final h and c (batch, H).
+    """
+    # Keras's TensorFlow scan wants one array per step here (it cannot check the step
+    # counts of several when they are unknown while tracing), so the inputs are packed.
+    zeros = ops.zeros_like(projected[0])
+
+    hidden = ops.shape(h0)[-1]
+
+    def forward_step(carry, inputs):
+        h, c, _, _ = carry
+        z, m = inputs[:, :4 * hidden], inputs[:, 4 * hidden:]
+        i, f, g, o = ops.split(z + ops.matmul(h, recurrent_kernel), 4, axis=-1)
+        i, f, g, o = ops.sigmoid(i), ops.sigmoid(f), ops.tanh(g), ops.sigmoid(o)
+        c_new = f * c + i * g
+        tanh_c = ops.tanh(c_new)
+        h_new = o * tanh_c
+        c_new = m * c_new + (1.0 - m) * c
+        h_new = m * h_new + (1.0 - m) * h
+        state = (h_new, c_new, ops.concatenate([i, f, g, o], -1), tanh_c)
+        return state, state
+
+    (h_last, c_last, _, _), (hs, cs, gates, tanh_cs) = ops.scan(
+        forward_step, (h0, c0, zeros, ops.zeros_like(h0)), ops.concatenate([projected, mask], -1))
+
+    def backward(*upstream):
+        if len(upstream) == 1:  # JAX passes one tuple, TensorFlow one argument per output
+            upstream = upstream[0]
+        d_outputs, d_h, d_c = (ops.zeros_like(x) if u is None else u
+                               for u, x in zip(upstream, (hs, h_last, c_last)))
+        c_before = ops.concatenate([ops.expand_dims(c0, 0), cs[:-1]], 0)
+        h_before = ops.concatenate([ops.expand_dims(h0, 0), hs[:-1]], 0)
+        kernel_t = ops.transpose(recurrent_kernel)
+
+        def backward_step(carry, inputs):
+            d_h, d_c, _ = carry
+            d_out, gate, tanh_c, c_prev, m = ops.split(
+                inputs, [hidden, 5 * hidden, 6 * hidden, 7 * hidden], axis=-1)
+            d_h = d_h + d_out
+            i, f, g, o = ops.split(gate, 4, axis=-1)
+            d_h_new, d_c_new = m * d_h, m * d_c  # the step's own share; the rest carries over
+            d_c_new = d_c_new + d_h_new * o * (1.0 - tanh_c * tanh_c)
+            d_z = ops.concatenate([d_c_new * g * _sigmoid_grad(i),
+                                   d_c_new * c_prev * _sigmoid_grad(f),
+                                   d_c_new * i * (1.0 - g * g),
+                                   d_h_new * tanh_c * _sigmoid_grad(o)], -1)
+            d_h = ops.matmul(d_z, kernel_t) + (1.0 - m) * d_h
+            d_c = d_c_new * f + (1.0 - m) * d_c
+            return (d_h, d_c, d_z), (d_h, d_c, d_z)
+
+        (d_h0, d_c0, _), (_, _, d_projected) = ops.scan(
+            backward_step, (d_h, d_c, zeros),
+            ops.concatenate([d_outputs, gates, tanh_cs, c_before, mask], -1), reverse=True)
+        d_recurrent_kernel = ops.matmul(ops.transpose(ops.reshape(h_before, (-1, hidden))),
+                                        ops.reshape(d_projected, (-1, 4 * hidden)))
+        return d_projected, d_h0, d_c0, d_recurrent_kernel, ops.zeros_like(mask)
+
+    return (hs, h_last, c_last), backward
+
+
+class SharedLSTM(layers.LSTM):
+    """`keras.layers.LSTM` (return_sequences and return_state) with the recurrence above.
+
+    `context` (batch, width), when given, stands for the last `width` input features, the
+    same at every step: its share of the input projection is computed once per sentence.
+    Inputs narrower than the kernel with no context read zeros there, at no cost.
+    """
+
+    def __init__(self, units: int, **kwargs):
+        super().__init__(units, return_sequences=True, return_state=True, **kwargs)
+
+    def call(self, sequences, initial_state=None, mask=None, training=False, context=None):
+        width = sequences.shape[-1]
+        missing = self.cell.kernel.shape[0] - width
+        if backend.name() == "tensorflow" and backend.accelerator() == "GPU":  # cuDNN
+            if missing:
+                batch, steps = ops.shape(sequences)[0], ops.shape(sequences)[1]
+                filler = (ops.zeros((batch, steps, missing), sequences.dtype) if context is None
+                          else ops.repeat(ops.expand_dims(context, 1), steps, axis=1))
+                sequences = ops.concatenate([sequences, filler], -1)
+            return super().call(sequences, initial_state, mask=mask, training=training)
+        cell = self.cell
+        kernel = ops.convert_to_tensor(cell.kernel)
+        time_major = ops.transpose(sequences, (1, 0, 2))  # (steps, batch, width)
+        projected = ops.matmul(time_major, kernel[:width]) + cell.bias  # (steps, batch, 4H)
+        if context is not None:
+            projected += ops.expand_dims(ops.matmul(context, kernel[width:]), 0)
+        if initial_state is None:
+            initial_state = self.get_initial_state(ops.shape(sequences)[0])
+        if mask is None:
+            steps_mask = ops.ones(ops.shape(time_major)[:2] + (1,), projected.dtype)
+        else:
+            steps_mask = ops.expand_dims(ops.cast(ops.transpose(mask), projected.dtype), -1)
+        # A read of the variable (a copy), not the variable: the recurrence differentiates
+        # with respect to its arguments only.
+        recurrent_kernel = ops.copy(cell.recurrent_kernel)
+        outputs, h, c = lstm_recurrence(projected, initial_state[0], initial_state[1],
+                                        recurrent_kernel, steps_mask)
+        return ops.transpose(outputs, (1, 0, 2)), h, c
