@@ -304,14 +304,19 @@ def main() -> None:
     parser.add_argument("--scaling", action="store_true",
                         help="instead: ours alone, batch 16..256 x hidden 256..1024")
     parser.add_argument("--skip-decode", action="store_true")
+    parser.add_argument("--skip-train", action="store_true")
+    parser.add_argument("--work-dir", type=Path,
+                        help="keep the batches, sources and weights here (default: a temporary "
+                             "directory)")
     args = parser.parse_args()
     me = [sys.executable, str(Path(__file__).resolve()), "worker"]
     summary: dict = {"machine": {"platform": platform.platform(), "processor": platform.processor(),
                                  "cpus": os.cpu_count()},
                      "command": " ".join(["python", "scripts/benchmark.py", *sys.argv[1:]]),
                      "cases": []}
-    with tempfile.TemporaryDirectory() as work:
-        work = Path(work)
+    with tempfile.TemporaryDirectory() as temporary:
+        work = args.work_dir or Path(temporary)
+        work.mkdir(parents=True, exist_ok=True)
         if args.scaling:
             summary["cases"] = scaling(me, work, args)
             print(json.dumps(summary, indent=1))
@@ -327,7 +332,7 @@ def main() -> None:
             datasets["multi30k"] = work / "multi30k_batches.npz"
             sources["multi30k"] = work / "multi30k_sources.npz"
         steps = ["--steps", str(args.steps)]
-        for name, path in datasets.items():
+        for name, path in ({} if args.skip_train else datasets).items():
             batches = ["--batches", str(path)]
             summary["cases"].append(compare(
                 f"train {name}", me + ["train", *batches, *steps], torch and

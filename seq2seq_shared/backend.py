@@ -39,6 +39,37 @@ def compile_inference(model: keras.Model, function: Callable, static_argnums: tu
     return function
 
 
+def scan(step: Callable, carry, xs: tuple, outputs: int, reverse: bool = False):
+    """`keras.ops.scan` over the leading axis of every array in `xs` (a tuple), for loops
+    that run once per time step: returns (final carry, stacked outputs). `step(carry, x)`
+    returns (carry, a tuple of `outputs` arrays of the inputs' dtype).
+
+    TensorFlow: a `tf.while_loop` holding the carry as loop variables (Keras's TensorFlow
+    scan round-trips it through a TensorArray every step, and needs the outputs shaped like
+    the carry). JAX: `jax.lax.scan`. Elsewhere: `keras.ops.scan`.
+    """
+    if name() == "tensorflow":
+        import tensorflow as tf
+
+        steps = tf.shape(xs[0])[0]
+        inputs = [tf.TensorArray(x.dtype, size=steps).unstack(x) for x in xs]
+        arrays = [tf.TensorArray(xs[0].dtype, size=steps) for _ in range(outputs)]
+
+        def body(t, carry, outputs):
+            index = steps - 1 - t if reverse else t
+            carry, ys = step(carry, tuple(x.read(index) for x in inputs))
+            return t + 1, carry, [o.write(index, y) for o, y in zip(outputs, ys)]
+
+        _, carry, arrays = tf.while_loop(lambda t, *_: t < steps, body,
+                                         (tf.constant(0), carry, arrays))
+        return carry, tuple(a.stack() for a in arrays)
+    if name() == "jax":
+        import jax
+
+        return jax.lax.scan(step, carry, xs, reverse=reverse)
+    return keras.ops.scan(step, carry, xs, reverse=reverse)
+
+
 def shape_multiple() -> int:
     """Round padded lengths up to this. JAX compiles once per shape, so few shapes pay;
     TensorFlow's `reduce_retracing` relaxes to dynamic shapes, so padding is pure waste."""

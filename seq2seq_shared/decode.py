@@ -38,7 +38,7 @@ def greedy_search(model: Seq2Seq, source, limits, max_steps: int):
         return step + 1, token, states, output, finished
 
     encoded = model.encode(source)
-    context = model.context(encoded)  # a loop invariant: None, or (batch, hidden)
+    context = model.step_context(encoded)  # a loop invariant: None, or (batch, 4 * hidden)
     start = (ops.convert_to_tensor(0, "int32"),
              ops.full((batch_size,), BOS_ID, dtype="int32"),
              encoded,

@@ -34,27 +34,19 @@ def lstm_recurrence(projected, h0, c0, recurrent_kernel, mask):
     mask: (steps, batch, 1), 1.0 at real steps, 0.0 where the state is carried over.
     Returns outputs (steps, batch, H) and the final h and c (batch, H).
     """
-    # Keras's TensorFlow scan wants one array per step here (it cannot check the step
-    # counts of several when they are unknown while tracing), so the inputs are packed.
-    zeros = ops.zeros_like(projected[0])
-
-    hidden = ops.shape(h0)[-1]
-
     def forward_step(carry, inputs):
-        h, c, _, _ = carry
-        z, m = inputs[:, :4 * hidden], inputs[:, 4 * hidden:]
+        h, c = carry
+        z, m = inputs
         i, f, g, o = ops.split(z + ops.matmul(h, recurrent_kernel), 4, axis=-1)
         i, f, g, o = ops.sigmoid(i), ops.sigmoid(f), ops.tanh(g), ops.sigmoid(o)
         c_new = f * c + i * g
         tanh_c = ops.tanh(c_new)
-        h_new = o * tanh_c
-        c_new = m * c_new + (1.0 - m) * c
-        h_new = m * h_new + (1.0 - m) * h
-        state = (h_new, c_new, ops.concatenate([i, f, g, o], -1), tanh_c)
-        return state, state
+        c = m * c_new + (1.0 - m) * c
+        h = m * (o * tanh_c) + (1.0 - m) * h
+        return (h, c), (h, c, ops.concatenate([i, f, g, o], -1), tanh_c)
 
-    (h_last, c_last, _, _), (hs, cs, gates, tanh_cs) = ops.scan(
-        forward_step, (h0, c0, zeros, ops.zeros_like(h0)), ops.concatenate([projected, mask], -1))
+    (h_last, c_last), (hs, cs, gates, tanh_cs) = backend.scan(
+        forward_step, (h0, c0), (projected, mask), outputs=4)
 
     def backward(*upstream):
         if len(upstream) == 1:  # JAX passes one tuple, TensorFlow one argument per output
@@ -66,9 +58,8 @@ def lstm_recurrence(projected, h0, c0, recurrent_kernel, mask):
         kernel_t = ops.transpose(recurrent_kernel)
 
         def backward_step(carry, inputs):
-            d_h, d_c, _ = carry
-            d_out, gate, tanh_c, c_prev, m = ops.split(
-                inputs, [hidden, 5 * hidden, 6 * hidden, 7 * hidden], axis=-1)
+            d_h, d_c = carry
+            d_out, gate, tanh_c, c_prev, m = inputs
             d_h = d_h + d_out
             i, f, g, o = ops.split(gate, 4, axis=-1)
             d_h_new, d_c_new = m * d_h, m * d_c  # the step's own share; the rest carries over
@@ -79,11 +70,12 @@ def lstm_recurrence(projected, h0, c0, recurrent_kernel, mask):
                                    d_h_new * tanh_c * _sigmoid_grad(o)], -1)
             d_h = ops.matmul(d_z, kernel_t) + (1.0 - m) * d_h
             d_c = d_c_new * f + (1.0 - m) * d_c
-            return (d_h, d_c, d_z), (d_h, d_c, d_z)
+            return (d_h, d_c), (d_z,)
 
-        (d_h0, d_c0, _), (_, _, d_projected) = ops.scan(
-            backward_step, (d_h, d_c, zeros),
-            ops.concatenate([d_outputs, gates, tanh_cs, c_before, mask], -1), reverse=True)
+        (d_h0, d_c0), (d_projected,) = backend.scan(
+            backward_step, (d_h, d_c), (d_outputs, gates, tanh_cs, c_before, mask), outputs=1,
+            reverse=True)
+        hidden = ops.shape(h0)[-1]
         d_recurrent_kernel = ops.matmul(ops.transpose(ops.reshape(h_before, (-1, hidden))),
                                         ops.reshape(d_projected, (-1, 4 * hidden)))
         return d_projected, d_h0, d_c0, d_recurrent_kernel, ops.zeros_like(mask)
@@ -102,6 +94,28 @@ class SharedLSTM(layers.LSTM):
     def __init__(self, units: int, **kwargs):
         super().__init__(units, return_sequences=True, return_state=True, **kwargs)
 
+    def input_projection(self, inputs):
+        """`inputs @ kernel + bias` for inputs (..., width), width <= the kernel's rows."""
+        kernel = ops.convert_to_tensor(self.cell.kernel)
+        return ops.matmul(inputs, kernel[:inputs.shape[-1]]) + self.cell.bias
+
+    def context_projection(self, context):
+        """The context's share of the input projection, (batch, 4H): constant per sentence."""
+        kernel = ops.convert_to_tensor(self.cell.kernel)
+        return ops.matmul(context, kernel[kernel.shape[0] - context.shape[-1]:])
+
+    def step(self, inputs, states, context_projection=None):
+        """One step of the same LSTM (as `cell(x, states)`), for decoding: inputs (batch,
+        width), states [h, c]; the context's share comes precomputed. Returns h, [h, c]."""
+        h, c = states
+        z = self.input_projection(inputs) + ops.matmul(h, self.cell.recurrent_kernel)
+        if context_projection is not None:
+            z = z + context_projection
+        i, f, g, o = ops.split(z, 4, axis=-1)
+        c = ops.sigmoid(f) * c + ops.sigmoid(i) * ops.tanh(g)
+        h = ops.sigmoid(o) * ops.tanh(c)
+        return h, [h, c]
+
     def call(self, sequences, initial_state=None, mask=None, training=False, context=None):
         width = sequences.shape[-1]
         missing = self.cell.kernel.shape[0] - width
@@ -112,12 +126,10 @@ class SharedLSTM(layers.LSTM):
                           else ops.repeat(ops.expand_dims(context, 1), steps, axis=1))
                 sequences = ops.concatenate([sequences, filler], -1)
             return super().call(sequences, initial_state, mask=mask, training=training)
-        cell = self.cell
-        kernel = ops.convert_to_tensor(cell.kernel)
         time_major = ops.transpose(sequences, (1, 0, 2))  # (steps, batch, width)
-        projected = ops.matmul(time_major, kernel[:width]) + cell.bias  # (steps, batch, 4H)
+        projected = self.input_projection(time_major)  # (steps, batch, 4H)
         if context is not None:
-            projected += ops.expand_dims(ops.matmul(context, kernel[width:]), 0)
+            projected += ops.expand_dims(self.context_projection(context), 0)
         if initial_state is None:
             initial_state = self.get_initial_state(ops.shape(sequences)[0])
         if mask is None:
@@ -126,7 +138,7 @@ class SharedLSTM(layers.LSTM):
             steps_mask = ops.expand_dims(ops.cast(ops.transpose(mask), projected.dtype), -1)
         # A read of the variable (a copy), not the variable: the recurrence differentiates
         # with respect to its arguments only.
-        recurrent_kernel = ops.copy(cell.recurrent_kernel)
+        recurrent_kernel = ops.copy(self.cell.recurrent_kernel)
         outputs, h, c = lstm_recurrence(projected, initial_state[0], initial_state[1],
                                         recurrent_kernel, steps_mask)
         return ops.transpose(outputs, (1, 0, 2)), h, c

@@ -111,16 +111,21 @@ class Seq2Seq(keras.Model):
             x = self.dropout(x, training=training)
         return x
 
+    def step_context(self, states: list[list]):
+        """What `decode_step` needs of the context, computed once per sentence: its share
+        of the first layer's input projection (batch, 4 * hidden), or None."""
+        context = self.context(states)
+        return None if context is None else self.decoder_lstms[0].context_projection(context)
+
     def decode_step(self, token, states: list[list], context=None):
         """One greedy step: token (batch,) -> logits (batch, vocab) and the next states.
 
-        `context` is `self.context(encoder_states)`, fixed for the whole sentence."""
+        `context` is `self.step_context(encoder_states)`, fixed for the whole sentence."""
         x = self.target_embedding(token)  # (batch, embedding_dim)
-        if self.feed_context:
-            x = ops.concatenate([x, context], -1)  # (batch, embedding + hidden)
         next_states = []
         for lstm, state in zip(self.decoder_lstms, states):
-            x, state = lstm.cell(x, state)  # the very cell (weights) that `call` runs
+            x, state = lstm.step(x, state, context)  # the very layer (weights) `call` runs
+            context = None  # only the first layer reads it
             next_states.append(state)
         return self.logits(x), next_states
 

@@ -107,3 +107,17 @@ def test_cross_entropy_gradient_matches_automatic_differentiation(smoothing):
     np.testing.assert_allclose(float(ours(logits)), float(reference(logits)), rtol=1e-5)
     np.testing.assert_allclose(_gradients(ours, [], [logits])[0],
                                _gradients(reference, [], [logits])[0], rtol=1e-4, atol=1e-6)
+
+
+def test_step_is_one_step_of_the_keras_cell():
+    """Decoding's `step` (with the context's projection precomputed) is the cell's step."""
+    keras.utils.set_random_seed(5)
+    ours = SharedLSTM(5)
+    ours.build((None, None, 3 + 5))
+    rng = np.random.default_rng(2)
+    x, context = rng.normal(size=(2, 3)).astype("float32"), rng.normal(size=(2, 5)).astype("float32")
+    states = [rng.normal(size=(2, 5)).astype("float32") for _ in range(2)]
+    got_h, (_, got_c) = ours.step(x, states, ours.context_projection(context))
+    want_h, (_, want_c) = ours.cell(np.concatenate([x, context], -1), states)
+    np.testing.assert_allclose(np.asarray(got_h), np.asarray(want_h), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(got_c), np.asarray(want_c), rtol=1e-5, atol=1e-6)

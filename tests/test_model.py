@@ -65,7 +65,7 @@ def test_step_by_step_decoding_reproduces_teacher_forced_logits(options):
     target_input[:, 0] = 2
     forced = ops.convert_to_numpy(model({"source": source, "target_input": target_input}))
     states = model.encode(source)
-    context = model.context(states)
+    context = model.step_context(states)
     for t in range(target_input.shape[1]):
         logits, states = model.decode_step(target_input[:, t], states, context)
         np.testing.assert_allclose(ops.convert_to_numpy(logits), forced[:, t], atol=1e-5)
@@ -87,7 +87,7 @@ def test_greedy_search_equals_a_plain_python_loop(options):
     limits = np.array([3, 8, 8, 0], dtype="int32")
     output = ops.convert_to_numpy(greedy_search(model, source, limits, max_steps=8))
     states, token = model.encode(source), np.full(4, 2, dtype="int32")
-    context = model.context(states)
+    context = model.step_context(states)
     expected = np.zeros((4, 8), dtype="int32")
     finished = limits <= 0
     for step in range(8):
