@@ -22,7 +22,7 @@ RSS is its own) and prints one JSON line; the summary is one JSON document on st
   the very same batches, sources and weights, alternating with ours --rounds times, and
   reports the median of each and the ratio ours / torch. Both decode with the same random
   weights, so their outputs must agree; the share of identical sentences is reported.
-- start-up: with --model-dir M, the wall time of `seq2seq-shared translate -m M` on one
+- start-up: with --model-dir M, the wall time of `seq2seq-shared translate --model-dir M` on one
   line, as a whole process.
 """
 from __future__ import annotations
@@ -281,7 +281,7 @@ def startup(model_dir: Path) -> dict:
     times = []
     for _ in range(3):
         t0 = time.perf_counter()
-        subprocess.run(["seq2seq-shared", "translate", "-m", str(model_dir)], input="Ein Hund.\n",
+        subprocess.run(["seq2seq-shared", "translate", "--model-dir", str(model_dir)], input="Ein Hund.\n",
                        capture_output=True, text=True, check=True)
         times.append(time.perf_counter() - t0)
     return {"case": "translate one line, whole process", "seconds": round(statistics.median(times), 2),

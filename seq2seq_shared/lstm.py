@@ -2,7 +2,7 @@
 
 Keras's generic loop multiplies each step's input by the kernel inside the recurrence and
 leaves the backward pass to automatic differentiation of the loop, which keeps every
-intermediate and does T skinny matmuls for each weight gradient. `SharedLSTM` instead
+intermediate and does T skinny matmuls for each weight gradient. This `LSTM` instead
 
 - projects the inputs of all time steps in one matmul (`x @ kernel + bias`) before the loop,
   so the loop does only `h @ recurrent_kernel` and the gates;
@@ -83,8 +83,11 @@ def lstm_recurrence(projected, h0, c0, recurrent_kernel, mask):
     return (hs, h_last, c_last), backward
 
 
-class SharedLSTM(layers.LSTM):
+class LSTM(layers.LSTM):
     """`keras.layers.LSTM` (return_sequences and return_state) with the recurrence above.
+
+    Its class name is Keras's on purpose: Keras names a layer's weights in a weights file
+    after its class, so model directories trained with `keras.layers.LSTM` still load.
 
     `context` (batch, width), when given, stands for the last `width` input features, the
     same at every step: its share of the input projection is computed once per sentence.

@@ -19,7 +19,7 @@ import keras
 from keras import layers, ops
 
 from . import backend
-from .lstm import SharedLSTM
+from .lstm import LSTM
 from .tokenizer import PAD_ID
 
 
@@ -58,9 +58,9 @@ class Seq2Seq(keras.Model):
             self.projection = layers.Dense(target_vocab_size, name="projection")
         self.nll_tracker = keras.metrics.Mean(name="nll")  # per real target token, no smoothing
 
-    def _lstm(self, prefix: str, index: int) -> SharedLSTM:
+    def _lstm(self, prefix: str, index: int) -> LSTM:
         # Defaults (tanh, sigmoid, no recurrent dropout, unroll=False) keep cuDNN usable on GPU.
-        lstm = SharedLSTM(self.hidden_size, name=f"{prefix}_{index}")
+        lstm = LSTM(self.hidden_size, name=f"{prefix}_{index}")
         # Built for its full input: layer 0 reads [embedding; context] with feed_context.
         width = self.hidden_size if index else self.first_input_size
         lstm.build((None, None, width))
@@ -84,7 +84,7 @@ class Seq2Seq(keras.Model):
         """The final (h, c) of every layer, each (batch, hidden), read at the last real token."""
         mask = ops.not_equal(source, PAD_ID)  # (batch, source_len)
         # With feed_context the encoder has no context yet: its slot reads zeros, which
-        # SharedLSTM skips (the input is narrower than the kernel).
+        # LSTM skips (the input is narrower than the kernel).
         x = self.dropout(self.source_embedding(source), training=training)
         states = []
         for lstm in self.encoder_lstms:

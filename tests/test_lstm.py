@@ -1,11 +1,11 @@
-"""The hand-written gradients: SharedLSTM against keras.layers.LSTM (outputs, states,
+"""The hand-written gradients: LSTM against keras.layers.LSTM (outputs, states,
 gradients), and the cross-entropy against automatic differentiation."""
 import numpy as np
 import pytest
 import keras
 from keras import ops
 
-from seq2seq_shared.lstm import SharedLSTM
+from seq2seq_shared.lstm import LSTM
 
 
 def _gradients(function, variables, inputs):
@@ -35,7 +35,7 @@ def _gradients(function, variables, inputs):
 def test_shared_lstm_matches_keras_lstm_forward_and_backward(masked):
     keras.utils.set_random_seed(3)
     batch, steps, width, units = 3, 5, 4, 6
-    ours = SharedLSTM(units)
+    ours = LSTM(units)
     ours.build((None, None, width))
     reference = keras.layers.LSTM(units, return_sequences=True, return_state=True)
     reference.build((None, None, width))
@@ -72,7 +72,7 @@ def test_context_and_missing_inputs_equal_the_full_input():
     """A context vector stands for the last input features at every step; no context
     stands for zeros there."""
     keras.utils.set_random_seed(4)
-    ours = SharedLSTM(5)
+    ours = LSTM(5)
     ours.build((None, None, 3 + 5))
     rng = np.random.default_rng(1)
     x = rng.normal(size=(2, 4, 3)).astype("float32")
@@ -112,7 +112,7 @@ def test_cross_entropy_gradient_matches_automatic_differentiation(smoothing):
 def test_step_is_one_step_of_the_keras_cell():
     """Decoding's `step` (with the context's projection precomputed) is the cell's step."""
     keras.utils.set_random_seed(5)
-    ours = SharedLSTM(5)
+    ours = LSTM(5)
     ours.build((None, None, 3 + 5))
     rng = np.random.default_rng(2)
     x, context = rng.normal(size=(2, 3)).astype("float32"), rng.normal(size=(2, 5)).astype("float32")

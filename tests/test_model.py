@@ -118,3 +118,30 @@ def test_loss_ignores_padding():
     smooth = -np.mean([log_probs[b, t].mean() for b, t in real])
     assert float(model.compute_loss(y=labels, y_pred=states, training=True)) == pytest.approx(
         0.9 * expected + 0.1 * smooth, rel=1e-5)
+
+
+def test_weights_saved_with_keras_lstm_layers_still_load(tmp_path, monkeypatch):
+    """Model directories trained before the model used its own LSTM class (with
+    keras.layers.LSTM) load into today's model, giving the same logits."""
+    def keras_lstm(self, prefix, index):
+        layer = keras.layers.LSTM(self.hidden_size, return_sequences=True, return_state=True,
+                                  name=f"{prefix}_{index}")
+        layer.build((None, None, self.hidden_size if index else self.first_input_size))
+        return layer
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Seq2Seq, "_lstm", keras_lstm)
+        keras.utils.set_random_seed(8)
+        old = Seq2Seq(V, V, E, H, num_layers=2)
+        old.source_embedding.build(None)
+        old.projection.build((None, H))
+        old.built = True
+        assert type(old.encoder_lstms[0]) is keras.layers.LSTM
+        old.save_weights(tmp_path / "old.weights.h5")
+    new = build(num_layers=2)
+    assert type(new.encoder_lstms[0]) is not keras.layers.LSTM
+    new.load_weights(tmp_path / "old.weights.h5")
+    inputs = {"source": random_ids(2, 6, 1), "target_input": random_ids(2, 5, 2)}
+    for a, b in zip(old.trainable_variables, new.trainable_variables):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert np.asarray(new(inputs)).shape == (2, 5, V)
