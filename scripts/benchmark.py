@@ -192,22 +192,23 @@ def worker_decode(args) -> dict:
                 all_sentences_per_s=[round(r, 1) for r in rates], warmup_s=round(warmup_s, 2))
 
 
+def reference_variables(model) -> list[tuple[str, object]]:
+    """Our model's variables by their names in the reference's weights file."""
+    lstm = model.encoder_lstms[0].cell
+    return [("embedding", model.source_embedding.embeddings), ("lstm_kernel", lstm.kernel),
+            ("lstm_recurrent_kernel", lstm.recurrent_kernel), ("lstm_bias", lstm.bias),
+            ("projection_kernel", model.projection.kernel),
+            ("projection_bias", model.projection.bias)]
+
+
 def save_reference_weights(path: Path, args) -> None:
     """Random weights of our model in the layout the reference loads (Keras layout)."""
     model = build_model(args.vocab_size, args.embedding_dim, args.hidden_size, seed=5)
-    lstm = model.encoder_lstms[0].cell
-    np.savez(path, embedding=np.asarray(model.source_embedding.embeddings),
-             lstm_kernel=np.asarray(lstm.kernel), lstm_recurrent_kernel=np.asarray(lstm.recurrent_kernel),
-             lstm_bias=np.asarray(lstm.bias), projection_kernel=np.asarray(model.projection.kernel),
-             projection_bias=np.asarray(model.projection.bias))
+    np.savez(path, **{key: np.asarray(variable) for key, variable in reference_variables(model)})
 
 
 def load_reference_weights(model, weights) -> None:
-    lstm = model.encoder_lstms[0].cell
-    for variable, key in [(model.source_embedding.embeddings, "embedding"),
-                          (lstm.kernel, "lstm_kernel"), (lstm.recurrent_kernel, "lstm_recurrent_kernel"),
-                          (lstm.bias, "lstm_bias"), (model.projection.kernel, "projection_kernel"),
-                          (model.projection.bias, "projection_bias")]:
+    for key, variable in reference_variables(model):
         variable.assign(weights[key])
 
 

@@ -46,7 +46,7 @@ def scan(step: Callable, carry, xs: tuple, outputs: int, reverse: bool = False):
 
     TensorFlow: a `tf.while_loop` holding the carry as loop variables (Keras's TensorFlow
     scan round-trips it through a TensorArray every step, and needs the outputs shaped like
-    the carry). JAX: `jax.lax.scan`. Elsewhere: `keras.ops.scan`.
+    the carry). Elsewhere `keras.ops.scan` (on JAX, `jax.lax.scan`).
     """
     if name() == "tensorflow":
         import tensorflow as tf
@@ -63,17 +63,13 @@ def scan(step: Callable, carry, xs: tuple, outputs: int, reverse: bool = False):
         _, carry, arrays = tf.while_loop(lambda t, *_: t < steps, body,
                                          (tf.constant(0), carry, arrays))
         return carry, tuple(a.stack() for a in arrays)
-    if name() == "jax":
-        import jax
-
-        return jax.lax.scan(step, carry, xs, reverse=reverse)
     return keras.ops.scan(step, carry, xs, reverse=reverse)
 
 
 def shape_multiple() -> int:
     """Round padded lengths up to this. JAX compiles once per shape, so few shapes pay;
     TensorFlow's `reduce_retracing` relaxes to dynamic shapes, so padding is pure waste."""
-    return 1 if name() == "tensorflow" else 8
+    return 1 if dynamic_shapes() else 8
 
 
 def dynamic_shapes() -> bool:

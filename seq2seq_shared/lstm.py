@@ -26,6 +26,15 @@ def _sigmoid_grad(y):
     return y * (1.0 - y)
 
 
+def _gates(z, c):
+    """One LSTM step from its gate pre-activations z (batch, 4H), Keras's order i, f, c, o:
+    the activated gates (i, f, g, o), the new cell state and its tanh."""
+    i, f, g, o = ops.split(z, 4, axis=-1)
+    i, f, g, o = ops.sigmoid(i), ops.sigmoid(f), ops.tanh(g), ops.sigmoid(o)
+    c_new = f * c + i * g
+    return (i, f, g, o), c_new, ops.tanh(c_new)
+
+
 @ops.custom_gradient
 def lstm_recurrence(projected, h0, c0, recurrent_kernel, mask):
     """Run the recurrence over time-major inputs already projected by the input kernel.
@@ -37,13 +46,10 @@ def lstm_recurrence(projected, h0, c0, recurrent_kernel, mask):
     def forward_step(carry, inputs):
         h, c = carry
         z, m = inputs
-        i, f, g, o = ops.split(z + ops.matmul(h, recurrent_kernel), 4, axis=-1)
-        i, f, g, o = ops.sigmoid(i), ops.sigmoid(f), ops.tanh(g), ops.sigmoid(o)
-        c_new = f * c + i * g
-        tanh_c = ops.tanh(c_new)
+        gates, c_new, tanh_c = _gates(z + ops.matmul(h, recurrent_kernel), c)
         c = m * c_new + (1.0 - m) * c
-        h = m * (o * tanh_c) + (1.0 - m) * h
-        return (h, c), (h, c, ops.concatenate([i, f, g, o], -1), tanh_c)
+        h = m * (gates[3] * tanh_c) + (1.0 - m) * h
+        return (h, c), (h, c, ops.concatenate(gates, -1), tanh_c)
 
     (h_last, c_last), (hs, cs, gates, tanh_cs) = backend.scan(
         forward_step, (h0, c0), (projected, mask), outputs=4)
@@ -114,15 +120,13 @@ class LSTM(layers.LSTM):
         z = self.input_projection(inputs) + ops.matmul(h, self.cell.recurrent_kernel)
         if context_projection is not None:
             z = z + context_projection
-        i, f, g, o = ops.split(z, 4, axis=-1)
-        c = ops.sigmoid(f) * c + ops.sigmoid(i) * ops.tanh(g)
-        h = ops.sigmoid(o) * ops.tanh(c)
+        (_, _, _, o), c, tanh_c = _gates(z, c)
+        h = o * tanh_c
         return h, [h, c]
 
     def call(self, sequences, initial_state=None, mask=None, training=False, context=None):
-        width = sequences.shape[-1]
-        missing = self.cell.kernel.shape[0] - width
         if backend.name() == "tensorflow" and backend.accelerator() == "GPU":  # cuDNN
+            missing = self.cell.kernel.shape[0] - sequences.shape[-1]
             if missing:
                 batch, steps = ops.shape(sequences)[0], ops.shape(sequences)[1]
                 filler = (ops.zeros((batch, steps, missing), sequences.dtype) if context is None
