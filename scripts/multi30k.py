@@ -27,7 +27,12 @@ def main() -> None:
     parser.add_argument("--model-dir", type=Path, default=Path("models/multi30k"))
     parser.add_argument("--config", type=Path, default=ROOT / "data" / "multi30k.toml")
     parser.add_argument("train_options", nargs="*", help="after --: more `train` options")
-    args = parser.parse_args()
+    # argparse gives positionals their (empty) share before it reaches a `--` that follows
+    # them, then rejects what comes after it; so the train options are split off here.
+    argv = sys.argv[1:]
+    split = argv.index("--") if "--" in argv else len(argv)
+    args = parser.parse_args(argv[:split])
+    args.train_options += argv[split + 1:]
     data, model_dir = args.multi30k, args.model_dir
     for name in ("train", "val", "test2016"):
         for language in ("de", "en"):
