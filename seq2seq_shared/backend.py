@@ -66,6 +66,22 @@ def scan(step: Callable, carry, xs: tuple, outputs: int, reverse: bool = False):
     return keras.ops.scan(step, carry, xs, reverse=reverse)
 
 
+def shrinking_while_loop(cond: Callable, body: Callable, loop_vars: tuple,
+                         maximum_iterations: int):
+    """`keras.ops.while_loop` whose loop variables may change their leading (batch) size
+    from one iteration to the next, so a loop can drop the rows it is done with. Only
+    where shapes are dynamic (`dynamic_shapes()`): a `tf.while_loop` with the leading
+    axis left free in its shape invariants."""
+    import tensorflow as tf
+
+    loop_vars = tf.nest.map_structure(tf.convert_to_tensor, loop_vars)
+    invariants = tf.nest.map_structure(
+        lambda x: tf.TensorShape([None]).concatenate(x.shape[1:]) if x.shape.rank else x.shape,
+        loop_vars)
+    return tf.while_loop(cond, body, loop_vars, shape_invariants=invariants,
+                         maximum_iterations=maximum_iterations)
+
+
 def shape_multiple() -> int:
     """Round padded lengths up to this. JAX compiles once per shape, so few shapes pay;
     TensorFlow's `reduce_retracing` relaxes to dynamic shapes, so padding is pure waste."""

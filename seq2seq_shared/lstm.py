@@ -35,58 +35,81 @@ def _gates(z, c):
     return (i, f, g, o), c_new, ops.tanh(c_new)
 
 
-@ops.custom_gradient
-def lstm_recurrence(projected, h0, c0, recurrent_kernel, mask):
+def lstm_recurrence(projected, h0, c0, recurrent_kernel, mask=None):
     """Run the recurrence over time-major inputs already projected by the input kernel.
 
     projected: (steps, batch, 4H), `x @ kernel + bias`; h0, c0: (batch, H);
-    mask: (steps, batch, 1), 1.0 at real steps, 0.0 where the state is carried over.
-    Returns outputs (steps, batch, H) and the final h and c (batch, H).
+    mask: None (every step is real), or (steps, batch, 1), 1.0 at real steps and 0.0 where
+    the state is carried over. Returns outputs (steps, batch, H) and the final h and c.
     """
-    def forward_step(carry, inputs):
-        h, c = carry
-        z, m = inputs
-        gates, c_new, tanh_c = _gates(z + ops.matmul(h, recurrent_kernel), c)
-        c = m * c_new + (1.0 - m) * c
-        h = m * (gates[3] * tanh_c) + (1.0 - m) * h
-        return (h, c), (h, c, ops.concatenate(gates, -1), tanh_c)
+    if mask is None:
+        return _recurrence(projected, h0, c0, recurrent_kernel)
+    return _masked_recurrence(projected, h0, c0, recurrent_kernel, mask)
 
-    (h_last, c_last), (hs, cs, gates, tanh_cs) = backend.scan(
-        forward_step, (h0, c0), (projected, mask), outputs=4)
 
-    def backward(*upstream):
-        if len(upstream) == 1:  # JAX passes one tuple, TensorFlow one argument per output
-            upstream = upstream[0]
-        d_outputs, d_h, d_c = (ops.zeros_like(x) if u is None else u
-                               for u, x in zip(upstream, (hs, h_last, c_last)))
-        c_before = ops.concatenate([ops.expand_dims(c0, 0), cs[:-1]], 0)
-        h_before = ops.concatenate([ops.expand_dims(h0, 0), hs[:-1]], 0)
-        kernel_t = ops.transpose(recurrent_kernel)
+def _recurrence_with_gradient(masked: bool):
+    """The recurrence and its backward pass, with or without a mask. Without one (the
+    decoder in training), no step pays for masking: every op saved runs once per step."""
 
-        def backward_step(carry, inputs):
-            d_h, d_c = carry
-            d_out, gate, tanh_c, c_prev, m = inputs
-            d_h = d_h + d_out
-            i, f, g, o = ops.split(gate, 4, axis=-1)
-            d_h_new, d_c_new = m * d_h, m * d_c  # the step's own share; the rest carries over
-            d_c_new = d_c_new + d_h_new * o * (1.0 - tanh_c * tanh_c)
-            d_z = ops.concatenate([d_c_new * g * _sigmoid_grad(i),
-                                   d_c_new * c_prev * _sigmoid_grad(f),
-                                   d_c_new * i * (1.0 - g * g),
-                                   d_h_new * tanh_c * _sigmoid_grad(o)], -1)
-            d_h = ops.matmul(d_z, kernel_t) + (1.0 - m) * d_h
-            d_c = d_c_new * f + (1.0 - m) * d_c
-            return (d_h, d_c), (d_z,)
+    @ops.custom_gradient
+    def recurrence(projected, h0, c0, recurrent_kernel, *mask):
+        real = (ops.greater(mask[0], 0.0),) if masked else ()  # (steps, batch, 1), bool
 
-        (d_h0, d_c0), (d_projected,) = backend.scan(
-            backward_step, (d_h, d_c), (d_outputs, gates, tanh_cs, c_before, mask), outputs=1,
-            reverse=True)
-        hidden = ops.shape(h0)[-1]
-        d_recurrent_kernel = ops.matmul(ops.transpose(ops.reshape(h_before, (-1, hidden))),
-                                        ops.reshape(d_projected, (-1, 4 * hidden)))
-        return d_projected, d_h0, d_c0, d_recurrent_kernel, ops.zeros_like(mask)
+        def forward_step(carry, inputs):
+            h, c = carry
+            gates, c_new, tanh_c = _gates(inputs[0] + ops.matmul(h, recurrent_kernel), c)
+            h_new = gates[3] * tanh_c
+            if masked:  # a padded step carries the state over
+                h_new, c_new = ops.where(inputs[1], h_new, h), ops.where(inputs[1], c_new, c)
+            return (h_new, c_new), (h_new, c_new, ops.concatenate(gates, -1), tanh_c)
 
-    return (hs, h_last, c_last), backward
+        (h_last, c_last), (hs, cs, gates, tanh_cs) = backend.scan(
+            forward_step, (h0, c0), (projected, *real), outputs=4)
+
+        def backward(*upstream):
+            if len(upstream) == 1:  # JAX passes one tuple, TensorFlow one argument per output
+                upstream = upstream[0]
+            d_outputs, d_h, d_c = (ops.zeros_like(x) if u is None else u
+                                   for u, x in zip(upstream, (hs, h_last, c_last)))
+            c_before = ops.concatenate([ops.expand_dims(c0, 0), cs[:-1]], 0)
+            h_before = ops.concatenate([ops.expand_dims(h0, 0), hs[:-1]], 0)
+            kernel_t = ops.transpose(recurrent_kernel)
+
+            def backward_step(carry, inputs):
+                d_h, d_c = carry
+                d_out, gate, tanh_c, c_prev = inputs[:4]
+                d_h = d_h + d_out
+                i, f, g, o = ops.split(gate, 4, axis=-1)
+                # A padded step gets no gradient and passes its carry on untouched.
+                d_h_new, d_c_new = ((ops.where(inputs[4], d_h, 0.0),
+                                     ops.where(inputs[4], d_c, 0.0)) if masked else (d_h, d_c))
+                d_c_new = d_c_new + d_h_new * o * (1.0 - tanh_c * tanh_c)
+                d_z = ops.concatenate([d_c_new * g * _sigmoid_grad(i),
+                                       d_c_new * c_prev * _sigmoid_grad(f),
+                                       d_c_new * i * (1.0 - g * g),
+                                       d_h_new * tanh_c * _sigmoid_grad(o)], -1)
+                d_h_before, d_c_before = ops.matmul(d_z, kernel_t), d_c_new * f
+                if masked:
+                    d_h_before = ops.where(inputs[4], d_h_before, d_h)
+                    d_c_before = ops.where(inputs[4], d_c_before, d_c)
+                return (d_h_before, d_c_before), (d_z,)
+
+            (d_h0, d_c0), (d_projected,) = backend.scan(
+                backward_step, (d_h, d_c), (d_outputs, gates, tanh_cs, c_before, *real),
+                outputs=1, reverse=True)
+            hidden = ops.shape(h0)[-1]
+            d_recurrent_kernel = ops.matmul(ops.transpose(ops.reshape(h_before, (-1, hidden))),
+                                            ops.reshape(d_projected, (-1, 4 * hidden)))
+            return (d_projected, d_h0, d_c0, d_recurrent_kernel,
+                    *(ops.zeros_like(m) for m in mask))
+
+        return (hs, h_last, c_last), backward
+
+    return recurrence
+
+
+_recurrence = _recurrence_with_gradient(masked=False)
+_masked_recurrence = _recurrence_with_gradient(masked=True)
 
 
 class LSTM(layers.LSTM):
@@ -113,11 +136,15 @@ class LSTM(layers.LSTM):
         kernel = ops.convert_to_tensor(self.cell.kernel)
         return ops.matmul(context, kernel[kernel.shape[0] - context.shape[-1]:])
 
-    def step(self, inputs, states, context_projection=None):
+    def step(self, inputs, states, context_projection=None, projected=None):
         """One step of the same LSTM (as `cell(x, states)`), for decoding: inputs (batch,
-        width), states [h, c]; the context's share comes precomputed. Returns h, [h, c]."""
+        width), states [h, c]; the context's share comes precomputed, and so may the
+        inputs' (`projected`, `input_projection(inputs)`, given instead of the inputs).
+        Returns h, [h, c]."""
         h, c = states
-        z = self.input_projection(inputs) + ops.matmul(h, self.cell.recurrent_kernel)
+        if projected is None:
+            projected = self.input_projection(inputs)
+        z = projected + ops.matmul(h, self.cell.recurrent_kernel)
         if context_projection is not None:
             z = z + context_projection
         (_, _, _, o), c, tanh_c = _gates(z, c)
@@ -139,10 +166,8 @@ class LSTM(layers.LSTM):
             projected += ops.expand_dims(self.context_projection(context), 0)
         if initial_state is None:
             initial_state = self.get_initial_state(ops.shape(sequences)[0])
-        if mask is None:
-            steps_mask = ops.ones(ops.shape(time_major)[:2] + (1,), projected.dtype)
-        else:
-            steps_mask = ops.expand_dims(ops.cast(ops.transpose(mask), projected.dtype), -1)
+        steps_mask = (None if mask is None else
+                      ops.expand_dims(ops.cast(ops.transpose(mask), projected.dtype), -1))
         # A read of the variable (a copy), not the variable: the recurrence differentiates
         # with respect to its arguments only.
         recurrent_kernel = ops.copy(self.cell.recurrent_kernel)

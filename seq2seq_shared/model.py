@@ -117,15 +117,27 @@ class Seq2Seq(keras.Model):
         context = self.context(states)
         return None if context is None else self.decoder_lstms[0].context_projection(context)
 
-    def decode_step(self, token, states: list[list], context=None):
+    def input_table(self):
+        """The first decoder layer's input projection of every target token, (vocab,
+        4 * hidden): constant for given weights, so a greedy step can look its input up
+        instead of multiplying it (`decode_step(input_table=...)`)."""
+        embeddings = ops.convert_to_tensor(self.target_embedding.embeddings)
+        return self.decoder_lstms[0].input_projection(embeddings)
+
+    def decode_step(self, token, states: list[list], context=None, input_table=None):
         """One greedy step: token (batch,) -> logits (batch, vocab) and the next states.
 
-        `context` is `self.step_context(encoder_states)`, fixed for the whole sentence."""
-        x = self.target_embedding(token)  # (batch, embedding_dim)
+        `context` is `self.step_context(encoder_states)`, fixed for the whole sentence;
+        `input_table`, if given, is `self.input_table()`, fixed for the weights."""
+        if input_table is None:
+            x, projected = self.target_embedding(token), None  # x: (batch, embedding_dim)
+        else:
+            x, projected = None, ops.take(input_table, token, axis=0)  # (batch, 4 * hidden)
         next_states = []
         for lstm, state in zip(self.decoder_lstms, states):
-            x, state = lstm.step(x, state, context)  # the very layer (weights) `call` runs
-            context = None  # only the first layer reads it
+            # The very layer (weights) `call` runs.
+            x, state = lstm.step(x, state, context, projected=projected)
+            context = projected = None  # only the first layer reads them
             next_states.append(state)
         return self.logits(x), next_states
 
@@ -176,7 +188,7 @@ def smoothed_cross_entropy(logits, labels, smoothing: float):
     logits (..., vocab), labels (...). loss = (1 - s) * nll + s * (lse - mean(logits)):
     cross-entropy against (1 - s) * one-hot + s * uniform. Its gradient is
     softmax - (1 - s) * one-hot - s / vocab, computed from the forward's exponentials in one
-    pass; automatic differentiation of logsumexp makes several passes over the
+    pass and corrected at the labels; automatic differentiation of logsumexp makes several passes over the
     (rows, vocab) array, which on a CPU cost as much as the projection matmul itself.
     """
     @ops.custom_gradient
@@ -197,10 +209,18 @@ def smoothed_cross_entropy(logits, labels, smoothing: float):
                 upstream = upstream[0]
             scale = ops.expand_dims(upstream[0], -1)  # (rows, 1): d total / d loss row
             vocab = ops.shape(logits)[-1]
-            target = (1.0 - smoothing) * ops.one_hot(labels, vocab, dtype=logits.dtype)
+            gradient = exps * (scale / sums)
             if smoothing:
-                target = target + smoothing / vocab
-            return exps * (scale / sums) - scale * target
+                gradient = gradient - scale * (smoothing / ops.cast(vocab, logits.dtype))
+            # Minus (1 - s) * scale at each row's label: written into those entries alone,
+            # where a one-hot target would take more passes over (rows, vocab).
+            flat = ops.reshape(gradient, (-1, vocab))
+            columns = ops.reshape(labels, (-1,))
+            rows = ops.arange(ops.shape(columns)[0], dtype=columns.dtype)
+            at_labels = (ops.squeeze(ops.take_along_axis(flat, ops.expand_dims(columns, -1), -1),
+                                     -1) - (1.0 - smoothing) * ops.reshape(scale, (-1,)))
+            flat = ops.scatter_update(flat, ops.stack([rows, columns], axis=1), at_labels)
+            return ops.reshape(flat, ops.shape(logits))
 
         return (loss, nll), backward
 

@@ -85,14 +85,15 @@ def test_context_and_missing_inputs_equal_the_full_input():
                                rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("rows", [(6,), (2, 3)])  # training's shape on TF, and on JAX
 @pytest.mark.parametrize("smoothing", [0.0, 0.1])
-def test_cross_entropy_gradient_matches_automatic_differentiation(smoothing):
+def test_cross_entropy_gradient_matches_automatic_differentiation(smoothing, rows):
     from seq2seq_shared.model import smoothed_cross_entropy
 
     rng = np.random.default_rng(2)
-    logits = rng.normal(size=(6, 11)).astype("float32") * 3
-    labels = rng.integers(0, 11, size=6).astype("int32")
-    weights = rng.normal(size=6).astype("float32")  # distinct upstream per row
+    logits = rng.normal(size=(*rows, 11)).astype("float32") * 3
+    labels = rng.integers(0, 11, size=rows).astype("int32")
+    weights = rng.normal(size=rows).astype("float32")  # distinct upstream per row
 
     def ours(x):
         loss, _ = smoothed_cross_entropy(x, labels, smoothing)
@@ -100,7 +101,7 @@ def test_cross_entropy_gradient_matches_automatic_differentiation(smoothing):
 
     def reference(x):
         log_probs = ops.log_softmax(x, axis=-1)
-        nll = -ops.take_along_axis(log_probs, labels[:, None], axis=-1)[:, 0]
+        nll = -ops.take_along_axis(log_probs, labels[..., None], axis=-1)[..., 0]
         loss = (1 - smoothing) * nll - smoothing * ops.mean(log_probs, axis=-1)
         return ops.sum(loss * weights)
 

@@ -4,7 +4,8 @@ import pytest
 keras = pytest.importorskip("keras")
 from keras import ops  # noqa: E402
 
-from seq2seq_shared.decode import greedy_search  # noqa: E402
+from seq2seq_shared import backend  # noqa: E402
+from seq2seq_shared.decode import GreedyDecoder, greedy_search  # noqa: E402
 from seq2seq_shared.model import Seq2Seq, expected_parameter_count, lstm_parameter_count  # noqa: E402
 
 V, E, H = 37, 8, 12
@@ -64,10 +65,12 @@ def test_step_by_step_decoding_reproduces_teacher_forced_logits(options):
     source, target_input = random_ids(3, 9, seed=1), random_ids(3, 7, seed=2)
     target_input[:, 0] = 2
     forced = ops.convert_to_numpy(model({"source": source, "target_input": target_input}))
-    states = model.encode(source)
-    context = model.step_context(states)
+    states = looked_up = model.encode(source)
+    context, table = model.step_context(states), model.input_table()
     for t in range(target_input.shape[1]):
         logits, states = model.decode_step(target_input[:, t], states, context)
+        np.testing.assert_allclose(ops.convert_to_numpy(logits), forced[:, t], atol=1e-5)
+        logits, looked_up = model.decode_step(target_input[:, t], looked_up, context, table)
         np.testing.assert_allclose(ops.convert_to_numpy(logits), forced[:, t], atol=1e-5)
 
 
@@ -80,12 +83,25 @@ def test_padding_does_not_change_the_encoder_state():
         np.testing.assert_allclose(ops.convert_to_numpy(c), ops.convert_to_numpy(c_padded), atol=1e-6)
 
 
-@pytest.mark.parametrize("options", [{}, {"feed_context": True}])
-def test_greedy_search_equals_a_plain_python_loop(options):
+@pytest.mark.parametrize("compact", [False, True])
+@pytest.mark.parametrize("options", [{}, {"feed_context": True, "num_layers": 2}])
+def test_greedy_search_equals_a_plain_python_loop(options, compact):
+    """Both searches: all rows stepping to the end, and finished rows leaving the batch."""
+    if compact and not backend.dynamic_shapes():
+        pytest.skip("the compacting search needs dynamic shapes (TensorFlow)")
     model = build(**options)
     source = random_ids(4, 5, seed=4)
     limits = np.array([3, 8, 8, 0], dtype="int32")
-    output = ops.convert_to_numpy(greedy_search(model, source, limits, max_steps=8))
+    # Sentences must also end by eos, not only by their limits: raise eos's bias just
+    # enough to win the first step of the row where it comes closest.
+    states = model.encode(source)
+    first, _ = model.decode_step(np.full(4, 2, dtype="int32"), states, model.step_context(states))
+    first = ops.convert_to_numpy(first)[:3]
+    bias = ops.convert_to_numpy(model.projection.bias)
+    bias[3] += np.min(first.max(-1) - first[:, 3]) + 1e-3
+    model.projection.bias.assign(bias)
+    output = ops.convert_to_numpy(greedy_search(model, source, limits, max_steps=8,
+                                                compact=compact))
     states, token = model.encode(source), np.full(4, 2, dtype="int32")
     context = model.step_context(states)
     expected = np.zeros((4, 8), dtype="int32")
@@ -97,6 +113,24 @@ def test_greedy_search_equals_a_plain_python_loop(options):
         finished |= (token == 3) | (step + 1 >= limits)
     np.testing.assert_array_equal(output, expected)
     assert (output[0, 3:] == 0).all() and (output[3] == 0).all()
+    assert (output[:3, 0] == 3).any() and not (output[:3, 0] == 3).all()
+
+
+def test_batching_and_encoder_slices_do_not_change_translations():
+    """`GreedyDecoder` sorts, batches and encodes in slices of `ENCODE_ROWS`; any batch size
+    gives each sentence what it gets alone, in input order, [] for an empty source."""
+    model = build(feed_context=True)
+    rng = np.random.default_rng(8)
+    sources = [rng.integers(4, V, size=n).tolist() for n in rng.integers(0, 12, size=80)]
+    decoder = GreedyDecoder(model, reverse_source=True)
+    alone = [decoder.decode([source], 1)[0] for source in sources]
+    assert decoder.decode(sources, 80) == alone  # two encoder slices: 64 + the rest
+    assert decoder.decode(sources, 7) == alone
+    assert decoder.use_input_table
+    decoder.use_input_table = False  # each step's input multiplied, not looked up
+    assert decoder.decode(sources, 80) == alone
+    assert all(ids == [] for ids, source in zip(alone, sources) if not source)
+    assert len({len(ids) for ids in alone}) > 3  # sentences finish at different steps
 
 
 def test_loss_ignores_padding():
