@@ -23,10 +23,10 @@ class ModelConfig:
     num_layers: int = 1               # each layer is ONE LSTM shared by encoder and decoder
     share_lstm: bool = True           # False builds separate encoder/decoder LSTMs (ablation)
     share_embeddings: bool = True     # one table for source and target (needs joint_vocab)
-    tie_output: bool = False          # output projection reuses the target embedding table
-    dropout: float = 0.2              # on embeddings and LSTM outputs, never inside the recurrence
+    tie_output: bool = True           # output projection reuses the target embedding table
+    dropout: float = 0.3              # on embeddings and LSTM outputs, never inside the recurrence
     reverse_source: bool = True       # feed the source backwards (Sutskever et al., 2014)
-    feed_context: bool = False        # the decoder reads the encoder's final state every step
+    feed_context: bool = True         # the decoder reads the encoder's final state every step
     max_source_length: int = 128      # pieces; longer training pairs are dropped, inputs truncated
 
     def __post_init__(self) -> None:
@@ -44,15 +44,15 @@ class TrainingConfig:
     """How to train. Saved beside the model config so a run can be reproduced."""
 
     epochs: int = 10
-    batch_tokens: int = 2048          # target tokens per batch (padding included)
-    learning_rate: float = 1e-3
+    batch_tokens: int = 3072          # target tokens per batch (padding included)
+    learning_rate: float = 2e-3
     clip_norm: float = 1.0            # gradient clipping by global norm; 0 turns it off
-    label_smoothing: float = 0.0
+    label_smoothing: float = 0.1
     seed: int = 1234
     max_target_length: int = 128      # pieces; longer training pairs are dropped
     sentencepiece_model_type: str = "unigram"
     sentencepiece_sample_lines: int = 1_000_000  # lines SentencePiece trains on, sampled
-    warmup_steps: int = 0             # linear learning-rate warm-up from 0
+    warmup_steps: int = 100           # linear learning-rate warm-up from 0
     # Validation (with --valid): every `validate_every` steps, or every epoch when 0.
     validate_every: int = 0
     best_metric: str = "bleu"         # "bleu" (greedy, on the validation set) or "loss"

@@ -72,7 +72,8 @@ def test_info_shows_the_shared_lstm_once(trained):
     assert report["total"] == report["formula"]
     lstm_rows = [row for row in report["components"] if "lstm" in row["name"]]
     assert len(lstm_rows) == 1 and lstm_rows[0]["used_by"].startswith("encoder + decoder")
-    assert lstm_rows[0]["parameters"] == 4 * (16 * 32 + 32 * 32 + 32)
+    # Its input is [embedding; context]: feed_context is on by default.
+    assert lstm_rows[0]["parameters"] == 4 * ((16 + 32) * 32 + 32 * 32 + 32)
     text = run("info", "--model-dir", trained).stdout
     assert "one set of weights" in text and "separate LSTMs would need" in text
 

@@ -21,7 +21,7 @@ def test_recipe_trains_evaluates_and_writes_results(numbers_corpus, tmp_path):
                       "[training]\nepochs = 2\nbatch_tokens = 256\ntensorboard = false\n")
     model_dir = tmp_path / "model"
     command = [sys.executable, str(ROOT / "scripts" / "multi30k.py"), str(corpus),
-               "--model-dir", str(model_dir), "--config", str(config)]
+               "--model-dir", str(model_dir), "--config", str(config), "--", "--no-share-lstm"]
     finished = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert finished.returncode == 0, finished.stderr
     results = json.loads((model_dir / "results.json").read_text(encoding="utf-8"))
@@ -29,6 +29,7 @@ def test_recipe_trains_evaluates_and_writes_results(numbers_corpus, tmp_path):
             "machine", "command"} <= set(results)
     assert results["training"]["steps"] > 0 and results["training"]["stopped"] == "2 epochs done"
     assert "case:lc" in results["signatures"]["bleu_lowercase"]
+    assert results["config"]["share_lstm"] is False  # the options after `--` reached train
     hypotheses = (model_dir / "test2016.hyp.en").read_text(encoding="utf-8")
     assert hypotheses.count("\n") == 200
 

@@ -16,7 +16,7 @@ def test_warm_up_is_linear_then_flat():
 
 
 def test_plateaus_halve_the_rate_down_to_the_floor_and_patience_stops():
-    training = TrainingConfig(learning_rate=0.01, lr_patience=2, lr_decay=0.5,
+    training = TrainingConfig(learning_rate=0.01, warmup_steps=0, lr_patience=2, lr_decay=0.5,
                               min_learning_rate=0.003, patience=5, best_metric="bleu")
     schedule = Schedule(training, validating=True)
     state = state_at(schedule)
