@@ -188,8 +188,9 @@ def smoothed_cross_entropy(logits, labels, smoothing: float):
     logits (..., vocab), labels (...). loss = (1 - s) * nll + s * (lse - mean(logits)):
     cross-entropy against (1 - s) * one-hot + s * uniform. Its gradient is
     softmax - (1 - s) * one-hot - s / vocab, computed from the forward's exponentials in one
-    pass and corrected at the labels; automatic differentiation of logsumexp makes several passes over the
-    (rows, vocab) array, which on a CPU cost as much as the projection matmul itself.
+    pass and corrected at the labels; automatic differentiation of logsumexp makes several
+    passes over the (rows, vocab) array, which on a CPU cost as much as the projection
+    matmul itself.
     """
     @ops.custom_gradient
     def forward(logits):
