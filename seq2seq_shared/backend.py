@@ -6,6 +6,7 @@ imports TensorFlow is `export.py` (the SavedModel export, a TensorFlow-only feat
 from __future__ import annotations
 
 import functools
+import weakref
 from collections.abc import Callable
 
 import keras
@@ -19,14 +20,13 @@ def compile_inference(model: keras.Model, function: Callable, static_argnums: tu
                       ) -> Callable:
     """Compile `function(*args)` that reads `model`'s weights, so later weight updates show.
 
-    TensorFlow: a `tf.function`, which reads variables by reference. JAX: `jax.jit` over a
-    stateless call with the current variable values passed in, so the compiled function
-    never bakes in stale weights. Other backends run it eagerly.
+    TensorFlow: a `tf.function` traced with every dimension free (see `_shape_free`),
+    which reads variables by reference. JAX: `jax.jit` over a stateless call with the
+    current variable values passed in, so the compiled function never bakes in stale
+    weights. Other backends run it eagerly.
     """
     if name() == "tensorflow":
-        import tensorflow as tf
-
-        return tf.function(function, reduce_retracing=True)
+        return _shape_free(function, static_argnums)
     if name() == "jax":
         import jax
 
@@ -37,6 +37,69 @@ def compile_inference(model: keras.Model, function: Callable, static_argnums: tu
         jitted = jax.jit(stateless, static_argnums=tuple(i + 1 for i in static_argnums))
         return lambda *args: jitted([v.value for v in model.variables], *args)
     return function
+
+
+def compiled_step(model: keras.Model, training: bool) -> Callable:
+    """`step(source, target_input, target_output) -> logs`: one compiled `model.train_step`
+    (an optimizer update) or `model.test_step`, with the metrics reset first.
+
+    TensorFlow: traced once with free dimensions (see `_shape_free`). Keras's own
+    `train_on_batch` traces its first batch's exact shape and relaxes only at the second,
+    and the two graphs round differently in the last bit, so a resumed process, whose
+    first batch is another, would drift from the uninterrupted run. JAX: Keras's
+    `train_on_batch` / `test_on_batch` (one XLA program per shape, the same in every process).
+    Compiled once per model (and optimizer), on first use.
+    """
+    key = (training, id(model.optimizer))
+    steps = _STEPS.setdefault(model, {})
+    if key not in steps:
+        steps[key] = _compile_step(model, training)
+    return steps[key]
+
+
+_STEPS: "weakref.WeakKeyDictionary[keras.Model, dict]" = weakref.WeakKeyDictionary()
+
+
+def _compile_step(model: keras.Model, training: bool) -> Callable:
+    if name() != "tensorflow":
+        method = model.train_on_batch if training else model.test_on_batch
+        return lambda source, target_input, target_output: method(
+            {"source": source, "target_input": target_input}, target_output, return_dict=True)
+    method = model.train_step if training else model.test_step
+    compiled = _shape_free(lambda source, target_input, target_output: method(
+        ({"source": source, "target_input": target_input}, target_output)))
+
+    def step(source, target_input, target_output):
+        model.reset_metrics()
+        return compiled(source, target_input, target_output)
+
+    return step
+
+
+def _shape_free(function: Callable, static_argnums: tuple[int, ...] = ()) -> Callable:
+    """A `tf.function` traced once per argument structure (and static values), with the
+    data-dependent dimensions left free (see `_free_spec`): the same graph, and so the
+    same rounding, whatever shapes come first. `None` arguments count as static."""
+    import tensorflow as tf
+
+    traced: dict[str, Callable] = {}
+
+    def call(*args):
+        static = {i: a for i, a in enumerate(args) if i in static_argnums or a is None}
+        dynamic = [tf.nest.map_structure(tf.convert_to_tensor, a)
+                   for i, a in enumerate(args) if i not in static]
+        specs = tf.nest.map_structure(_free_spec, dynamic)
+        key = repr((sorted(static.items()), specs))
+        if key not in traced:
+            def bound(*values):
+                values = iter(values)
+                return function(*(static[i] if i in static else next(values)
+                                  for i in range(len(args))))
+
+            traced[key] = tf.function(bound, input_signature=specs, autograph=False)
+        return traced[key](*dynamic)
+
+    return call
 
 
 def scan(step: Callable, carry, xs: tuple, outputs: int, reverse: bool = False):
@@ -80,6 +143,17 @@ def shrinking_while_loop(cond: Callable, body: Callable, loop_vars: tuple,
         loop_vars)
     return tf.while_loop(cond, body, loop_vars, shape_invariants=invariants,
                          maximum_iterations=maximum_iterations)
+
+
+def _free_spec(x):
+    """Integer tensors (ids, limits) vary in every dimension; float tensors (states,
+    tables) keep their last, the model's feature size, which the graph may need."""
+    import tensorflow as tf
+
+    shape = [None] * x.shape.rank
+    if x.dtype.is_floating and shape:
+        shape[-1] = x.shape[-1]
+    return tf.TensorSpec(shape, x.dtype)
 
 
 def shape_multiple() -> int:

@@ -13,11 +13,11 @@ def teacher_forced_nll(model, batches: ParallelBatches) -> float:
     """Mean negative log-likelihood per target token (eos included), without label smoothing."""
     if not model.compiled:  # a freshly loaded model: only the loss is needed, no optimizer state
         model.compile()
+    step = backend.compiled_step(model, training=False)
     total, tokens = 0.0, 0
     for index in range(len(batches)):
         batch = batches.batch(index)
-        logs = model.test_on_batch({"source": batch.source, "target_input": batch.target_input},
-                                   batch.target_output, return_dict=True)
+        logs = step(batch.source, batch.target_input, batch.target_output)
         total += float(logs["nll"]) * batch.num_target_tokens
         tokens += batch.num_target_tokens
     return total / max(tokens, 1)

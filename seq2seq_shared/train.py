@@ -115,8 +115,10 @@ def compile_for_training(model, training: TrainingConfig) -> None:
 
 def train_step(model, batch: Batch) -> dict[str, Any]:
     """One optimizer step on one batch (the compiled step); returns loss and nll."""
-    return model.train_on_batch({"source": batch.source, "target_input": batch.target_input},
-                                batch.target_output, return_dict=True)
+    from . import backend
+
+    step = backend.compiled_step(model, training=True)
+    return step(batch.source, batch.target_input, batch.target_output)
 
 
 class TrainingRun:

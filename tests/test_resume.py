@@ -5,12 +5,15 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from seq2seq_shared.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
 from seq2seq_shared.model_dir import ModelDir
 from seq2seq_shared.train import TrainingRun
 
@@ -203,3 +206,23 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_one_before(reference, num
     assert f"{newest.name}: unreadable" in caplog.text
     assert f"resumed from the checkpoint at step {previous}" in caplog.text
     assert json.loads(result.stdout.splitlines()[-1])["step"] == step == 12
+
+
+@pytest.mark.parametrize("at_step, moment", [(4, "after-save"), (8, "during-save"),
+                                             (6, "during-save")])
+def test_kill_9_at_a_validation_or_checkpoint_boundary_then_resume_is_exact(
+        at_step, moment, reference, numbers_corpus, tmp_path):
+    """Steps 4 and 8 end epochs: validation, best weights, then the checkpoint; step 6 is a
+    periodic checkpoint. The resumed run must end bit-identical all the same."""
+    model_dir = tmp_path / "model"
+    arguments = train_arguments(numbers_corpus, model_dir, "--epochs", "3")
+    killed = subprocess.run([sys.executable, str(ROOT / "tests" / "kill_at.py"), str(at_step),
+                             moment, *arguments], capture_output=True, text=True, timeout=600)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    newest = ModelDir(model_dir).checkpoints()[-1][0]
+    assert newest == at_step if moment == "after-save" else newest < at_step
+    finished = subprocess.run([sys.executable, "-m", "seq2seq_shared.cli", *arguments],
+                              capture_output=True, text=True, timeout=600)
+    assert finished.returncode == 0, finished.stderr
+    assert_same_run(model_dir, reference)
+    assert not [p for p in model_dir.rglob(".*.tmp-*")], "temporary files left behind"
