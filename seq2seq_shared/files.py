@@ -98,10 +98,12 @@ _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+def atomic_write(path: Path, write: Callable[[Path], None],
+                 before_rename: Callable[[Path], None] | None = None) -> None:
     """Call `write(temporary_path)`, fsync it, then rename it to `path` (atomic on POSIX).
 
     A crash at any moment leaves either the old file or the complete new one, never a part.
+    `before_rename(temporary_path)` runs on the complete file just before it replaces `path`.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     # Keep the full suffix (".weights.h5") on the temporary name: Keras checks it.
@@ -114,6 +116,8 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         write(temporary)
         with open(temporary, "rb+") as file:
             os.fsync(file.fileno())
+        if before_rename is not None:
+            before_rename(temporary)
         os.replace(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)

@@ -5,6 +5,9 @@
     sentencepiece.model    joint vocabulary (or source.model + target.model)
     model.weights.h5       the weights translation uses: the best by validation (BLEU or
                            loss), or the latest without a validation set (Keras format)
+    checksums.json         sha256 of model.weights.h5, recorded when it is written and
+                           verified when it is loaded (HDF5 keeps no checksum) [format 2]
+    .lock                  held (an OS file lock) by the one process training here
     checkpoints/step-N.npz the full training state at step N: every model variable (random
                            seed states included), the optimizer's, and the run's counters;
                            the newest K are kept, and resuming starts from the newest
@@ -35,24 +38,36 @@ from . import __version__
 from .config import Config
 from .files import atomic_write, atomic_write_bytes, atomic_write_text
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: checksums.json; format 1 directories (no checksums) still load
+READABLE_FORMATS = (1, 2)
 
 CONFIG = "config.json"
 JOINT_SPM, SOURCE_SPM, TARGET_SPM = "sentencepiece.model", "source.model", "target.model"
 WEIGHTS = "model.weights.h5"
+CHECKSUMS = "checksums.json"
+LOCK = ".lock"
 STATE = "training_state.json"
 METRICS = "metrics.csv"
 LOG = "train.log"
 CHECKPOINTS = "checkpoints"
 TENSORBOARD = "tensorboard"
 CHECKPOINT_NAME = re.compile(r"step-(\d+)\.npz")
-MANAGED = (CONFIG, JOINT_SPM, SOURCE_SPM, TARGET_SPM, WEIGHTS, STATE, METRICS, LOG)
+MANAGED = (CONFIG, JOINT_SPM, SOURCE_SPM, TARGET_SPM, WEIGHTS, CHECKSUMS, STATE, METRICS, LOG)
 
 logger = logging.getLogger(__name__)
 
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file, read in blocks (never whole: corpora can be large)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 class ModelDir:
@@ -128,9 +143,10 @@ class ModelDir:
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise ValueError(f"{path}: corrupt ({error}); restore it or retrain") from None
         version = document.get("format_version")
-        if version != FORMAT_VERSION:
+        if version not in READABLE_FORMATS:
             raise ValueError(f"{path}: model directory format {version!r}, but this "
-                             f"seq2seq-shared ({__version__}) reads format {FORMAT_VERSION}; "
+                             f"seq2seq-shared ({__version__}) reads formats "
+                             f"{', '.join(map(str, READABLE_FORMATS))}; "
                              f"use the version that wrote it, or retrain")
         return document
 
@@ -193,19 +209,63 @@ class ModelDir:
         model.build()
         return model
 
-    def save_weights(self, model) -> None:
-        atomic_write(self.path / WEIGHTS, lambda temporary: model.save_weights(temporary))
+    @property
+    def weights_path(self) -> Path:
+        return self.path / WEIGHTS
 
-    def load_weights(self, model) -> None:
-        path = self.path / WEIGHTS
+    def save_weights(self, model) -> None:
+        """Write the weights and record their sha256, so that damage is caught on loading.
+
+        The checksum file accepts the new digest before the new weights replace the old
+        ones, and forgets the old digest after: whenever the process dies, the weights file
+        there matches a recorded digest."""
+        path = self.weights_path
+
+        def publish_digest(temporary: Path) -> None:
+            digests = [file_sha256(temporary), *self._weights_digests()[:1]]
+            atomic_write_text(self.path / CHECKSUMS, json.dumps({WEIGHTS: digests}) + "\n")
+
+        atomic_write(path, lambda temporary: model.save_weights(temporary),
+                     before_rename=publish_digest)
+        atomic_write_text(self.path / CHECKSUMS,
+                          json.dumps({WEIGHTS: [file_sha256(path)]}) + "\n")
+
+    def _weights_digests(self) -> list[str]:
+        try:
+            return json.loads((self.path / CHECKSUMS).read_text(encoding="utf-8"))[WEIGHTS]
+        except (OSError, ValueError, KeyError, TypeError):
+            return []
+
+    def verify_weights(self) -> None:
+        """Refuse a weights file that is missing or differs from its recorded sha256."""
+        path = self.weights_path
         if not path.exists():
             raise FileNotFoundError(f"{path}: missing; the model has no trained weights yet "
                                     f"(train it, or let a running training save an epoch)")
+        if self.read_config_document()["format_version"] < 2:
+            return  # written before checksums were recorded
+        digests = self._weights_digests()
+        if not digests:
+            raise ValueError(f"{self.path / CHECKSUMS}: missing or corrupt, so {path} cannot be "
+                             f"verified; restore it with the model directory, or retrain")
+        if file_sha256(path) not in digests:
+            raise ValueError(f"{path}: damaged: its sha256 differs from the one recorded when it "
+                             f"was written ({self.path / CHECKSUMS}); restore the file from a "
+                             f"copy, or retrain (`train` resumes from {CHECKPOINTS}/)")
+
+    def load_weights(self, model) -> None:
+        self.verify_weights()
         try:
-            model.load_weights(path)
+            model.load_weights(self.weights_path)
         except Exception as error:  # h5py/Keras raise many types for a damaged or foreign file
-            raise ValueError(f"{path}: cannot be loaded ({error}); it is corrupt or belongs to "
-                             f"another model; restore it or retrain") from None
+            raise ValueError(f"{self.weights_path}: cannot be loaded ({error}); it is corrupt or "
+                             f"belongs to another model; restore it or retrain") from None
+
+    def fingerprint(self) -> dict[str, str]:
+        """sha256 of every file translation depends on: what makes two models the same."""
+        self.verify_weights()
+        files = [self.path / CONFIG, self.weights_path, *set(self.sentencepiece_files().values())]
+        return {path.name: file_sha256(path) for path in sorted(files)}
 
     def load_model(self):
         """(model, tokenizer, config), rebuilt from the config, then the weights loaded."""

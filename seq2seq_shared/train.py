@@ -8,7 +8,6 @@ seen and then meets the same batches, with the same random numbers, as an uninte
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import signal
@@ -22,7 +21,7 @@ import numpy as np
 
 from .config import Config, TrainingConfig
 from .data import Batch, ParallelBatches, read_parallel
-from .model_dir import ModelDir
+from .model_dir import ModelDir, file_sha256
 from .schedule import Schedule
 from .tokenizer import Tokenizer, train_sentencepiece
 
@@ -53,20 +52,11 @@ def train(source_path: Path, target_path: Path, model_dir: Path | str, config: C
     sources, targets = read_parallel(source_path, target_path, max_words)
     valid = (read_parallel(valid_source_path, valid_target_path)
              if "valid_source" in paths else None)
-    data_sha256 = {name: _file_sha256(Path(path)) for name, path in paths.items()}
+    data_sha256 = {name: file_sha256(Path(path)) for name, path in paths.items()}
     resuming = _prepare(directory, config, data_sha256, overwrite)
     with _log_to(directory.log_path):
         run = TrainingRun(directory, config, sources, targets, valid, data_sha256, progress)
         return run.run(resuming)
-
-
-def _file_sha256(path: Path) -> str:
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ValueError(f"{path}: is a directory, expected a text file") from None
 
 
 def _prepare(directory: ModelDir, config: Config, data_sha256: dict[str, str],
