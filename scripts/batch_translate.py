@@ -6,42 +6,98 @@
 2. Workers (each loads the model once; with --gpus 0,1 worker k sees only GPU k mod 2
    through CUDA_VISIBLE_DEVICES) translate shards; each shard's output is written
    atomically, so a crash costs at most the shard a worker was on.
-3. A re-run skips every shard whose output is complete (same line count as its input).
+3. A re-run skips every shard whose output is still valid: see "What makes a shard valid".
 4. The shards are merged in input order into the output (atomically) and the line count
    is checked against the input's. The shard folder is then removed (--keep-shards keeps it).
+
+What makes a shard valid: `<output>.shards/manifest.json` records two identities.
+
+* The input's: its resolved path, size, mtime_ns and --shard-lines (and, for the record,
+  its sha256, hashed while it is split). A re-run against another input or shard size
+  is refused: the shards would be of other lines. Remove the shard folder to start over.
+* The translation's: the model's fingerprint (sha256 of config.json, the weights and
+  the SentencePiece models) and the decoding options that change the output (--errors,
+  the length limits). A re-run with another model or options deletes the finished
+  shard outputs, says so, and translates them again. --batch-size and --workers change
+  no output, so they are not part of it.
+
+A shard's output counts as done only if the translation identity matches and the output
+has as many lines as the shard's input. A re-run first deletes the temporary files that
+writes killed midway left (`.NAME.tmp-*`, in the shard folder and beside the output).
+Errors (a missing or damaged model, unreadable input) print one `error: ...` line, exit 1.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import hashlib
 import json
 import multiprocessing
 import os
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
+from seq2seq_shared.config import DecodeConfig
 from seq2seq_shared.files import atomic_write, atomic_write_text, iter_lines, write_lines
+from seq2seq_shared.model_dir import ModelDir
 
+MANIFEST = "manifest.json"
 _translator = None
+_startup_error: str | None = None
 
 
-def split(input_path: Path, shard_dir: Path, shard_lines: int) -> list[tuple[Path, int]]:
-    """Stream the input into shard files (once; a re-run reuses them). [(shard, lines)]."""
-    manifest_path = shard_dir / "manifest.json"
+def translation_identity(model_dir: str, errors: str, decode_config: DecodeConfig
+                         ) -> dict[str, Any]:
+    """What a shard's translation depends on; anything else (batch size) must stay out,
+    or an innocent change would throw finished shards away."""
+    decoding = dataclasses.asdict(decode_config)
+    del decoding["batch_size"]  # the same translations, batched differently
+    return {"model": ModelDir(model_dir).fingerprint(),  # raises if missing or damaged
+            "decoding": {"errors": errors, **decoding}}
+
+
+def input_identity(input_path: Path, shard_lines: int) -> dict[str, Any]:
+    """What tells, without reading the input again, that the shards are of this input."""
     stat = input_path.stat()
-    identity = {"input": str(input_path.resolve()), "size": stat.st_size,
-                "mtime_ns": stat.st_mtime_ns, "shard_lines": shard_lines}
-    if manifest_path.exists():
-        manifest = json.loads(manifest_path.read_text())
+    return {"input": str(input_path.resolve()), "size": stat.st_size,
+            "mtime_ns": stat.st_mtime_ns, "shard_lines": shard_lines}
+
+
+def read_manifest(shard_dir: Path) -> dict[str, Any] | None:
+    path = shard_dir / MANIFEST
+    if not path.exists():
+        return None
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:
+        manifest = None
+    if not isinstance(manifest, dict) or not {"identity", "shards"} <= manifest.keys():
+        raise SystemExit(f"error: {path}: corrupt; remove {shard_dir} to start over")
+    return manifest
+
+
+def write_manifest(shard_dir: Path, manifest: dict[str, Any]) -> None:
+    atomic_write_text(shard_dir / MANIFEST, json.dumps(manifest, indent=1) + "\n")
+
+
+def split(input_path: Path, shard_dir: Path, shard_lines: int) -> dict[str, Any]:
+    """Stream the input into shard files once; returns the manifest (a re-run reuses it)."""
+    identity = input_identity(input_path, shard_lines)
+    manifest = read_manifest(shard_dir)
+    if manifest is not None:
         if manifest["identity"] == identity:
-            return [(shard_dir / name, count) for name, count in manifest["shards"]]
-        raise SystemExit(f"error: {shard_dir} holds shards of another input or shard size; "
-                         f"remove it to start over")
+            return manifest
+        raise SystemExit(f"error: {shard_dir} holds shards of another input or shard size "
+                         f"than {input_path} with --shard-lines {shard_lines}; remove it "
+                         f"to start over")
     shard_dir.mkdir(parents=True, exist_ok=True)
     shards: list[tuple[str, int]] = []
     buffer: list[bytes] = []
+    digest = hashlib.sha256()
 
     def flush() -> None:
         name = f"{len(shards):05d}.in"
@@ -51,13 +107,42 @@ def split(input_path: Path, shard_dir: Path, shard_lines: int) -> list[tuple[Pat
 
     with open(input_path, "rb") as file:
         for line in file:  # splits on b"\n" alone
+            digest.update(line)
             buffer.append(line if line.endswith(b"\n") else line + b"\n")
             if len(buffer) == shard_lines:
                 flush()
     if buffer:
         flush()
-    atomic_write_text(manifest_path, json.dumps({"identity": identity, "shards": shards}))
-    return [(shard_dir / name, count) for name, count in shards]
+    # No translation identity yet: no shard output is valid until one is recorded.
+    manifest = {"identity": identity, "input_sha256": digest.hexdigest(), "shards": shards}
+    write_manifest(shard_dir, manifest)
+    return manifest
+
+
+def remove_temporaries(shard_dir: Path, output: Path) -> None:
+    """Delete what `atomic_write` left when its process was killed mid-write."""
+    leftovers = [*shard_dir.glob(".*.tmp-*"), *output.parent.glob(f".{output.name}.tmp-*")]
+    for leftover in leftovers:
+        leftover.unlink(missing_ok=True)
+
+
+def adopt_translation(shard_dir: Path, manifest: dict[str, Any],
+                      translation: dict[str, Any]) -> None:
+    """Make the shard outputs belong to `translation`: those of another are deleted first.
+
+    Deleting before recording the new identity matters: a kill in between must never
+    leave another model's outputs under this model's name."""
+    if manifest.get("translation") == translation:
+        return
+    stale = [path for name, _ in manifest["shards"]
+             if (path := (shard_dir / name).with_suffix(".out")).exists()]
+    if stale:
+        print(f"{len(stale)} finished shards were translated by another model or other "
+              f"options; translating them again", file=sys.stderr)
+    for path in stale:
+        path.unlink()
+    manifest["translation"] = translation
+    write_manifest(shard_dir, manifest)
 
 
 def count_lines(path: Path) -> int:
@@ -65,23 +150,72 @@ def count_lines(path: Path) -> int:
         return sum(chunk.count(b"\n") for chunk in iter(lambda: file.read(1 << 20), b""))
 
 
-def start_worker(model_dir: str, batch_size: int, gpus: list[str], slots) -> None:
+def finished(shards: list[tuple[Path, int]]) -> dict[Path, int]:
+    """{shard: lines} of the shards whose output is complete (the identity already holds)."""
+    return {shard: count for shard, count in shards if shard.with_suffix(".out").exists()
+            and count_lines(shard.with_suffix(".out")) == count}
+
+
+def start_worker(model_dir: str, decode_config: DecodeConfig, gpus: list[str], slots) -> None:
+    """Load the model once per worker. A failure is kept for `translate_shard` to raise:
+    raised here, it would make the pool start new workers forever (a silent hang)."""
     if gpus:  # before Keras is imported in this process
         os.environ["CUDA_VISIBLE_DEVICES"] = gpus[slots.get() % len(gpus)]
-    from seq2seq_shared import Translator
-    from seq2seq_shared.config import DecodeConfig
+    global _translator, _startup_error
+    try:
+        from seq2seq_shared import Translator
 
-    global _translator
-    _translator = Translator.from_model_dir(model_dir, DecodeConfig(batch_size=batch_size))
+        _translator = Translator.from_model_dir(model_dir, decode_config)
+    except Exception as error:  # noqa: BLE001 (reported in the parent as one line)
+        _startup_error = f"a worker could not load {model_dir}: {error}"
 
 
 def translate_shard(job: tuple[str, str]) -> int:
+    if _startup_error is not None:
+        raise ValueError(_startup_error)
     shard, errors = job
     lines = iter_lines(Path(shard), errors=errors)
-    return write_lines(_translator.translate_stream(lines), Path(shard).with_suffix(".out"))
+    try:
+        return write_lines(_translator.translate_stream(lines), Path(shard).with_suffix(".out"))
+    except OSError as error:  # as text: an OSError subclass may not survive the trip back
+        raise ValueError(str(error)) from None
 
 
-def main() -> None:
+def translate(args: argparse.Namespace, decode_config: DecodeConfig,
+              shards: list[tuple[Path, int]]) -> None:
+    """Translate the shards not yet done, with one progress bar for the whole job."""
+    total = sum(count for _, count in shards)
+    done = finished(shards)
+    pending = [shard for shard, _ in shards if shard not in done]
+    print(f"{len(shards)} shards, {total} lines; {len(done)} shards already done", file=sys.stderr)
+    if not pending:
+        return
+    gpus = [g for g in args.gpus.split(",") if g.strip()]
+    context = multiprocessing.get_context("spawn")
+    slots = context.Manager().Queue()
+    for slot in range(args.workers):
+        slots.put(slot)
+    with tqdm(total=total, initial=sum(done.values()), unit="line", desc="translating") as bar:
+        with context.Pool(args.workers, initializer=start_worker,
+                          initargs=(args.model_dir, decode_config, gpus, slots)) as pool:
+            for lines in pool.imap_unordered(translate_shard,
+                                             [(str(s), args.errors) for s in pending]):
+                bar.update(lines)
+
+
+def merge(shards: list[tuple[Path, int]], output: Path) -> int:
+    """Concatenate the shard outputs in input order into `output`, atomically; its lines."""
+    def write(temporary: Path) -> None:
+        with open(temporary, "wb") as merged:
+            for shard, _ in shards:
+                with open(shard.with_suffix(".out"), "rb") as part:
+                    shutil.copyfileobj(part, merged)
+
+    atomic_write(output, write)
+    return count_lines(output)
+
+
+def parse_arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model-dir", required=True)
     parser.add_argument("-i", "--input", type=Path, required=True)
@@ -93,45 +227,37 @@ def main() -> None:
                         help="comma-separated GPU ids, one worker per GPU in turn")
     parser.add_argument("--errors", choices=["strict", "replace"], default="strict")
     parser.add_argument("--keep-shards", action="store_true")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def run(args: argparse.Namespace) -> None:
     if not args.input.is_file():
         raise SystemExit(f"error: {args.input}: no such file")
-
+    decode_config = DecodeConfig(batch_size=args.batch_size)
+    # Before the split: a missing or damaged model fails now, not after streaming the input.
+    translation = translation_identity(args.model_dir, args.errors, decode_config)
     shard_dir = args.output.with_name(args.output.name + ".shards")
-    shards = split(args.input, shard_dir, args.shard_lines)
+    remove_temporaries(shard_dir, args.output)
+    manifest = split(args.input, shard_dir, args.shard_lines)
+    adopt_translation(shard_dir, manifest, translation)
+    shards = [(shard_dir / name, count) for name, count in manifest["shards"]]
+    translate(args, decode_config, shards)
     total = sum(count for _, count in shards)
-    done = {shard: count for shard, count in shards if shard.with_suffix(".out").exists()
-            and count_lines(shard.with_suffix(".out")) == count}
-    pending = [shard for shard, _ in shards if shard not in done]
-    print(f"{len(shards)} shards, {total} lines; {len(done)} shards already done", file=sys.stderr)
-
-    gpus = [g for g in args.gpus.split(",") if g.strip()]
-    context = multiprocessing.get_context("spawn")
-    slots = context.Manager().Queue()
-    for slot in range(args.workers):
-        slots.put(slot)
-    with tqdm(total=total, initial=sum(done.values()), unit="line", desc="translating") as bar:
-        if pending:
-            with context.Pool(args.workers, initializer=start_worker,
-                              initargs=(args.model_dir, args.batch_size, gpus, slots)) as pool:
-                for lines in pool.imap_unordered(translate_shard,
-                                                 [(str(s), args.errors) for s in pending]):
-                    bar.update(lines)
-
-    def merge(temporary: Path) -> None:
-        with open(temporary, "wb") as output:
-            for shard, _ in shards:
-                with open(shard.with_suffix(".out"), "rb") as part:
-                    shutil.copyfileobj(part, output)
-
-    atomic_write(args.output, merge)
-    written = count_lines(args.output)
+    written = merge(shards, args.output)
     if written != total:
         raise SystemExit(f"error: {args.output} has {written} lines but {args.input} has "
                          f"{total}; the shards in {shard_dir} are kept for inspection")
     if not args.keep_shards:
         shutil.rmtree(shard_dir)
     print(f"{args.output}: {written} lines", file=sys.stderr)
+
+
+def main() -> None:
+    args = parse_arguments()
+    try:
+        run(args)
+    except (ValueError, OSError) as error:  # a worker's error too: the pool re-raises it here
+        raise SystemExit(f"error: {error}") from None
 
 
 if __name__ == "__main__":

@@ -17,8 +17,7 @@ from .config import Config, DecodeConfig, ModelConfig, TrainingConfig, load_conf
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up chatter
 
-LIBRARY_ERRORS = (ValueError, FileNotFoundError, FloatingPointError, IsADirectoryError,
-                  PermissionError)
+LIBRARY_ERRORS = (ValueError, FloatingPointError, OSError)  # OSError: files, disks, locks
 
 
 class Group(click.Group):
@@ -27,13 +26,23 @@ class Group(click.Group):
     def invoke(self, context: click.Context):
         try:
             return super().invoke(context)
+        except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as cat does
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise click.exceptions.Exit(141) from None
         except LIBRARY_ERRORS as error:
-            raise click.ClickException(str(error)) from None
+            raise click.ClickException(_message(error)) from None
         except Exception as error:
             if type(error).__name__ != "TrainingInterrupted":  # checked by name: no train import
                 raise
             click.echo(f"Stopped: {error}", err=True)
             raise click.exceptions.Exit(error.exit_code) from None
+
+
+def _message(error: Exception) -> str:
+    """One line: the library's own message, or for a raw OSError its file and reason."""
+    if isinstance(error, OSError) and error.strerror and error.filename:
+        return f"{error.filename}: {error.strerror}"
+    return str(error)
 
 
 def _import_keras_quietly() -> None:
@@ -189,13 +198,15 @@ def train(source: Path, target: Path, model_dir: Path, valid, config_file: Path 
 @click.argument("source", type=click.Path(path_type=Path))
 @click.argument("target", type=click.Path(path_type=Path))
 @click.option("--max-length", type=click.IntRange(1), default=None,
-              help="Drop pairs with more words than this on either side [default: no limit].")
+              help="Drop pairs with more words than this, or more than 10 characters per word of "
+                   "it, on either side [default: no limit].")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 def check_data(source: Path, target: Path, max_length: int | None, as_json: bool) -> None:
     """Check a parallel corpus before training: alignment, encoding, odd line breaks.
 
     Exits with 1 if the corpus cannot be used as it is (different line counts, invalid
-    UTF-8); warnings (\\r, NUL, U+0085, U+2028, U+2029) and dropped or duplicate pairs are
+    UTF-8); warnings (\\r, NUL, U+0085, U+2028, U+2029, a byte order mark, source and
+    target being one file or mostly identical pairs) and dropped or duplicate pairs are
     reported with their line numbers.
     """
     from .check import check_corpus

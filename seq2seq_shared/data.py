@@ -34,7 +34,7 @@ def read_parallel(source_path: Path | str, target_path: Path | str,
                   max_length: int | None = None) -> tuple[list[str], list[str]]:
     """Both sides of a parallel corpus, checked (see `check.py`) and line-aligned.
 
-    Pairs with an empty (or, given `max_length` in words, over-long) side are dropped
+    Pairs with an empty (or, given `max_length`, over-long: see `check.length_excess`) side are dropped
     together, with a warning; a corpus that cannot be aligned raises ValueError.
     """
     report = check_corpus(source_path, target_path, max_length)

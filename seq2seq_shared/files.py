@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import queue
+import stat
 import sys
 import tempfile
 import threading
@@ -98,20 +99,36 @@ _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
 
+class WriteError(OSError):
+    """A file could not be written: the message names the path asked for and the reason."""
+
+    def __init__(self, path: Path | str, reason: str, errno: int | None = None):
+        super().__init__(errno, f"{path}: cannot write it ({reason})")
+        self.path, self.reason = path, reason
+
+    def __str__(self) -> str:
+        return self.strerror
+
+    def __reduce__(self):  # so that it crosses processes (batch_translate's workers) intact
+        return type(self), (self.path, self.reason, self.errno)
+
+
 def atomic_write(path: Path, write: Callable[[Path], None],
                  before_rename: Callable[[Path], None] | None = None) -> None:
     """Call `write(temporary_path)`, fsync it, then rename it to `path` (atomic on POSIX).
 
-    A crash at any moment leaves either the old file or the complete new one, never a part.
+    A crash at any moment leaves either the old file or the complete new one, never a part;
+    a failure (a full disk) removes the temporary file and raises `WriteError` naming `path`.
     `before_rename(temporary_path)` runs on the complete file just before it replaces `path`.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Keep the full suffix (".weights.h5") on the temporary name: Keras checks it.
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-",
-                                         suffix="".join(path.suffixes))
-    os.close(handle)
-    temporary = Path(temporary)
+    temporary = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Keep the full suffix (".weights.h5") on the temporary name: Keras checks it.
+        handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-",
+                                        suffix="".join(path.suffixes))
+        os.close(handle)
+        temporary = Path(name)
         os.chmod(temporary, 0o666 & ~_UMASK)  # mkstemp's 0600 would hide the file from others
         write(temporary)
         with open(temporary, "rb+") as file:
@@ -119,14 +136,26 @@ def atomic_write(path: Path, write: Callable[[Path], None],
         if before_rename is not None:
             before_rename(temporary)
         os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
+        _fsync_directory(path.parent)
+    except BaseException as error:
+        if temporary is not None:
+            temporary.unlink(missing_ok=True)
+        if isinstance(error, OSError) and not isinstance(error, WriteError):
+            raise WriteError(path, _reason(error), error.errno) from None
         raise
-    directory = os.open(path.parent, os.O_RDONLY)
+
+
+def _fsync_directory(directory: Path) -> None:
+    handle = os.open(directory, os.O_RDONLY)
     try:
-        os.fsync(directory)
+        os.fsync(handle)
     finally:
-        os.close(directory)
+        os.close(handle)
+
+
+def _reason(error: OSError) -> str:
+    """What went wrong, without the file name (the caller names the path it was asked for)."""
+    return error.strerror or str(error)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -141,22 +170,39 @@ def check_output_writable(path: Path) -> None:
     """Fail before any work if `path` cannot be written."""
     if path.is_dir():
         raise ValueError(f"{path}: is a directory; give a file path for the output")
-    parent = path.parent if str(path.parent) else Path(".")
+    if _writes_through(path):
+        if not os.access(path, os.W_OK):
+            raise PermissionError(f"{path}: not writable; choose another output path")
+        return
+    target = _regular_target(path)
+    parent = target.parent if str(target.parent) else Path(".")
     if not parent.is_dir():
         raise FileNotFoundError(f"{path}: its directory {parent} does not exist; create it first")
     if not os.access(parent, os.W_OK):
         raise PermissionError(f"{path}: cannot write in {parent}; choose another output path")
 
 
+def _writes_through(path: Path) -> bool:
+    """True for what must be written in place, never replaced: a device (/dev/null,
+    /dev/stdout, a terminal), a FIFO, a socket (following symlinks)."""
+    try:
+        return not stat.S_ISREG(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return False
+
+
+def _regular_target(path: Path) -> Path:
+    """Where an atomic write to `path` lands: a symlink's target, so the link survives."""
+    return Path(os.path.realpath(path)) if os.path.islink(path) else path
+
+
 def write_lines(lines: Iterable[str], path: Path | None) -> int:
-    """Write one line per item: to stdout as they come (flushed), or atomically to `path`."""
+    """Write one line per item; returns the count. Stdout, a device or a FIFO is written
+    as lines come (flushed); a regular file (or a symlink's target) atomically, so a
+    failure or a kill never leaves part of it. Write errors raise `WriteError`."""
+    if path is None or _writes_through(path):
+        return _write_through(lines, path)
     count = 0
-    if path is None:
-        for line in lines:
-            sys.stdout.write(line + "\n")
-            sys.stdout.flush()
-            count += 1
-        return count
 
     def write(temporary: Path) -> None:
         nonlocal count
@@ -165,5 +211,31 @@ def write_lines(lines: Iterable[str], path: Path | None) -> int:
                 file.write(line + "\n")
                 count += 1
 
-    atomic_write(path, write)
+    try:
+        atomic_write(_regular_target(path), write)
+    except WriteError as error:  # name the path the user gave, not a symlink's target
+        raise WriteError(path, error.reason, error.errno) from None
+    return count
+
+
+def _write_through(lines: Iterable[str], path: Path | None) -> int:
+    name = "standard output" if path is None else str(path)
+    count = 0
+    try:
+        file = sys.stdout if path is None else open(path, "w", encoding="utf-8", newline="\n")
+        try:
+            for line in lines:
+                file.write(line + "\n")
+                file.flush()
+                count += 1
+        finally:
+            if path is not None:
+                file.close()
+    except BrokenPipeError:
+        raise  # the reader left on purpose (`| head`); the CLI stops quietly
+    except OSError as error:
+        if path is None:  # so that the interpreter's own flush at exit fails no more
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise WriteError(name, f"{_reason(error)}; {count} line(s) were written",
+                         error.errno) from None
     return count

@@ -22,13 +22,19 @@ file, never half of one.
 from __future__ import annotations
 
 import csv
+import fcntl
 import hashlib
 import io
 import json
 import logging
+import os
 import re
 import shutil
+import socket
 import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -102,11 +108,15 @@ class ModelDir:
             (self.path / name).unlink(missing_ok=True)
         for name in (CHECKPOINTS, TENSORBOARD):
             shutil.rmtree(self.path / name, ignore_errors=True)
-        for leftover in self.path.glob(".*.tmp-*"):  # from a write killed midway
-            leftover.unlink(missing_ok=True)
+        self.remove_temporaries()
 
-    def check_writable(self) -> None:
-        """Fail now, not after training, if the directory cannot be created or written."""
+    def create(self) -> bool:
+        """Make the directory (and its parents) if needed and check that it is writable,
+        so a run fails now, not after the work; True if it did not exist before."""
+        created = not self.path.exists()
+        self._created = self.path.absolute()  # the topmost folder this call creates
+        while not self._created.parent.exists():
+            self._created = self._created.parent
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryFile(dir=self.path):
@@ -114,6 +124,40 @@ class ModelDir:
         except OSError as error:
             raise ValueError(f"{self.path}: model directory is not writable ({error.strerror}); "
                              f"choose another --model-dir") from None
+        return created
+
+    def remove_if_unused(self) -> None:
+        """After a run that failed before its first checkpoint in a directory it created
+        (`create()` returned True): leave nothing behind, parents it created included."""
+        if not self.checkpoints():
+            shutil.rmtree(self._created, ignore_errors=True)
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the directory for one training process: an OS lock on `.lock`, released
+        when the process ends however it ends (kill -9 too), so it never goes stale. A
+        second writer is refused at once, with the holder's pid, host and start time."""
+        handle = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.read(handle, 300).decode("utf-8", "replace").strip() or "unknown"
+                raise ValueError(f"{self.path}: another training run is writing here ({holder}); "
+                                 f"wait for it to end or stop it, or choose another "
+                                 f"--model-dir") from None
+            os.ftruncate(handle, 0)
+            os.write(handle, f"pid {os.getpid()} on {socket.gethostname()}, since "
+                             f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
+            yield
+        finally:
+            os.close(handle)
+
+    def remove_temporaries(self) -> None:
+        """Delete what writes killed midway left (`.NAME.tmp-*`); call it holding the lock."""
+        for folder in (self.path, self.path / CHECKPOINTS):
+            for leftover in folder.glob(".*.tmp-*"):
+                leftover.unlink(missing_ok=True)
 
     # Config and tokenizer ----------------------------------------------------------------
 

@@ -8,14 +8,16 @@ from .model_dir import ModelDir
 
 
 def parameter_report(model_dir: Path | str) -> dict[str, Any]:
-    """Parameters per component, each shared layer once, checked against the formula."""
+    """Parameters per component, each shared layer once, checked against the formula.
+
+    Loads the model as `translate` does, so a missing or swapped file is refused alike.
+    """
     from .model import Seq2Seq, expected_parameter_count
 
     directory = ModelDir(model_dir)
     document = directory.read_config_document()
-    config = directory.read_config()
-    model: Seq2Seq = directory.build_model(config)
-    directory.load_weights(model)
+    model: Seq2Seq
+    model, _, config = directory.load_model()
     both = "encoder + decoder (one set of weights)"
 
     components = []

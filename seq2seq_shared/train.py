@@ -46,17 +46,26 @@ def train(source_path: Path, target_path: Path, model_dir: Path | str, config: C
     paths = {"train_source": source_path, "train_target": target_path}
     if valid_source_path is not None and valid_target_path is not None:
         paths.update(valid_source=valid_source_path, valid_target=valid_target_path)
-    directory.check_writable()  # fail now, not after the work
-    # The data check runs before --overwrite deletes anything.
-    max_words = max(config.model.max_source_length, config.training.max_target_length)
-    sources, targets = read_parallel(source_path, target_path, max_words)
-    valid = (read_parallel(valid_source_path, valid_target_path)
-             if "valid_source" in paths else None)
-    data_sha256 = {name: file_sha256(Path(path)) for name, path in paths.items()}
-    resuming = _prepare(directory, config, data_sha256, overwrite)
-    with _log_to(directory.log_path):
-        run = TrainingRun(directory, config, sources, targets, valid, data_sha256, progress)
-        return run.run(resuming)
+    created = directory.create()  # fail now, not after the work
+    try:
+        with directory.lock():
+            directory.remove_temporaries()
+            # The data check runs before --overwrite deletes anything.
+            # check.length_excess: words, and 10 characters per word
+            max_length = max(config.model.max_source_length, config.training.max_target_length)
+            sources, targets = read_parallel(source_path, target_path, max_length)
+            valid = (read_parallel(valid_source_path, valid_target_path)
+                     if "valid_source" in paths else None)
+            data_sha256 = {name: file_sha256(Path(path)) for name, path in paths.items()}
+            resuming = _prepare(directory, config, data_sha256, overwrite)
+            with _log_to(directory.log_path):
+                run = TrainingRun(directory, config, sources, targets, valid, data_sha256,
+                                  progress)
+                return run.run(resuming)
+    except BaseException:
+        if created:
+            directory.remove_if_unused()
+        raise
 
 
 def _prepare(directory: ModelDir, config: Config, data_sha256: dict[str, str],
@@ -437,10 +446,22 @@ def _progress_bar(total: int, initial: int, description: str, enabled: bool):
                 disable=not enabled, leave=False, dynamic_ncols=True, mininterval=0.5)
 
 
+class _LogFileHandler(logging.FileHandler):
+    """A FileHandler that, when the disk is full, says so once in one line instead of
+    printing a traceback for every record (training itself stops at its next write)."""
+
+    failed = False
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if not self.failed:
+            self.failed = True
+            logging.getLogger(__name__).warning("%s: cannot write the log any more", self.baseFilename)
+
+
 @contextmanager
 def _log_to(path: Path):
     """Copy this package's log records into the model directory's train.log."""
-    handler = logging.FileHandler(path, encoding="utf-8")
+    handler = _LogFileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     package_logger = logging.getLogger("seq2seq_shared")
     package_logger.addHandler(handler)

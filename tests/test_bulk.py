@@ -1,6 +1,7 @@
 """Translation in bulk: streaming through a pipe, sharded batch decoding, scoring, export."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from seq2seq_shared.decode import Translator
+from seq2seq_shared.model_dir import ModelDir
 
 ROOT = Path(__file__).resolve().parent.parent
 ENVIRONMENT = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -39,7 +41,8 @@ def test_translate_streams_behind_a_producer_that_is_still_writing(trained):
 
 def batch_translate(*args):
     return subprocess.run([sys.executable, str(ROOT / "scripts" / "batch_translate.py"), *map(str, args)],
-                          env=ENVIRONMENT, capture_output=True, text=True, check=True)
+                          env=ENVIRONMENT, capture_output=True, text=True, check=True,
+                          timeout=600)
 
 
 def test_batch_script_equals_translate_and_resumes_without_redoing_shards(trained, tmp_path):
@@ -66,6 +69,83 @@ def test_batch_script_equals_translate_and_resumes_without_redoing_shards(traine
 
     batch_translate(*options[:-1])  # without --keep-shards: the shard folder goes
     assert not shards.exists()
+
+
+def other_model(model_dir: Path, copy: Path) -> Path:
+    """A copy of `model_dir` whose weights differ: another model behind the same file names."""
+    import numpy as np
+
+    shutil.copytree(model_dir, copy)
+    model, _, _ = ModelDir(copy).load_model()
+    table = model.source_embedding.embeddings  # shared with the target side and the output
+    noise = np.random.default_rng(0).normal(size=table.shape).astype("float32")
+    table.assign(np.asarray(table) + noise)
+    ModelDir(copy).save_weights(model)  # also records the new sha256
+    return copy
+
+
+def test_batch_script_translates_again_the_shards_of_another_model(trained, tmp_path):
+    """The bug: a re-run with another --model-dir reused 6 of 7 shards from the first model."""
+    source = tmp_path / "big.txt"
+    source.write_text("".join(line + "\n" for line in LINES), encoding="utf-8")
+    output = tmp_path / "big.out"
+    first = Translator.from_model_dir(trained).translate(LINES)
+    second_model = other_model(trained, tmp_path / "other-model")
+    second = Translator.from_model_dir(second_model).translate(LINES)
+    # The test can fail only if the models differ on lines outside the shard that goes
+    # missing below (lines 21..27, shard 00003).
+    assert any(first[i] != second[i] for i in range(len(LINES)) if not 21 <= i < 28)
+
+    options = ["-i", source, "-o", output, "--workers", "2", "--shard-lines", "7",
+               "--keep-shards"]
+    batch_translate("--model-dir", trained, *options)
+    assert output.read_text(encoding="utf-8").split("\n")[:-1] == first
+    output.unlink()  # a crash part way, then a re-run with another model
+    (tmp_path / "big.out.shards" / "00003.out").unlink()
+    result = batch_translate("--model-dir", second_model, *options)
+    assert output.read_text(encoding="utf-8").split("\n")[:-1] == second
+    assert "6 finished shards were translated by another model" in result.stderr
+    manifest = json.loads((tmp_path / "big.out.shards" / "manifest.json").read_text())
+    assert manifest["translation"]["model"] == ModelDir(second_model).fingerprint()
+
+
+def test_batch_script_removes_leftover_temporaries_and_ignores_batch_size(trained, tmp_path):
+    source = tmp_path / "big.txt"
+    source.write_text("".join(line + "\n" for line in LINES), encoding="utf-8")
+    output = tmp_path / "big.out"
+    options = ["--model-dir", trained, "-i", source, "-o", output, "--shard-lines", "7",
+               "--keep-shards"]
+    batch_translate(*options)
+    expected = output.read_text(encoding="utf-8")
+    shards = tmp_path / "big.out.shards"
+    # What atomic_write leaves behind when its process is killed mid-write.
+    leftovers = [shards / ".00003.out.tmp-xyz.out", shards / ".00001.in.tmp-abc.in",
+                 shards / ".manifest.json.tmp-q1.json", tmp_path / ".big.out.tmp-k9.out"]
+    for leftover in leftovers:
+        leftover.write_text("half a line")
+    result = batch_translate(*options, "--batch-size", "3")  # batch size changes no output
+    assert "7 shards already done" in result.stderr
+    assert not [leftover for leftover in leftovers if leftover.exists()]
+    assert output.read_text(encoding="utf-8") == expected
+
+
+@pytest.mark.parametrize("damage", ["missing", "weights"])
+def test_batch_script_refuses_a_missing_or_damaged_model_in_one_line(trained, tmp_path, damage):
+    source = tmp_path / "in.txt"
+    source.write_text("twelve\n", encoding="utf-8")
+    model_dir = tmp_path / "model"
+    if damage == "weights":
+        shutil.copytree(trained, model_dir)
+        with open(model_dir / "model.weights.h5", "r+b") as weights:
+            weights.seek(-1, os.SEEK_END)
+            weights.write(b"\x00" if weights.read(1) != b"\x00" else b"\x01")
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "batch_translate.py"),
+                             "--model-dir", str(model_dir), "-i", str(source),
+                             "-o", str(tmp_path / "out.txt")],
+                            env=ENVIRONMENT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"error: {model_dir}") and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
 
 
 def test_score_test_sets_writes_markdown_and_json(trained, numbers_corpus, tmp_path):

@@ -17,8 +17,8 @@ def run(*args, input=None):
 def test_train_writes_a_complete_model_directory(trained):
     names = {p.name for p in trained.iterdir()}
     assert {"config.json", "sentencepiece.model", "model.weights.h5", "training_state.json",
-            "metrics.csv", "train.log"} <= names
-    assert not [n for n in names if n.startswith(".")], "temporary files left behind"
+            "metrics.csv", "train.log", "checksums.json"} <= names
+    assert not [n for n in names if ".tmp-" in n], "temporary files left behind"
     state = json.loads((trained / "training_state.json").read_text())
     assert state["epoch"] == 2 and state["finished"]
     assert [row["epoch"] for row in state["history"]] == [1, 2]
@@ -115,13 +115,17 @@ def test_missing_model_dir_and_corrupt_files_name_the_file(trained, tmp_path):
     assert result.exit_code == 1 and "model directory not found" in result.output
     broken = tmp_path / "broken"
     broken.mkdir()
-    for name in ("config.json", "sentencepiece.model", "model.weights.h5"):
+    for name in ("config.json", "sentencepiece.model", "model.weights.h5", "checksums.json"):
         (broken / name).write_bytes((trained / name).read_bytes())
     (broken / "sentencepiece.model").write_bytes(b"garbage")
     result = CliRunner().invoke(main, ["translate", "--model-dir", str(broken)], input="x\n")
     assert result.exit_code == 1 and "sentencepiece.model: does not match" in result.output
     (broken / "sentencepiece.model").write_bytes((trained / "sentencepiece.model").read_bytes())
     (broken / "model.weights.h5").write_bytes(b"not hdf5")
+    result = CliRunner().invoke(main, ["translate", "--model-dir", str(broken)], input="x\n")
+    assert result.exit_code == 1 and "model.weights.h5: damaged" in result.output
+    config = json.loads((broken / "config.json").read_text())  # format 1: no checksums
+    (broken / "config.json").write_text(json.dumps({**config, "format_version": 1}))
     result = CliRunner().invoke(main, ["translate", "--model-dir", str(broken)], input="x\n")
     assert result.exit_code == 1 and "model.weights.h5: cannot be loaded" in result.output
 

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from seq2seq_shared.check import MAX_CHARACTERS_PER_WORD, check_corpus, length_excess
 from seq2seq_shared.data import ParallelBatches, pad, read_lines, read_parallel, source_array, teacher_forcing
 from seq2seq_shared.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
@@ -78,3 +79,22 @@ def test_batch_order_depends_on_seed_and_epoch_alone():
 
     assert first_sources(1, 3) == first_sources(1, 3)
     assert first_sources(1, 3) != first_sources(1, 4)
+
+
+def test_one_length_rule_counts_words_and_characters():
+    assert MAX_CHARACTERS_PER_WORD == 10
+    assert length_excess("a b c", 3) is None
+    assert length_excess("a b c d", 3) == "longer than 3 words"
+    assert length_excess("x" * 30, 3) is None
+    assert length_excess("x" * 31, 3) == "longer than 30 characters (the cap for 3 words)"
+    assert length_excess("x" * 31, None) is None
+
+
+def test_a_long_line_without_spaces_is_dropped_by_the_check_train_runs(tmp_path):
+    (tmp_path / "a").write_text("one\n" + "x" * 100_000 + "\nthree\n")
+    (tmp_path / "b").write_text("eins\nzwei\ndrei\n")
+    report = check_corpus(tmp_path / "a", tmp_path / "b", max_length=128)
+    assert report.dropped == {"longer than 1280 characters (the cap for 128 words)": [2]}
+    assert read_parallel(tmp_path / "a", tmp_path / "b", 128) == (["one", "three"],
+                                                                  ["eins", "drei"])
+    assert check_corpus(tmp_path / "a", tmp_path / "b").sources[1] == "x" * 100_000
