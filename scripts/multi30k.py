@@ -11,6 +11,7 @@ the command resumes an interrupted training, then evaluates. Results: MODEL_DIR/
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -19,6 +20,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run from a checkout without installing
+from seq2seq_shared.run_dir import RunDir  # noqa: E402  (no Keras: cheap)
 
 
 def main() -> None:
@@ -49,16 +52,16 @@ def main() -> None:
                              data / "test2016.de", "--reference", data / "test2016.en",
                              "--json", "-o", hypotheses], capture=True))
     info = json.loads(run([*command, "info", "--model-dir", model_dir, "--json"], capture=True))
-    state = json.loads((model_dir / "training_state.json").read_text(encoding="utf-8"))
+    state = RunDir(model_dir).read_state()
     results = {
         "test_set": "Multi30k test2016 de->en",
         "bleu_lowercase": scores["bleu_lowercase"], "bleu": scores["bleu"],
         "chrf": scores["chrf"], "perplexity": scores["perplexity"],
         "signatures": scores["signatures"],
         "parameters": info["total"], "config": info["config"]["model"],
-        "training": {"minutes": round(state["seconds"] / 60, 1), "steps": state["step"],
-                     "epochs": state["history"][-1]["epoch"],
-                     "stopped": state["finished"], "best_validation": state["best"]},
+        "training": {"minutes": round(state.seconds / 60, 1), "steps": state.step,
+                     "epochs": state.history[-1]["epoch"], "stopped": state.finished,
+                     "best_validation": dataclasses.asdict(state.best)},
         "machine": {"platform": platform.platform(), "processor": _cpu_model(),
                     "cpus": os.cpu_count(), "python": platform.python_version()},
         "command": " ".join(map(str, sys.argv)),

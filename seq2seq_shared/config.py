@@ -123,6 +123,19 @@ class Config:
                    training=_build(TrainingConfig, data.get("training", {}),
                                    f"{source} [training]"))
 
+    def resume_differences(self, requested: "Config") -> list[str]:
+        """What `requested` changes in this (saved) run's settings beyond what a resume may
+        change (`TrainingConfig.RESUMABLE`), one readable item per setting."""
+        before, now = self.to_dict(), requested.to_dict()
+        found = []
+        for section, values in before.items():
+            for name, value in values.items():
+                if section == "training" and name in TrainingConfig.RESUMABLE:
+                    continue
+                if now[section][name] != value:
+                    found.append(f"{name} is {value!r} there, {now[section][name]!r} now")
+        return found
+
     def updated(self, overrides: dict[str, Any]) -> "Config":
         """Apply flat `name=value` overrides (command-line options) to whichever section has the name."""
         model, training = {}, {}

@@ -67,6 +67,33 @@ def source_array(sources: Sequence[Sequence[int]], reverse: bool,
     return pad([list(reversed(s)) if reverse else s for s in sources], multiple)
 
 
+def encoded_batches(tokenizer, sources: list[str], targets: list[str], batch_tokens: int,
+                    reverse_source: bool, multiple: int, seed: int = 0, shuffle: bool = False,
+                    max_lengths: tuple[int, int] | None = None) -> "ParallelBatches":
+    """Encode text pairs with `tokenizer` and batch them: the one way training, validation
+    and evaluation build batches.
+
+    `max_lengths` (source, target) in pieces: pairs with a longer source, or a target that
+    with eos is longer, are dropped together, with a warning. Without it every pair stays
+    (evaluation measures the whole test set).
+    """
+    source_ids, target_ids = tokenizer.encode_source(sources), tokenizer.encode_target(targets)
+    if max_lengths is not None:
+        max_source, max_target = max_lengths
+        keep = [i for i, (s, t) in enumerate(zip(source_ids, target_ids))
+                if len(s) <= max_source and len(t) < max_target]
+        if len(keep) < len(source_ids):
+            logger.warning("dropped %d pair(s) longer than %d source / %d target pieces",
+                           len(source_ids) - len(keep), max_source, max_target)
+        if not keep:
+            raise ValueError("every pair is longer than the length limits; raise "
+                             "--max-source-length / --max-target-length")
+        source_ids, target_ids = [source_ids[i] for i in keep], [target_ids[i] for i in keep]
+    return ParallelBatches(source_ids, target_ids, batch_tokens=batch_tokens,
+                           reverse_source=reverse_source, seed=seed, shuffle=shuffle,
+                           multiple=multiple)
+
+
 @dataclass
 class Batch:
     source: np.ndarray         # (batch, source_len)

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from . import backend
-from .data import ParallelBatches, read_parallel
+from .data import ParallelBatches, encoded_batches, read_parallel
 
 
 def teacher_forced_nll(model, batches: ParallelBatches) -> float:
@@ -57,10 +57,9 @@ def evaluate(model_dir: Path | str, source_path: Path | str, reference_path: Pat
     hypotheses = translator.translate(sources, batch_size=batch_size)
     if output_path is not None:
         atomic_write_text(Path(output_path), "".join(h + "\n" for h in hypotheses))
-    tokenizer, model_config = translator.tokenizer, translator.model_config
-    batches = ParallelBatches(tokenizer.encode_source(sources), tokenizer.encode_target(references),
-                              batch_tokens=4096, reverse_source=model_config.reverse_source,
-                              shuffle=False, multiple=backend.shape_multiple())
+    batches = encoded_batches(translator.tokenizer, sources, references, batch_tokens=4096,
+                              reverse_source=translator.model_config.reverse_source,
+                              multiple=backend.shape_multiple())
     nll = teacher_forced_nll(translator.model, batches)
     return {"source": str(source_path), "reference": str(reference_path),
             **quality(hypotheses, references), "perplexity": perplexity(nll)}

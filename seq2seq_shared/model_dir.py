@@ -21,24 +21,12 @@ file, never half of one.
 """
 from __future__ import annotations
 
-import csv
-import fcntl
 import hashlib
-import io
 import json
 import logging
-import os
 import re
-import shutil
-import socket
-import tempfile
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from . import __version__
 from .config import Config
@@ -79,6 +67,8 @@ def file_sha256(path: Path) -> str:
 class ModelDir:
     def __init__(self, path: Path | str):
         self.path = Path(path)
+        self._document: dict[str, Any] | None = None  # config.json, parsed once
+        self._created = self.path
 
     def __str__(self) -> str:
         return str(self.path)
@@ -88,76 +78,12 @@ class ModelDir:
         return self.path / LOG
 
     @property
+    def config_path(self) -> Path:
+        return self.path / CONFIG
+
+    @property
     def tensorboard_path(self) -> Path:
         return self.path / TENSORBOARD
-
-    def is_empty(self) -> bool:
-        return not self.path.exists() or not any(self.path.iterdir())
-
-    def holds_only_run_leftovers(self) -> bool:
-        """True if all that is here is what a run writes before its config (log, temporaries)."""
-        return all(path.name in (LOG, CHECKPOINTS, TENSORBOARD) or path.name.startswith(".")
-                   for path in self.path.iterdir())
-
-    def has_config(self) -> bool:
-        return (self.path / CONFIG).exists()
-
-    def clear(self) -> None:
-        """Delete what a training run writes here (for --overwrite); other files stay."""
-        for name in MANAGED:
-            (self.path / name).unlink(missing_ok=True)
-        for name in (CHECKPOINTS, TENSORBOARD):
-            shutil.rmtree(self.path / name, ignore_errors=True)
-        self.remove_temporaries()
-
-    def create(self) -> bool:
-        """Make the directory (and its parents) if needed and check that it is writable,
-        so a run fails now, not after the work; True if it did not exist before."""
-        created = not self.path.exists()
-        self._created = self.path.absolute()  # the topmost folder this call creates
-        while not self._created.parent.exists():
-            self._created = self._created.parent
-        try:
-            self.path.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryFile(dir=self.path):
-                pass
-        except OSError as error:
-            raise ValueError(f"{self.path}: model directory is not writable ({error.strerror}); "
-                             f"choose another --model-dir") from None
-        return created
-
-    def remove_if_unused(self) -> None:
-        """After a run that failed before its first checkpoint in a directory it created
-        (`create()` returned True): leave nothing behind, parents it created included."""
-        if not self.checkpoints():
-            shutil.rmtree(self._created, ignore_errors=True)
-
-    @contextmanager
-    def lock(self) -> Iterator[None]:
-        """Hold the directory for one training process: an OS lock on `.lock`, released
-        when the process ends however it ends (kill -9 too), so it never goes stale. A
-        second writer is refused at once, with the holder's pid, host and start time."""
-        handle = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = os.read(handle, 300).decode("utf-8", "replace").strip() or "unknown"
-                raise ValueError(f"{self.path}: another training run is writing here ({holder}); "
-                                 f"wait for it to end or stop it, or choose another "
-                                 f"--model-dir") from None
-            os.ftruncate(handle, 0)
-            os.write(handle, f"pid {os.getpid()} on {socket.gethostname()}, since "
-                             f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
-            yield
-        finally:
-            os.close(handle)
-
-    def remove_temporaries(self) -> None:
-        """Delete what writes killed midway left (`.NAME.tmp-*`); call it holding the lock."""
-        for folder in (self.path, self.path / CHECKPOINTS):
-            for leftover in folder.glob(".*.tmp-*"):
-                leftover.unlink(missing_ok=True)
 
     # Config and tokenizer ----------------------------------------------------------------
 
@@ -173,8 +99,16 @@ class ModelDir:
                                                for name, data in sentencepiece_models.items()}},
         }
         atomic_write_text(self.path / CONFIG, json.dumps(document, indent=2) + "\n")
+        self._document = document
 
     def read_config_document(self) -> dict[str, Any]:
+        """config.json as written (parsed once per ModelDir): format and package version,
+        `model`, `training` and `vocab` sections."""
+        if self._document is None:
+            self._document = self._parse_config()
+        return self._document
+
+    def _parse_config(self) -> dict[str, Any]:
         path = self.path / CONFIG
         if not self.path.is_dir():
             raise FileNotFoundError(f"{self.path}: model directory not found; train one with "
@@ -233,14 +167,25 @@ class ModelDir:
 
     # Model and weights -------------------------------------------------------------------
 
+    def describe(self) -> dict[str, Any]:
+        """The saved settings for people and reports: model, training, vocabulary, versions."""
+        document = self.read_config_document()
+        return {key: document[key] for key in ("model", "training", "vocab", "format_version",
+                                               "package_version")}
+
+    def vocab_sizes(self) -> tuple[int, int]:
+        """(source, target) vocabulary sizes of the saved SentencePiece model(s)."""
+        vocab = self.read_config_document()["vocab"]
+        return vocab["source_vocab_size"], vocab["target_vocab_size"]
+
     def build_model(self, config: Config | None = None):
+        """A fresh model of the saved shape (`config`'s, where given), built, untrained."""
         from .model import Seq2Seq
 
-        document = self.read_config_document()
-        config = config or self.read_config()
-        model_config = config.model
-        model = Seq2Seq(source_vocab_size=document["vocab"]["source_vocab_size"],
-                        target_vocab_size=document["vocab"]["target_vocab_size"],
+        source_vocab_size, target_vocab_size = self.vocab_sizes()
+        model_config = (config or self.read_config()).model
+        model = Seq2Seq(source_vocab_size=source_vocab_size,
+                        target_vocab_size=target_vocab_size,
                         embedding_dim=model_config.embedding_dim,
                         hidden_size=model_config.hidden_size,
                         num_layers=model_config.num_layers,
@@ -248,8 +193,7 @@ class ModelDir:
                         share_embeddings=model_config.share_embeddings,
                         tie_output=model_config.tie_output,
                         dropout=model_config.dropout,
-                        feed_context=model_config.feed_context,
-                        label_smoothing=config.training.label_smoothing)
+                        feed_context=model_config.feed_context)
         model.build()
         return model
 
@@ -318,57 +262,3 @@ class ModelDir:
         model = self.build_model(config)
         self.load_weights(model)
         return model, tokenizer, config
-
-    # Training state and metrics ----------------------------------------------------------
-
-    def save_state(self, state: dict[str, Any]) -> None:
-        atomic_write_text(self.path / STATE, json.dumps(state, indent=2) + "\n")
-
-    def save_metrics(self, rows: list[dict[str, Any]]) -> None:
-        if not rows:
-            return
-        buffer = io.StringIO()
-        fields = list(dict.fromkeys(key for row in rows for key in row))  # union, in order
-        writer = csv.DictWriter(buffer, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
-        atomic_write_text(self.path / METRICS, buffer.getvalue())
-
-    # Checkpoints: everything needed to resume exactly ------------------------------------
-
-    def checkpoints(self) -> list[tuple[int, Path]]:
-        """(step, path) of every checkpoint, oldest first."""
-        found = []
-        for path in (self.path / CHECKPOINTS).glob("step-*.npz"):
-            match = CHECKPOINT_NAME.fullmatch(path.name)
-            if match:
-                found.append((int(match.group(1)), path))
-        return sorted(found)
-
-    def save_checkpoint(self, step: int, arrays: dict[str, np.ndarray], state: dict[str, Any],
-                        keep: int) -> Path:
-        """Write one file holding `arrays` and `state`, atomically; keep the newest `keep`."""
-        path = self.path / CHECKPOINTS / f"step-{step:09d}.npz"
-        encoded = np.frombuffer(json.dumps(state).encode("utf-8"), dtype=np.uint8)
-        atomic_write(path, lambda temporary: np.savez(temporary, state=encoded, **arrays))
-        self.save_state({**state, "checkpoint": str(path.relative_to(self.path))})
-        for _, old in self.checkpoints()[:-keep]:
-            old.unlink(missing_ok=True)
-        return path
-
-    def load_latest_checkpoint(self) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
-        """(arrays, state) of the newest readable checkpoint; None if there is none."""
-        found = self.checkpoints()
-        for step, path in reversed(found):
-            try:
-                with np.load(path) as data:
-                    arrays = {key: data[key] for key in data.files}
-                state = json.loads(arrays.pop("state").tobytes().decode("utf-8"))
-            except Exception as error:  # zip, npy and JSON errors: a damaged file
-                logger.warning("%s: unreadable (%s); trying an older checkpoint", path, error)
-                continue
-            return arrays, state
-        if found:
-            raise ValueError(f"{self.path / CHECKPOINTS}: no checkpoint can be read; restore one, "
-                             f"or pass --overwrite to start training again")
-        return None

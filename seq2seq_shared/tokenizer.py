@@ -40,6 +40,23 @@ def train_sentencepiece(lines: Sequence[str], vocab_size: int, model_type: str =
     return model.getvalue()
 
 
+def train_tokenizer(sources: Sequence[str], targets: Sequence[str], joint: bool, vocab_size: int,
+                    model_type: str = "unigram", sample_lines: int = 1_000_000,
+                    seed: int = 1234) -> "Tokenizer":
+    """SentencePiece on the training text: one model for both sides (joint) or one each."""
+    options = dict(vocab_size=vocab_size, model_type=model_type, sample_lines=sample_lines,
+                   seed=seed)
+    if joint:
+        tokenizer = Tokenizer(train_sentencepiece([*sources, *targets], **options))
+    else:
+        tokenizer = Tokenizer(train_sentencepiece(sources, **options),
+                              train_sentencepiece(targets, **options))
+    logger.info("SentencePiece: %d source / %d target pieces (%s vocabulary)",
+                tokenizer.source_vocab_size, tokenizer.target_vocab_size,
+                "joint" if joint else "separate")
+    return tokenizer
+
+
 class Tokenizer:
     """Source and target SentencePiece processors (the same one for a joint vocabulary)."""
 
@@ -52,6 +69,11 @@ class Tokenizer:
             if ids != (PAD_ID, UNK_ID, BOS_ID, EOS_ID):
                 raise ValueError(f"SentencePiece model has special ids {ids}; seq2seq-shared "
                                  f"needs pad=0, unk=1, bos=2, eos=3")
+
+    def serialized(self) -> tuple[bytes, bytes | None]:
+        """The SentencePiece model(s) as bytes: (source, target), target None when joint."""
+        return (self.source.serialized_model_proto(),
+                None if self.joint else self.target.serialized_model_proto())
 
     @property
     def joint(self) -> bool:

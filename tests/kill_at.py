@@ -12,10 +12,10 @@ import sys
 
 from seq2seq_shared import files
 from seq2seq_shared.cli import main
-from seq2seq_shared.model_dir import ModelDir
+from seq2seq_shared.run_dir import RunDir
 
 STEP, MOMENT = int(sys.argv[1]), sys.argv[2]
-save_checkpoint, replace = ModelDir.save_checkpoint, os.replace
+save_checkpoint, replace = RunDir.save_checkpoint, os.replace
 
 
 def kill() -> None:
@@ -36,6 +36,6 @@ def save_then_maybe_die(self, step, *args, **kwargs):
 
 
 files.os.replace = replace_then_maybe_die
-ModelDir.save_checkpoint = save_then_maybe_die
+RunDir.save_checkpoint = save_then_maybe_die
 sys.argv = ["seq2seq-shared", *sys.argv[3:]]
 main()

@@ -10,13 +10,12 @@ import sys
 import threading
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner
 
 from seq2seq_shared import files
 from seq2seq_shared.cli import main
 from seq2seq_shared.decode import Translator
-from seq2seq_shared.model_dir import ModelDir
+from seq2seq_shared.run_dir import RunDir
 
 ROOT = Path(__file__).resolve().parent.parent
 ENVIRONMENT = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -140,7 +139,7 @@ def test_training_into_a_full_disk_is_one_line_and_the_directory_stays_usable(
     assert_one_line_error(result, "checkpoints/step-0000000", "No space left on device")
     monkeypatch.undo()
     assert not list(model_dir.rglob(".*.tmp-*"))
-    assert ModelDir(model_dir).load_latest_checkpoint()[1]["step"] == 8
+    assert RunDir(model_dir).load_latest_checkpoint()[1]["step"] == 8
     assert translate(model_dir).exit_code == 0
 
 
@@ -172,8 +171,8 @@ def test_a_second_writer_is_refused_naming_the_holder(numbers_corpus, tmp_path):
 
     model_dir = tmp_path / "model"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\nfrom seq2seq_shared.model_dir import ModelDir\n"
-         "d = ModelDir(sys.argv[1]); d.create()\nwith d.lock():\n print('held', flush=True)\n"
+        [sys.executable, "-c", "import sys, time\nfrom seq2seq_shared.run_dir import RunDir\n"
+         "d = RunDir(sys.argv[1]); d.create()\nwith d.lock():\n print('held', flush=True)\n"
          " time.sleep(600)\n", str(model_dir)], stdout=subprocess.PIPE, text=True,
         env=ENVIRONMENT)
     try:
@@ -184,7 +183,7 @@ def test_a_second_writer_is_refused_naming_the_holder(numbers_corpus, tmp_path):
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()
-    with ModelDir(model_dir).lock():  # kill -9 released it: no stale lock
+    with RunDir(model_dir).lock():  # kill -9 released it: no stale lock
         pass
 
 

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from seq2seq_shared.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
-from seq2seq_shared.model_dir import ModelDir
+from seq2seq_shared.run_dir import RunDir
 from seq2seq_shared.train import TrainingRun
 
 # 4 batches per epoch on the 200-pair corpus; a checkpoint every 3 steps and every epoch.
@@ -34,7 +34,7 @@ def invoke(arguments):
 
 def final_state(model_dir):
     """(arrays, state) of the newest checkpoint: every model and optimizer variable."""
-    return ModelDir(model_dir).load_latest_checkpoint()
+    return RunDir(model_dir).load_latest_checkpoint()
 
 
 def assert_same_run(model_dir, reference_dir):
@@ -66,7 +66,7 @@ def test_interrupted_then_resumed_run_equals_an_uninterrupted_one(
 
     def step_then_signal(self, batch, epoch):
         step(self, batch, epoch)
-        if self.state["step"] == at_step:
+        if self.state.step == at_step:
             signal.raise_signal(signal_number)  # what Ctrl-C or `kill` delivers
 
     monkeypatch.setattr(TrainingRun, "_step", step_then_signal)
@@ -99,7 +99,7 @@ def test_kill_9_at_random_moments_then_resume_ends_as_an_uninterrupted_run(
             process.kill()
             kills += 1
         process.wait()
-        directory = ModelDir(model_dir)
+        directory = RunDir(model_dir)
         if directory.checkpoints():  # the newest published checkpoint is complete and loads
             assert directory.load_latest_checkpoint()[1]["step"] == directory.checkpoints()[-1][0]
     assert kills >= 2, "the runs ended before they could be killed; lengthen them"
@@ -121,7 +121,7 @@ def test_divergence_stops_with_advice_and_keeps_the_last_good_checkpoint(
 
     def step_then_poison(self, batch, epoch):
         step(self, batch, epoch)
-        if self.state["step"] == poisoned_after:  # as if an update had blown the weights up
+        if self.state.step == poisoned_after:  # as if an update had blown the weights up
             embeddings = self.model.source_embedding.embeddings
             embeddings.assign(np.full(embeddings.shape, np.nan, dtype="float32"))
 
@@ -170,7 +170,7 @@ def test_finished_run_is_not_retrained_more_epochs_extend_it_and_overwrite_resta
     assert result.exit_code == 0 and json.loads(result.stdout.splitlines()[-1])["step"] == 12
     result = invoke(train_arguments(numbers_corpus, model_dir, "--epochs", "4"))
     assert result.exit_code == 0 and json.loads(result.stdout.splitlines()[-1])["step"] == 16
-    assert len(ModelDir(model_dir).checkpoints()) == 3  # --keep-checkpoints
+    assert len(RunDir(model_dir).checkpoints()) == 3  # --keep-checkpoints
     result = invoke(train_arguments(numbers_corpus, model_dir, "--epochs", "1", "--overwrite"))
     assert result.exit_code == 0 and json.loads(result.stdout.splitlines()[-1])["step"] == 4
 
@@ -198,8 +198,8 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_one_before(reference, num
 
     model_dir = tmp_path / "model"
     shutil.copytree(reference, model_dir)
-    (step, newest), (previous, _) = ModelDir(model_dir).checkpoints()[-1], \
-        ModelDir(model_dir).checkpoints()[-2]
+    (step, newest), (previous, _) = RunDir(model_dir).checkpoints()[-1], \
+        RunDir(model_dir).checkpoints()[-2]
     newest.write_bytes(newest.read_bytes()[:1000])  # e.g. a disk that lost the tail
     result = invoke(train_arguments(numbers_corpus, model_dir, "--epochs", "3"))
     assert result.exit_code == 0, result.output
@@ -219,7 +219,7 @@ def test_kill_9_at_a_validation_or_checkpoint_boundary_then_resume_is_exact(
     killed = subprocess.run([sys.executable, str(ROOT / "tests" / "kill_at.py"), str(at_step),
                              moment, *arguments], capture_output=True, text=True, timeout=600)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
-    newest = ModelDir(model_dir).checkpoints()[-1][0]
+    newest = RunDir(model_dir).checkpoints()[-1][0]
     assert newest == at_step if moment == "after-save" else newest < at_step
     finished = subprocess.run([sys.executable, "-m", "seq2seq_shared.cli", *arguments],
                               capture_output=True, text=True, timeout=600)

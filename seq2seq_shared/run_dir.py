@@ -1,0 +1,205 @@
+"""The model directory as a training run writes it: one writer at a time (a lock), the
+run's config, its state, metrics and checkpoints, and what a killed write left behind.
+
+The names of the files are `model_dir.py`'s (the layout is written down once, there).
+"""
+from __future__ import annotations
+
+import csv
+import fcntl
+import io
+import json
+import logging
+import os
+import shutil
+import socket
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import checkpoint
+from .config import Config
+from .files import atomic_write, atomic_write_text
+from .model_dir import (CHECKPOINT_NAME, CHECKPOINTS, LOCK, LOG, MANAGED, METRICS, STATE,
+                        TENSORBOARD, ModelDir)
+from .run_state import RunState
+
+logger = logging.getLogger(__name__)
+
+
+class RunDir(ModelDir):
+    """A model directory being trained: what `train` writes, besides what `translate` reads."""
+
+    def is_empty(self) -> bool:
+        return not self.path.exists() or not any(self.path.iterdir())
+
+    def holds_only_run_leftovers(self) -> bool:
+        """True if all that is here is what a run writes before its config (log, temporaries)."""
+        return all(path.name in (LOG, CHECKPOINTS, TENSORBOARD) or path.name.startswith(".")
+                   for path in self.path.iterdir())
+
+    def has_config(self) -> bool:
+        return self.config_path.exists()
+
+    def clear(self) -> None:
+        """Delete what a training run writes here (for --overwrite); other files stay."""
+        for name in MANAGED:
+            (self.path / name).unlink(missing_ok=True)
+        for name in (CHECKPOINTS, TENSORBOARD):
+            shutil.rmtree(self.path / name, ignore_errors=True)
+        self.remove_temporaries()
+
+    def create(self) -> bool:
+        """Make the directory (and its parents) if needed and check that it is writable,
+        so a run fails now, not after the work; True if it did not exist before."""
+        created = not self.path.exists()
+        self._created = self.path.absolute()  # the topmost folder this call creates
+        while not self._created.parent.exists():
+            self._created = self._created.parent
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=self.path):
+                pass
+        except OSError as error:
+            raise ValueError(f"{self.path}: model directory is not writable ({error.strerror}); "
+                             f"choose another --model-dir") from None
+        return created
+
+    def remove_if_unused(self) -> None:
+        """After a run that failed before its first checkpoint in a directory it created
+        (`create()` returned True): leave nothing behind, parents it created included."""
+        if not self.checkpoints():
+            shutil.rmtree(self._created, ignore_errors=True)
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the directory for one training process: an OS lock on `.lock`, released
+        when the process ends however it ends (kill -9 too), so it never goes stale. A
+        second writer is refused at once, with the holder's pid, host and start time."""
+        handle = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.read(handle, 300).decode("utf-8", "replace").strip() or "unknown"
+                raise ValueError(f"{self.path}: another training run is writing here ({holder}); "
+                                 f"wait for it to end or stop it, or choose another "
+                                 f"--model-dir") from None
+            os.ftruncate(handle, 0)
+            os.write(handle, f"pid {os.getpid()} on {socket.gethostname()}, since "
+                             f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
+            yield
+        finally:
+            os.close(handle)
+
+    def prepare(self, config: Config, overwrite: bool) -> bool:
+        """Make the directory ready for a run of `config`; True if it holds one to resume.
+        Refuses a run of other settings, and a folder that is not a model directory."""
+        if overwrite:
+            self.clear()
+            return False
+        if self.has_config():
+            differences = self.read_config().resume_differences(config)
+            if differences:
+                raise ValueError(
+                    f"{self.path} holds a run with other settings ({'; '.join(differences)}). "
+                    f"To resume it, repeat its settings (they are in {self.config_path}); to "
+                    f"start over there, pass --overwrite; or choose a new --model-dir")
+            if self.checkpoints():
+                return True
+        elif not self.is_empty() and not self.holds_only_run_leftovers():
+            raise ValueError(f"{self.path}: not empty and not a seq2seq-shared model directory; "
+                             f"choose a new --model-dir (or pass --overwrite to train there "
+                             f"anyway)")
+        self.clear()  # a run killed before its first checkpoint: start it again
+        return False
+
+    def remove_temporaries(self) -> None:
+        """Delete what writes killed midway left (`.NAME.tmp-*`); call it holding the lock."""
+        for folder in (self.path, self.path / CHECKPOINTS):
+            for leftover in folder.glob(".*.tmp-*"):
+                leftover.unlink(missing_ok=True)
+
+    def save_run_config(self, config: Config, tokenizer) -> None:
+        """Write the SentencePiece model(s), then config.json with their sha256 (on a
+        resume, the same bytes again)."""
+        models = self.save_tokenizer(*tokenizer.serialized())
+        self.save_config(config, tokenizer.source_vocab_size, tokenizer.target_vocab_size, models)
+
+    # Run state and metrics ---------------------------------------------------------------
+
+    def save_state(self, state: dict[str, Any]) -> None:
+        atomic_write_text(self.path / STATE, json.dumps(state, indent=2) + "\n")
+
+    def read_state(self) -> RunState:
+        """The newest checkpoint's run state, from its readable copy (for reports, scripts)."""
+        path = self.path / STATE
+        try:
+            return RunState.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{path}: missing; no training has checkpointed here "
+                                    f"yet") from None
+
+    def save_metrics(self, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        buffer = io.StringIO()
+        fields = list(dict.fromkeys(key for row in rows for key in row))  # union, in order
+        writer = csv.DictWriter(buffer, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write_text(self.path / METRICS, buffer.getvalue())
+
+    # Checkpoints: everything needed to resume exactly ------------------------------------
+
+    def checkpoints(self) -> list[tuple[int, Path]]:
+        """(step, path) of every checkpoint, oldest first."""
+        found = []
+        for path in (self.path / CHECKPOINTS).glob("step-*.npz"):
+            match = CHECKPOINT_NAME.fullmatch(path.name)
+            if match:
+                found.append((int(match.group(1)), path))
+        return sorted(found)
+
+    def save_checkpoint(self, arrays: dict[str, np.ndarray], state: RunState, keep: int) -> Path:
+        """Write `arrays` (`checkpoint.arrays_of(model)`) and `state` as the checkpoint of
+        `state.step`, atomically, and its readable copy; keep the newest `keep`."""
+        path = self.path / CHECKPOINTS / f"step-{state.step:09d}.npz"
+        document = state.to_dict()
+        atomic_write(path, lambda temporary: checkpoint.write(temporary, arrays, document))
+        self.save_state({**document, "checkpoint": str(path.relative_to(self.path))})
+        for _, old in self.checkpoints()[:-keep]:
+            old.unlink(missing_ok=True)
+        return path
+
+    def load_latest_checkpoint(self) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
+        """(arrays, state) of the newest readable checkpoint; None if there is none."""
+        found = self.checkpoints()
+        for _, path in reversed(found):
+            try:
+                return checkpoint.read(path)
+            except Exception as error:  # zip, CRC, npy and JSON errors: a damaged file
+                logger.warning("%s: unreadable (%s); trying an older checkpoint", path, error)
+        if found:
+            raise ValueError(f"{self.path / CHECKPOINTS}: no checkpoint can be read; restore one, "
+                             f"or pass --overwrite to start training again")
+        return None
+
+    def restore_checkpoint(self, model, data_sha256: dict[str, str]) -> RunState:
+        """Give `model` and its optimizer the newest checkpoint's values; its run state.
+        Refuses a run trained on other data than `data_sha256` describes."""
+        arrays, document = self.load_latest_checkpoint()
+        state = RunState.from_dict(document)
+        if state.data_sha256 != data_sha256:
+            changed = [name for name, digest in data_sha256.items()
+                       if state.data_sha256.get(name) != digest]
+            raise ValueError(f"{self.path} was trained on other data ({', '.join(changed)} "
+                             f"changed since the run began); pass the same files to resume, "
+                             f"--overwrite to start over, or a new --model-dir")
+        checkpoint.assign(model, arrays, f"{self.path}: the newest checkpoint")
+        return state

@@ -1,0 +1,111 @@
+"""A training run's state, and the schedule's decisions made from it.
+
+Everything a resumed run needs to continue exactly where the interrupted one stopped,
+besides the variables: counters, the learning-rate plateau, early stopping, the best score,
+the metrics since the last report and the history. Checkpoints save `to_dict()`; a resume
+reads it back with `from_dict()` (the same keys as the untyped dict of earlier versions, so
+their checkpoints resume too). Pure Python: the decisions are tested by hand.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config import TrainingConfig
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Best:
+    """The best validation score so far and the step that reached it."""
+
+    metric: str                # "bleu" (higher is better) or "loss" (lower is better)
+    value: float | None = None
+    step: int | None = None
+
+    def improved_by(self, value: float) -> bool:
+        if self.value is None:
+            return True
+        return value > self.value if self.metric == "bleu" else value < self.value
+
+
+@dataclass
+class Window:
+    """Training figures since the last report, summed per target token."""
+
+    loss: float = 0.0
+    nll: float = 0.0
+    tokens: int = 0
+    seconds: float = 0.0
+
+    def add(self, loss: float, nll: float, tokens: int, seconds: float) -> None:
+        self.loss += loss * tokens
+        self.nll += nll * tokens
+        self.tokens += tokens
+        self.seconds += seconds
+
+
+@dataclass
+class RunState:
+    best: Best
+    epoch: int = 0                  # epochs completed
+    batch: int = 0                  # batches completed in the epoch in progress
+    step: int = 0                   # optimizer steps taken
+    seconds: float = 0.0            # training time so far, resumes included
+    finished: str | None = None     # why the run stopped, once it has
+    lr_scale: float = 1.0           # product of the plateau decays so far
+    bad_validations: int = 0        # since the best, for early stopping
+    plateau_validations: int = 0    # since the best or the last decay
+    window: Window = field(default_factory=Window)
+    data_sha256: dict[str, str] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def fresh(cls, training: TrainingConfig, data_sha256: dict[str, str]) -> "RunState":
+        return cls(best=Best(training.best_metric), data_sha256=data_sha256)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RunState":
+        values = {f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data}
+        return cls(**{**values, "best": Best(**data["best"]), "window": Window(**data["window"])})
+
+    # The schedule's decisions -----------------------------------------------------------
+
+    def learning_rate(self, training: TrainingConfig) -> float:
+        """The rate for the next step: linear warm-up, then the base rate scaled on plateaus."""
+        rate = max(training.learning_rate * self.lr_scale, training.min_learning_rate)
+        if training.warmup_steps:
+            rate *= min(1.0, (self.step + 1) / training.warmup_steps)
+        return rate
+
+    def record(self, training: TrainingConfig, value: float) -> bool:
+        """Note a validation score; True if it is the best so far (higher BLEU, lower loss)."""
+        if self.best.improved_by(value):
+            self.best.value, self.best.step = value, self.step
+            self.bad_validations = self.plateau_validations = 0
+            return True
+        self.bad_validations += 1
+        self.plateau_validations += 1
+        if training.lr_patience and self.plateau_validations >= training.lr_patience:
+            self.lr_scale *= training.lr_decay
+            self.plateau_validations = 0
+            logger.info("validation %s has not improved for %d validation(s): learning rate "
+                        "now %g", training.best_metric, training.lr_patience,
+                        max(training.learning_rate * self.lr_scale, training.min_learning_rate))
+        return False
+
+    def stop_reason(self, training: TrainingConfig, validating: bool) -> str | None:
+        """Why training should stop now, or None to go on."""
+        if self.epoch >= training.epochs:
+            return f"{training.epochs} epochs done"
+        if training.max_minutes and self.seconds >= 60 * training.max_minutes:
+            return f"time limit of {training.max_minutes:g} minutes reached"
+        if training.patience and validating and self.bad_validations >= training.patience:
+            return f"no improvement in {training.patience} validations (early stopping)"
+        return None

@@ -1,0 +1,68 @@
+"""The run state and the schedule's decisions made from it, by hand (pure Python)."""
+import json
+
+import pytest
+
+from seq2seq_shared.config import TrainingConfig
+from seq2seq_shared.run_state import RunState
+
+
+def state_at(training, step=0, epoch=0):
+    state = RunState.fresh(training, {"train_source": "abc"})
+    state.step, state.epoch = step, epoch
+    return state
+
+
+def test_warm_up_is_linear_then_flat():
+    training = TrainingConfig(learning_rate=0.01, warmup_steps=4)
+    rates = [state_at(training, step).learning_rate(training) for step in range(6)]
+    assert rates == pytest.approx([0.0025, 0.005, 0.0075, 0.01, 0.01, 0.01])
+
+
+def test_plateaus_halve_the_rate_down_to_the_floor_and_patience_stops():
+    training = TrainingConfig(learning_rate=0.01, warmup_steps=0, lr_patience=2, lr_decay=0.5,
+                              min_learning_rate=0.003, patience=5, best_metric="bleu")
+    state = state_at(training)
+    assert state.record(training, 10.0) and state.best.value == 10.0
+    assert not state.record(training, 9.0) and state.learning_rate(training) == 0.01
+    assert not state.record(training, 10.0)  # equal is not better
+    assert state.learning_rate(training) == pytest.approx(0.005)
+    assert state.record(training, 11.0) and state.bad_validations == 0
+    for _ in range(4):
+        state.record(training, 1.0)
+    assert state.learning_rate(training) == pytest.approx(0.003)  # 0.0025, floored
+    assert state.stop_reason(training, validating=True) is None
+    state.record(training, 1.0)
+    assert "early stopping" in state.stop_reason(training, validating=True)
+
+
+def test_loss_is_better_when_lower_and_limits_stop_the_run():
+    training = TrainingConfig(best_metric="loss", epochs=3, max_minutes=2, patience=1)
+    state = state_at(training)
+    assert state.record(training, 3.0) and state.record(training, 2.5)
+    assert state.best.step == 0 and state.best.metric == "loss"
+    state.seconds = 119.0
+    assert state.stop_reason(training, validating=False) is None
+    assert not state.record(training, 2.6)
+    assert state.stop_reason(training, validating=False) is None  # no validation: no patience
+    state.seconds = 120.0
+    assert state.stop_reason(training, validating=True) == "time limit of 2 minutes reached"
+    state.epoch = 3
+    assert state.stop_reason(training, validating=True) == "3 epochs done"
+
+
+def test_the_state_survives_json_and_reads_the_untyped_dicts_of_format_1():
+    training = TrainingConfig()
+    state = state_at(training, step=7, epoch=1)
+    state.window.add(loss=2.0, nll=1.5, tokens=10, seconds=0.5)
+    state.record(training, 12.5)
+    state.history.append({"step": 7, "valid_bleu": 12.5})
+    assert RunState.from_dict(json.loads(json.dumps(state.to_dict()))) == state
+    old = {"epoch": 1, "batch": 3, "step": 7, "seconds": 4.0, "finished": None, "lr_scale": 0.5,
+           "bad_validations": 1, "plateau_validations": 0,
+           "best": {"metric": "bleu", "value": 3.0, "step": 4},
+           "window": {"loss": 1.0, "nll": 1.0, "tokens": 2, "seconds": 0.1},
+           "data_sha256": {"train_source": "x"}, "history": [], "checkpoint": "checkpoints/x"}
+    restored = RunState.from_dict(old)
+    assert restored.lr_scale == 0.5 and restored.best.step == 4 and restored.window.tokens == 2
+    assert restored.to_dict() == {k: v for k, v in old.items() if k != "checkpoint"}
