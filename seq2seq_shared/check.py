@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .files import open_input
+
 SHOWN = 5  # line numbers listed per finding
 BOM = b"\xef\xbb\xbf"  # the UTF-8 byte order mark (U+FEFF), written by some Windows editors
 IDENTICAL_WARNING_SHARE = 0.5  # warn when more of the kept pairs than this are copies
@@ -209,13 +211,8 @@ def _select_pairs(report: CorpusReport, source_text: list[str], target_text: lis
 
 
 def _read_raw(path: Path) -> list[bytes]:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ValueError(f"{path}: is a directory, expected a text file") from None
-    lines = data.split(b"\n")
+    with open_input(path) as file:
+        lines = file.read().split(b"\n")
     if lines[-1] == b"":
         lines.pop()  # the final "\n" ends the last line; it does not start a new one
     return lines

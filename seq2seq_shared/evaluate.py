@@ -50,13 +50,15 @@ def evaluate(model_dir: Path | str, source_path: Path | str, reference_path: Pat
              batch_size: int | None = None, output_path: Path | None = None) -> dict[str, Any]:
     """Translate `source_path`, score it against `reference_path`, and add perplexity."""
     from .decode import Translator
-    from .files import atomic_write_text
+    from .files import check_output_writable, write_lines
 
+    if output_path is not None:
+        check_output_writable(Path(output_path))  # fail before the work, not after
     sources, references = read_parallel(source_path, reference_path)
     translator = Translator.from_model_dir(model_dir)
     hypotheses = translator.translate(sources, batch_size=batch_size)
     if output_path is not None:
-        atomic_write_text(Path(output_path), "".join(h + "\n" for h in hypotheses))
+        write_lines(hypotheses, Path(output_path))  # a file atomically; a device in place
     batches = encoded_batches(translator.tokenizer, sources, references, batch_tokens=4096,
                               reverse_source=translator.model_config.reverse_source,
                               multiple=backend.shape_multiple())

@@ -12,7 +12,9 @@ import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 
 def iter_lines(path: Path | None, errors: str = "strict") -> Iterator[str]:
@@ -25,13 +27,21 @@ def iter_lines(path: Path | None, errors: str = "strict") -> Iterator[str]:
     if path is None:
         yield from _decode(sys.stdin.buffer, name, errors)
         return
+    with open_input(path) as file:
+        yield from _decode(file, name, errors)
+
+
+@contextmanager
+def open_input(path: Path) -> Iterator[BinaryIO]:
+    """`path` opened for binary reading; a missing file or a directory is one clear error."""
     try:
-        with open(path, "rb") as file:
-            yield from _decode(file, name, errors)
+        file = open(path, "rb")
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise ValueError(f"{path}: is a directory, expected a text file") from None
+    with file:
+        yield file
 
 
 def _decode(file, name: str, errors: str) -> Iterator[str]:

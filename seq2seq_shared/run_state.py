@@ -36,10 +36,10 @@ class Best:
 class Window:
     """Training figures since the last report, summed per target token."""
 
-    loss: float = 0.0
-    nll: float = 0.0
-    tokens: int = 0
-    seconds: float = 0.0
+    loss: float = 0.0      # label-smoothed loss x tokens
+    nll: float = 0.0       # negative log-likelihood x tokens
+    tokens: int = 0        # real target tokens (eos included)
+    seconds: float = 0.0   # time in steps (validation and checkpoints excluded)
 
     def add(self, loss: float, nll: float, tokens: int, seconds: float) -> None:
         self.loss += loss * tokens

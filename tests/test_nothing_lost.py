@@ -197,3 +197,12 @@ def test_a_refused_training_leaves_no_directory_behind(numbers_corpus, tmp_path)
     result = CliRunner().invoke(main, arguments)
     assert result.exit_code == 1 and "line i of one must translate line i" in result.output
     assert not (tmp_path / "new").exists()
+
+
+def test_evaluate_output_to_a_device_keeps_it(trained, numbers_corpus, tmp_path):
+    null = device(tmp_path, "null")
+    result = CliRunner().invoke(main, ["evaluate", "--model-dir", str(trained), "--source",
+                                       str(numbers_corpus / "train.en"), "--reference",
+                                       str(numbers_corpus / "train.de"), "-o", str(null)])
+    assert result.exit_code == 0, result.output
+    assert null.is_char_device()
