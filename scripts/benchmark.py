@@ -41,9 +41,10 @@ from pathlib import Path
 
 import numpy as np
 
+from seq2seq_shared.tokenizer import BOS_ID as BOS, EOS_ID as EOS, PAD_ID as PAD
+
 HERE = Path(__file__).resolve().parent
 REFERENCE = HERE.parent.parent / "shared" / "bench" / "torch_reference.py"
-PAD, BOS, EOS = 0, 2, 3
 
 
 # Data: written once to .npz files that both implementations read ----------------------
@@ -123,7 +124,11 @@ def build_model(vocab_size: int, embedding_dim: int, hidden_size: int, seed: int
     from seq2seq_shared.model import Seq2Seq
 
     keras.utils.set_random_seed(seed)
-    model = Seq2Seq(vocab_size, vocab_size, embedding_dim, hidden_size)
+    # The reference's model, whatever the product's defaults: one layer, untied, no context.
+    model = Seq2Seq(source_vocab_size=vocab_size, target_vocab_size=vocab_size,
+                    embedding_dim=embedding_dim, hidden_size=hidden_size, num_layers=1,
+                    share_lstm=True, share_embeddings=True, tie_output=False,
+                    feed_context=False)
     model.build()
     return model
 
@@ -180,12 +185,10 @@ def worker_decode(args) -> dict:
         t0 = time.perf_counter()
         outputs = decoder.decode(sources, args.batch_size)
         rates.append(len(sources) / (time.perf_counter() - t0))
-    if args.output:
+    if args.output:  # eos trimmed, as `agreement` compares
         ids = np.zeros((len(outputs), args.max_steps), np.int64)
         for row, out in enumerate(outputs):
             ids[row, :len(out)] = out
-            if len(out) < args.max_steps:
-                ids[row, len(out)] = EOS
         np.save(args.output, ids)
     return dict(mode="decode", batch_size=args.batch_size, sentences=len(sources),
                 sentences_per_s=round(statistics.median(rates), 1),
@@ -228,9 +231,9 @@ def run_worker(argv: list[str]) -> dict:
     parser.add_argument("--max-steps", type=int, default=30)
     args = parser.parse_args(argv)
     result = worker_train(args) if args.mode == "train" else worker_decode(args)
-    import keras
+    from seq2seq_shared import backend
 
-    result.update(implementation="seq2seq-shared", backend=keras.backend.backend(),
+    result.update(implementation="seq2seq-shared", backend=backend.name(),
                   peak_rss_mib=peak_rss_mib())
     return result
 
@@ -266,16 +269,16 @@ def compare(name: str, ours: list[str], torch: list[str] | None, key: str, round
 
 
 def agreement(ours_ids: Path, torch_ids: Path) -> float:
-    """Share of sentences whose greedy outputs agree up to and including the first eos."""
-    a, b = np.load(ours_ids), np.load(torch_ids)
-    same = 0
-    for x, y in zip(a, b):
-        end_x = np.flatnonzero(x == EOS)
-        end_y = np.flatnonzero(y == EOS)
-        x = x[:end_x[0] + 1] if len(end_x) else x
-        y = y[:end_y[0] + 1] if len(end_y) else y
-        same += np.array_equal(x, y)
-    return round(same / len(a), 4)
+    """Share of sentences whose greedy outputs agree up to their end: the first eos, as
+    `translate` trims them (`trim_at_eos`; Keras loads into this driver process, which
+    measures nothing itself)."""
+    from keras import ops
+
+    from seq2seq_shared.search import trim_at_eos
+
+    ours, theirs = (ops.convert_to_numpy(trim_at_eos(np.load(path)))
+                    for path in (ours_ids, torch_ids))  # (sentences, steps)
+    return round(float(np.mean(np.all(ours == theirs, axis=1))), 4)
 
 
 def startup(model_dir: Path) -> dict:
@@ -293,6 +296,23 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "worker":
         print(json.dumps(run_worker(sys.argv[2:])), flush=True)
         return
+    args = parse_arguments()
+    me = [sys.executable, str(Path(__file__).resolve()), "worker"]
+    summary: dict = {"machine": {"platform": platform.platform(), "processor": platform.processor(),
+                                 "cpus": os.cpu_count()},
+                     "command": " ".join(["python", "scripts/benchmark.py", *sys.argv[1:]]),
+                     "cases": []}
+    with tempfile.TemporaryDirectory() as temporary:
+        work = args.work_dir or Path(temporary)
+        work.mkdir(parents=True, exist_ok=True)
+        if args.scaling:
+            summary["cases"] = scaling(me, work, args)
+        else:
+            comparisons(me, work, args, summary)
+    print(json.dumps(summary, indent=1))
+
+
+def parse_arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--multi30k", type=Path, help="Multi30k directory (train/val .de/.en)")
     parser.add_argument("--compare-torch", action="store_true")
@@ -309,54 +329,55 @@ def main() -> None:
     parser.add_argument("--work-dir", type=Path,
                         help="keep the batches, sources and weights here (default: a temporary "
                              "directory)")
-    args = parser.parse_args()
-    me = [sys.executable, str(Path(__file__).resolve()), "worker"]
-    summary: dict = {"machine": {"platform": platform.platform(), "processor": platform.processor(),
-                                 "cpus": os.cpu_count()},
-                     "command": " ".join(["python", "scripts/benchmark.py", *sys.argv[1:]]),
-                     "cases": []}
-    with tempfile.TemporaryDirectory() as temporary:
-        work = args.work_dir or Path(temporary)
-        work.mkdir(parents=True, exist_ok=True)
-        if args.scaling:
-            summary["cases"] = scaling(me, work, args)
-            print(json.dumps(summary, indent=1))
-            return
-        torch = [args.torch_python, str(args.reference)] if args.compare_torch else None
-        datasets = {"synthetic": work / "synthetic.npz"}
-        save_batches(datasets["synthetic"], synthetic_batches(8000, 64))
-        save_sources(work / "synthetic_sources.npz", [
-            list(row[row != PAD]) for b in synthetic_batches(8000, 64, seed=1) for row in b[0]])
-        sources = {"synthetic": work / "synthetic_sources.npz"}
-        if args.multi30k:
-            summary["multi30k"] = multi30k_data(args.multi30k, work)
-            datasets["multi30k"] = work / "multi30k_batches.npz"
-            sources["multi30k"] = work / "multi30k_sources.npz"
-        steps = ["--steps", str(args.steps)]
-        for name, path in ({} if args.skip_train else datasets).items():
-            batches = ["--batches", str(path)]
-            summary["cases"].append(compare(
-                f"train {name}", me + ["train", *batches, *steps], torch and
-                torch + ["train", *batches, *steps], "tokens_per_s", args.rounds))
-        weights = work / "weights.npz"
-        save_reference_weights(weights, argparse.Namespace(vocab_size=8000, embedding_dim=256,
-                                                           hidden_size=512))
-        for name, path in ({} if args.skip_decode else sources).items():
-            for batch_size in (64, 1024):
-                common = ["--sources", str(path), "--weights", str(weights),
-                          "--batch-size", str(batch_size), "--max-steps", "30"]
-                ours_ids, torch_ids = work / "ours.npy", work / "torch.npy"
-                row = compare(f"decode {name} batch {batch_size}",
-                              me + ["decode", *common, "--output", str(ours_ids)],
-                              torch and torch + ["decode", *common, "--early-stop",
-                                                 "--output", str(torch_ids)],
-                              "sentences_per_s", args.rounds)
-                if torch:
-                    row["identical_outputs"] = agreement(ours_ids, torch_ids)
-                summary["cases"].append(row)
-        if args.model_dir:
-            summary["cases"].append(startup(args.model_dir))
-    print(json.dumps(summary, indent=1))
+    return parser.parse_args()
+
+
+def comparisons(me: list[str], work: Path, args, summary: dict) -> None:
+    """The default run: training and decoding cases, ours beside the reference with
+    --compare-torch, and the start-up time with --model-dir, added to `summary`."""
+    torch = [args.torch_python, str(args.reference)] if args.compare_torch else None
+    datasets = {"synthetic": work / "synthetic.npz"}
+    save_batches(datasets["synthetic"], synthetic_batches(8000, 64))
+    save_sources(work / "synthetic_sources.npz", [
+        list(row[row != PAD]) for b in synthetic_batches(8000, 64, seed=1) for row in b[0]])
+    sources = {"synthetic": work / "synthetic_sources.npz"}
+    if args.multi30k:
+        summary["multi30k"] = multi30k_data(args.multi30k, work)
+        datasets["multi30k"] = work / "multi30k_batches.npz"
+        sources["multi30k"] = work / "multi30k_sources.npz"
+    steps = ["--steps", str(args.steps)]
+    for name, path in ({} if args.skip_train else datasets).items():
+        batches = ["--batches", str(path)]
+        summary["cases"].append(compare(
+            f"train {name}", me + ["train", *batches, *steps], torch and
+            torch + ["train", *batches, *steps], "tokens_per_s", args.rounds))
+    summary["cases"] += decode_cases(me, torch, work, {} if args.skip_decode else sources,
+                                     args.rounds)
+    if args.model_dir:
+        summary["cases"].append(startup(args.model_dir))
+
+
+def decode_cases(me: list[str], torch: list[str] | None, work: Path, sources: dict[str, Path],
+                 rounds: int) -> list[dict]:
+    """Decoding each set of `sources` at batch 64 and 1024, with the same random weights."""
+    weights = work / "weights.npz"
+    save_reference_weights(weights, argparse.Namespace(vocab_size=8000, embedding_dim=256,
+                                                       hidden_size=512))
+    rows = []
+    for name, path in sources.items():
+        for batch_size in (64, 1024):
+            common = ["--sources", str(path), "--weights", str(weights),
+                      "--batch-size", str(batch_size), "--max-steps", "30"]
+            ours_ids, torch_ids = work / "ours.npy", work / "torch.npy"
+            row = compare(f"decode {name} batch {batch_size}",
+                          me + ["decode", *common, "--output", str(ours_ids)],
+                          torch and torch + ["decode", *common, "--early-stop",
+                                             "--output", str(torch_ids)],
+                          "sentences_per_s", rounds)
+            if torch:
+                row["identical_outputs"] = agreement(ours_ids, torch_ids)
+            rows.append(row)
+    return rows
 
 
 def scaling(me: list[str], work: Path, args) -> list[dict]:

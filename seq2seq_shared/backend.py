@@ -1,7 +1,9 @@
-"""The one place that knows which Keras backend runs: compiling functions, devices.
+"""The one place that knows which Keras backend runs: compiling functions, loops, devices.
 
-TensorFlow and JAX are imported here lazily, inside functions; the only other module that
-imports TensorFlow is `export.py` (the SavedModel export, a TensorFlow-only feature).
+Every other module asks here (`name()`, `dynamic_shapes()`, `fused_lstm()`, ...) instead of
+calling `keras.backend.backend()`. TensorFlow and JAX are imported here lazily, inside
+functions; the only other module that imports TensorFlow is `export.py` (the SavedModel
+export, a TensorFlow-only feature).
 """
 from __future__ import annotations
 
@@ -180,6 +182,18 @@ def accelerator() -> str:
         return "GPU" if jax.default_backend() == "gpu" else "CPU"
     return "CPU"
 
+
+def fused_lstm() -> bool:
+    """Whether `LSTM` hands its recurrence to Keras's fused cuDNN kernel: TensorFlow on a
+    GPU (Keras then checks its own conditions for it). Elsewhere `kernels.lstm_recurrence`."""
+    return name() == "tensorflow" and accelerator() == "GPU"
+
+
+def gradients_per_output(upstream: tuple) -> tuple:
+    """What the backward function of a `keras.ops.custom_gradient` with several outputs
+    received, as one gradient per output: JAX passes one tuple, TensorFlow one argument
+    per output."""
+    return upstream[0] if len(upstream) == 1 else upstream
 
 
 def enable_determinism() -> None:

@@ -8,6 +8,10 @@ binding (Python, C++, Java, JS) turns text into ids and back.
 
     serve(source_ids int32 (batch, length), right-padded with 0, natural word order)
       -> {"target_ids": int32 (batch, steps)}: pieces, then 0 after each sentence's end
+
+The graph is `translate`'s path, traced: `search.prepare_sources` (truncation to the
+model's `max_source_length`, reversal, length limits), the encoder, `search.greedy_search`
+and `search.trim_at_eos`, the very functions `GreedyDecoder` compiles.
 """
 from __future__ import annotations
 
@@ -16,10 +20,9 @@ import shutil
 from pathlib import Path
 
 from . import backend
-from .config import DecodeConfig
-from .decode import greedy_search
+from .config import Config, DecodeConfig
 from .model_dir import ModelDir
-from .tokenizer import EOS_ID, PAD_ID
+from .search import greedy_search, prepare_sources, trim_at_eos
 
 README = """SavedModel exported by seq2seq-shared.
 
@@ -37,37 +40,19 @@ README = """SavedModel exported by seq2seq-shared.
 
 def export_saved_model(model_dir: Path | str, output: Path | str,
                        decode_config: DecodeConfig = DecodeConfig()) -> Path:
+    """Write the model in `model_dir` to `output` as a SavedModel, ids in and ids out,
+    with its SentencePiece model(s), its settings and a README beside it."""
     if backend.name() != "tensorflow":
         raise ValueError("export writes a TensorFlow SavedModel: run it with the TensorFlow "
                          "backend (unset KERAS_BACKEND or set it to 'tensorflow')")
     import tensorflow as tf
-    from keras import ops
 
     output = Path(output)
     if output.exists() and any(output.iterdir()):
         raise ValueError(f"{output}: exists and is not empty; choose a new --output")
     directory = ModelDir(model_dir)
-    model, tokenizer, config = directory.load_model()
-    reverse = config.model.reverse_source
-
-    class Exported(tf.Module):
-        def __init__(self):
-            super().__init__()
-            self.model = model  # tracks the weights
-
-        @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32, name="source_ids")])
-        def serve(self, source_ids):
-            lengths = tf.reduce_sum(tf.cast(source_ids != PAD_ID, tf.int32), axis=1)  # (batch,)
-            source = (tf.reverse_sequence(source_ids, lengths, seq_axis=1, batch_axis=0)
-                      if reverse else source_ids)
-            limits = tf.where(lengths > 0, tf.cast(decode_config.length_ratio
-                                                   * tf.cast(lengths, tf.float32), tf.int32)
-                              + decode_config.length_offset, 0)
-            ids = greedy_search(self.model, source, limits, tf.reduce_max(limits))
-            ends = tf.cumsum(tf.cast(ids == EOS_ID, tf.int32), axis=1) > 0
-            return {"target_ids": ops.where(ends, PAD_ID, ids)}
-
-    module = Exported()
+    model, _, config = directory.load_model()
+    module = _serving_module(model, config, decode_config)
     tf.saved_model.save(module, str(output), signatures={"serving_default": module.serve})
     files = directory.sentencepiece_files()
     for path in files.values():
@@ -79,3 +64,25 @@ def export_saved_model(model_dir: Path | str, output: Path | str,
     (output / "README.txt").write_text(README.format(
         path=output, source_spm=files["source"].name, target_spm=files["target"].name))
     return output
+
+
+def _serving_module(model, config: Config, decode_config: DecodeConfig):
+    """A `tf.Module` holding the model's weights, with `serve` traced over `translate`'s
+    path for any batch and length."""
+    import tensorflow as tf
+    from keras import ops
+
+    class Exported(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model  # tracks the weights
+
+        @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32, name="source_ids")])
+        def serve(self, source_ids):
+            source, limits = prepare_sources(source_ids, config.model.reverse_source,
+                                             decode_config, config.model.max_source_length)
+            states = self.model.encode(source)
+            ids = greedy_search(self.model, states, limits, ops.max(limits))  # (batch, steps)
+            return {"target_ids": trim_at_eos(ids)}
+
+    return Exported()

@@ -6,110 +6,21 @@ intermediate and does T skinny matmuls for each weight gradient. This `LSTM` ins
 
 - projects the inputs of all time steps in one matmul (`x @ kernel + bias`) before the loop,
   so the loop does only `h @ recurrent_kernel` and the gates;
-- has a hand-written backward pass (`lstm_recurrence`): one reverse loop computes the
-  gates' gradients, and the kernel gradients are then ONE matmul each over all steps.
+- runs the recurrence through `kernels.lstm_recurrence`, whose hand-written backward pass
+  computes the gates' gradients in one reverse loop and each kernel gradient in ONE matmul.
 
 The maths and the variables (`cell.kernel`, `cell.recurrent_kernel`, `cell.bias`, gate
 order i, f, c, o) are Keras's, so `cell(x, states)` still runs one step of the same LSTM,
 and the tests check both passes against `keras.layers.LSTM`. It is written in `keras.ops`
-alone and runs under TensorFlow and JAX; where TensorFlow sees a GPU, Keras's fused cuDNN
-kernel runs instead, under Keras's own conditions for it.
+alone and runs under TensorFlow and JAX; where `backend.fused_lstm()` says so (TensorFlow
+on a GPU), Keras's fused cuDNN kernel runs instead, under Keras's own conditions for it.
 """
 from __future__ import annotations
 
 from keras import layers, ops
 
 from . import backend
-
-
-def _sigmoid_grad(y):
-    return y * (1.0 - y)
-
-
-def _gates(z, c):
-    """One LSTM step from its gate pre-activations z (batch, 4H), Keras's order i, f, c, o:
-    the activated gates (i, f, g, o), the new cell state and its tanh."""
-    i, f, g, o = ops.split(z, 4, axis=-1)
-    i, f, g, o = ops.sigmoid(i), ops.sigmoid(f), ops.tanh(g), ops.sigmoid(o)
-    c_new = f * c + i * g
-    return (i, f, g, o), c_new, ops.tanh(c_new)
-
-
-def lstm_recurrence(projected, h0, c0, recurrent_kernel, mask=None):
-    """Run the recurrence over time-major inputs already projected by the input kernel.
-
-    projected: (steps, batch, 4H), `x @ kernel + bias`; h0, c0: (batch, H);
-    mask: None (every step is real), or (steps, batch, 1), 1.0 at real steps and 0.0 where
-    the state is carried over. Returns outputs (steps, batch, H) and the final h and c.
-    """
-    if mask is None:
-        return _recurrence(projected, h0, c0, recurrent_kernel)
-    return _masked_recurrence(projected, h0, c0, recurrent_kernel, mask)
-
-
-def _recurrence_with_gradient(masked: bool):
-    """The recurrence and its backward pass, with or without a mask. Without one (the
-    decoder in training), no step pays for masking: every op saved runs once per step."""
-
-    @ops.custom_gradient
-    def recurrence(projected, h0, c0, recurrent_kernel, *mask):
-        real = (ops.greater(mask[0], 0.0),) if masked else ()  # (steps, batch, 1), bool
-
-        def forward_step(carry, inputs):
-            h, c = carry
-            gates, c_new, tanh_c = _gates(inputs[0] + ops.matmul(h, recurrent_kernel), c)
-            h_new = gates[3] * tanh_c
-            if masked:  # a padded step carries the state over
-                h_new, c_new = ops.where(inputs[1], h_new, h), ops.where(inputs[1], c_new, c)
-            return (h_new, c_new), (h_new, c_new, ops.concatenate(gates, -1), tanh_c)
-
-        (h_last, c_last), (hs, cs, gates, tanh_cs) = backend.scan(
-            forward_step, (h0, c0), (projected, *real), outputs=4)
-
-        def backward(*upstream):
-            if len(upstream) == 1:  # JAX passes one tuple, TensorFlow one argument per output
-                upstream = upstream[0]
-            d_outputs, d_h, d_c = (ops.zeros_like(x) if u is None else u
-                                   for u, x in zip(upstream, (hs, h_last, c_last)))
-            c_before = ops.concatenate([ops.expand_dims(c0, 0), cs[:-1]], 0)
-            h_before = ops.concatenate([ops.expand_dims(h0, 0), hs[:-1]], 0)
-            kernel_t = ops.transpose(recurrent_kernel)
-
-            def backward_step(carry, inputs):
-                d_h, d_c = carry
-                d_out, gate, tanh_c, c_prev = inputs[:4]
-                d_h = d_h + d_out
-                i, f, g, o = ops.split(gate, 4, axis=-1)
-                # A padded step gets no gradient and passes its carry on untouched.
-                d_h_new, d_c_new = ((ops.where(inputs[4], d_h, 0.0),
-                                     ops.where(inputs[4], d_c, 0.0)) if masked else (d_h, d_c))
-                d_c_new = d_c_new + d_h_new * o * (1.0 - tanh_c * tanh_c)
-                d_z = ops.concatenate([d_c_new * g * _sigmoid_grad(i),
-                                       d_c_new * c_prev * _sigmoid_grad(f),
-                                       d_c_new * i * (1.0 - g * g),
-                                       d_h_new * tanh_c * _sigmoid_grad(o)], -1)
-                d_h_before, d_c_before = ops.matmul(d_z, kernel_t), d_c_new * f
-                if masked:
-                    d_h_before = ops.where(inputs[4], d_h_before, d_h)
-                    d_c_before = ops.where(inputs[4], d_c_before, d_c)
-                return (d_h_before, d_c_before), (d_z,)
-
-            (d_h0, d_c0), (d_projected,) = backend.scan(
-                backward_step, (d_h, d_c), (d_outputs, gates, tanh_cs, c_before, *real),
-                outputs=1, reverse=True)
-            hidden = ops.shape(h0)[-1]
-            d_recurrent_kernel = ops.matmul(ops.transpose(ops.reshape(h_before, (-1, hidden))),
-                                            ops.reshape(d_projected, (-1, 4 * hidden)))
-            return (d_projected, d_h0, d_c0, d_recurrent_kernel,
-                    *(ops.zeros_like(m) for m in mask))
-
-        return (hs, h_last, c_last), backward
-
-    return recurrence
-
-
-_recurrence = _recurrence_with_gradient(masked=False)
-_masked_recurrence = _recurrence_with_gradient(masked=True)
+from .kernels import lstm_gates, lstm_recurrence
 
 
 class LSTM(layers.LSTM):
@@ -147,12 +58,12 @@ class LSTM(layers.LSTM):
         z = projected + ops.matmul(h, self.cell.recurrent_kernel)
         if context_projection is not None:
             z = z + context_projection
-        (_, _, _, o), c, tanh_c = _gates(z, c)
+        (_, _, _, o), c, tanh_c = lstm_gates(z, c)
         h = o * tanh_c
         return h, [h, c]
 
     def call(self, sequences, initial_state=None, mask=None, training=False, context=None):
-        if backend.name() == "tensorflow" and backend.accelerator() == "GPU":  # cuDNN
+        if backend.fused_lstm():  # Keras's cuDNN kernel
             missing = self.cell.kernel.shape[0] - sequences.shape[-1]
             if missing:
                 batch, steps = ops.shape(sequences)[0], ops.shape(sequences)[1]

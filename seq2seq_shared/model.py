@@ -9,25 +9,49 @@ training and inference can never drift apart, and nothing is looked up by index 
 loading. With `share_lstm=False` the decoder gets its own LSTMs (the sharing ablation).
 
 With `feed_context`, the first layer's input is [embedding; context] (Cho et al., 2014):
-the decoder reads the encoder's final top-layer state at every step, so the source is
-not forgotten over a long target. The encoder, which has no context yet, reads zeros
-there; it is still the same LSTM, with one kernel for both.
+the decoder reads the *context*, the encoder's final top-layer h, at every step, so the
+source is not forgotten over a long target. The encoder, which has no context yet, reads
+zeros there; it is still the same LSTM, with one kernel for both. The context's share of
+that layer's input projection, the same at every step, is its *context projection*.
+
+How it is made fast lives elsewhere: the recurrence and the loss's gradient in
+kernels.py, the greedy search in search.py.
 """
 from __future__ import annotations
+
+from typing import Any
 
 import keras
 from keras import layers, ops
 
 from . import backend
+from .config import ModelConfig
+from .kernels import smoothed_cross_entropy
 from .lstm import LSTM
 from .tokenizer import PAD_ID
 
+# The settings that fix the network's shape, besides the vocabularies' sizes.
+SHAPE_SETTINGS = ("embedding_dim", "hidden_size", "num_layers", "share_lstm",
+                  "share_embeddings", "tie_output", "feed_context")
+
+
+def shape_arguments(config: ModelConfig, source_vocab_size: int, target_vocab_size: int
+                    ) -> dict[str, Any]:
+    """The keyword arguments of `Seq2Seq` and `expected_parameter_count` that fix the
+    shape, from the saved config: its defaults are the only ones (config.py)."""
+    return dict(source_vocab_size=source_vocab_size, target_vocab_size=target_vocab_size,
+                **{name: getattr(config, name) for name in SHAPE_SETTINGS})
+
 
 class Seq2Seq(keras.Model):
-    def __init__(self, source_vocab_size: int, target_vocab_size: int, embedding_dim: int,
-                 hidden_size: int, num_layers: int = 1, share_lstm: bool = True,
-                 share_embeddings: bool = True, tie_output: bool = False, dropout: float = 0.0,
-                 label_smoothing: float = 0.0, feed_context: bool = False, **kwargs):
+    """The translation model. Its shape is given in full, by keyword (`from_model_config`
+    reads it from a `ModelConfig`), so no default here can drift from config.py's;
+    `dropout` and `label_smoothing` act in training only, and default to off."""
+
+    def __init__(self, *, source_vocab_size: int, target_vocab_size: int, embedding_dim: int,
+                 hidden_size: int, num_layers: int, share_lstm: bool, share_embeddings: bool,
+                 tie_output: bool, feed_context: bool, dropout: float = 0.0,
+                 label_smoothing: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         if share_embeddings and source_vocab_size != target_vocab_size:
             raise ValueError("share_embeddings needs one vocabulary for source and target")
@@ -57,6 +81,14 @@ class Seq2Seq(keras.Model):
         else:
             self.projection = layers.Dense(target_vocab_size, name="projection")
         self.nll_tracker = keras.metrics.Mean(name="nll")  # per real target token, no smoothing
+
+    @classmethod
+    def from_model_config(cls, config: ModelConfig, source_vocab_size: int,
+                          target_vocab_size: int) -> "Seq2Seq":
+        """The model `config` describes (unbuilt), for vocabularies of the given sizes.
+        Training sets `label_smoothing` when it compiles the model."""
+        return cls(**shape_arguments(config, source_vocab_size, target_vocab_size),
+                   dropout=config.dropout)
 
     def _lstm(self, prefix: str, index: int) -> LSTM:
         # Defaults (tanh, sigmoid, no recurrent dropout, unroll=False) keep cuDNN usable on GPU.
@@ -97,12 +129,15 @@ class Seq2Seq(keras.Model):
         """What `feed_context` gives every decoder step: the encoder's top final h, or None."""
         return states[-1][0] if self.feed_context else None  # (batch, hidden)
 
-    def decode(self, target_input, states: list[list], training: bool = False):
-        """Teacher-forced decoding from encoder states: logits (batch, target_len, vocab)."""
-        return self.logits(self.decode_states(target_input, states, training=training))
+    def context_projection(self, states: list[list]):
+        """The context's share of the first decoder layer's input projection, computed once
+        per sentence for `decode_step`: (batch, 4 * hidden), or None."""
+        context = self.context(states)
+        return None if context is None else self.decoder_lstms[0].context_projection(context)
 
-    def decode_states(self, target_input, states: list[list], training: bool = False):
-        """Teacher-forced decoding: the top layer's outputs (batch, target_len, hidden)."""
+    def decoder_states(self, target_input, states: list[list], training: bool = False):
+        """The decoder under teacher forcing, from the encoder's final `states`: its top
+        layer's outputs (batch, target_len, hidden), one per target position."""
         x = self.dropout(self.target_embedding(target_input), training=training)
         context = self.context(states)  # the same at every step: projected once
         for lstm, state in zip(self.decoder_lstms, states):
@@ -111,12 +146,6 @@ class Seq2Seq(keras.Model):
             x = self.dropout(x, training=training)
         return x
 
-    def step_context(self, states: list[list]):
-        """What `decode_step` needs of the context, computed once per sentence: its share
-        of the first layer's input projection (batch, 4 * hidden), or None."""
-        context = self.context(states)
-        return None if context is None else self.decoder_lstms[0].context_projection(context)
-
     def input_table(self):
         """The first decoder layer's input projection of every target token, (vocab,
         4 * hidden): constant for given weights, so a greedy step can look its input up
@@ -124,11 +153,13 @@ class Seq2Seq(keras.Model):
         embeddings = ops.convert_to_tensor(self.target_embedding.embeddings)
         return self.decoder_lstms[0].input_projection(embeddings)
 
-    def decode_step(self, token, states: list[list], context=None, input_table=None):
-        """One greedy step: token (batch,) -> logits (batch, vocab) and the next states.
+    def decode_step(self, token, states: list[list], context_projection=None,
+                    input_table=None):
+        """One decoding step: token (batch,) -> logits (batch, vocab) and the next states.
 
-        `context` is `self.step_context(encoder_states)`, fixed for the whole sentence;
-        `input_table`, if given, is `self.input_table()`, fixed for the weights."""
+        `context_projection` is `self.context_projection(encoder_states)`, fixed for the
+        whole sentence; `input_table`, if given, is `self.input_table()`, fixed for the
+        weights."""
         if input_table is None:
             x, projected = self.target_embedding(token), None  # x: (batch, embedding_dim)
         else:
@@ -136,8 +167,8 @@ class Seq2Seq(keras.Model):
         next_states = []
         for lstm, state in zip(self.decoder_lstms, states):
             # The very layer (weights) `call` runs.
-            x, state = lstm.step(x, state, context, projected=projected)
-            context = projected = None  # only the first layer reads them
+            x, state = lstm.step(x, state, context_projection, projected=projected)
+            context_projection = projected = None  # only the first layer reads them
             next_states.append(state)
         return self.logits(x), next_states
 
@@ -155,7 +186,7 @@ class Seq2Seq(keras.Model):
         projects only the real target positions: padding costs no vocabulary-sized matmul.
         """
         states = self.encode(inputs["source"], training=training)
-        hidden = self.decode_states(inputs["target_input"], states, training=training)
+        hidden = self.decoder_states(inputs["target_input"], states, training=training)
         return hidden if training else self.logits(hidden)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
@@ -182,62 +213,17 @@ class Seq2Seq(keras.Model):
         return total_loss / tokens
 
 
-def smoothed_cross_entropy(logits, labels, smoothing: float):
-    """Per-row label-smoothed cross-entropy and plain nll, with a hand-written gradient.
-
-    logits (..., vocab), labels (...). loss = (1 - s) * nll + s * (lse - mean(logits)):
-    cross-entropy against (1 - s) * one-hot + s * uniform. Its gradient is
-    softmax - (1 - s) * one-hot - s / vocab, computed from the forward's exponentials in one
-    pass and corrected at the labels; automatic differentiation of logsumexp makes several
-    passes over the (rows, vocab) array, which on a CPU cost as much as the projection
-    matmul itself.
-    """
-    @ops.custom_gradient
-    def forward(logits):
-        shifted = logits - ops.max(logits, axis=-1, keepdims=True)
-        exps = ops.exp(shifted)
-        sums = ops.sum(exps, axis=-1, keepdims=True)
-        log_normalizer = ops.squeeze(ops.log(sums), -1)  # lse - max
-        picked = ops.squeeze(ops.take_along_axis(shifted, ops.expand_dims(labels, -1), -1), -1)
-        nll = log_normalizer - picked
-        loss = nll
-        if smoothing:
-            loss = (1.0 - smoothing) * nll + smoothing * (
-                log_normalizer - ops.mean(shifted, axis=-1))
-
-        def backward(*upstream):
-            if len(upstream) == 1:  # JAX passes one tuple, TensorFlow one argument per output
-                upstream = upstream[0]
-            scale = ops.expand_dims(upstream[0], -1)  # (rows, 1): d total / d loss row
-            vocab = ops.shape(logits)[-1]
-            gradient = exps * (scale / sums)
-            if smoothing:
-                gradient = gradient - scale * (smoothing / ops.cast(vocab, logits.dtype))
-            # Minus (1 - s) * scale at each row's label: written into those entries alone,
-            # where a one-hot target would take more passes over (rows, vocab).
-            flat = ops.reshape(gradient, (-1, vocab))
-            columns = ops.reshape(labels, (-1,))
-            rows = ops.arange(ops.shape(columns)[0], dtype=columns.dtype)
-            at_labels = (ops.squeeze(ops.take_along_axis(flat, ops.expand_dims(columns, -1), -1),
-                                     -1) - (1.0 - smoothing) * ops.reshape(scale, (-1,)))
-            flat = ops.scatter_update(flat, ops.stack([rows, columns], axis=1), at_labels)
-            return ops.reshape(flat, ops.shape(logits))
-
-        return (loss, nll), backward
-
-    return forward(logits)
-
-
 def lstm_parameter_count(input_size: int, hidden_size: int) -> int:
     """Keras LSTM: input kernel, recurrent kernel and one bias, for 4 gates."""
     return 4 * (input_size * hidden_size + hidden_size * hidden_size + hidden_size)
 
 
-def expected_parameter_count(source_vocab_size: int, target_vocab_size: int, embedding_dim: int,
-                             hidden_size: int, num_layers: int, share_lstm: bool = True,
-                             share_embeddings: bool = True, tie_output: bool = False,
-                             feed_context: bool = False) -> int:
-    """The parameter count by formula; with sharing each LSTM layer is counted once."""
+def expected_parameter_count(*, source_vocab_size: int, target_vocab_size: int,
+                             embedding_dim: int, hidden_size: int, num_layers: int,
+                             share_lstm: bool, share_embeddings: bool, tie_output: bool,
+                             feed_context: bool) -> int:
+    """The parameter count by formula (`shape_arguments` gives a config's); with sharing
+    each LSTM layer is counted once."""
     embeddings = source_vocab_size * embedding_dim
     if not share_embeddings:
         embeddings += target_vocab_size * embedding_dim

@@ -184,16 +184,7 @@ class ModelDir:
 
         source_vocab_size, target_vocab_size = self.vocab_sizes()
         model_config = (config or self.read_config()).model
-        model = Seq2Seq(source_vocab_size=source_vocab_size,
-                        target_vocab_size=target_vocab_size,
-                        embedding_dim=model_config.embedding_dim,
-                        hidden_size=model_config.hidden_size,
-                        num_layers=model_config.num_layers,
-                        share_lstm=model_config.share_lstm,
-                        share_embeddings=model_config.share_embeddings,
-                        tie_output=model_config.tie_output,
-                        dropout=model_config.dropout,
-                        feed_context=model_config.feed_context)
+        model = Seq2Seq.from_model_config(model_config, source_vocab_size, target_vocab_size)
         model.build()
         return model
 

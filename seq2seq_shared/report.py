@@ -12,7 +12,7 @@ def parameter_report(model_dir: Path | str) -> dict[str, Any]:
 
     Loads the model as `translate` does, so a missing or swapped file is refused alike.
     """
-    from .model import Seq2Seq, expected_parameter_count
+    from .model import Seq2Seq, expected_parameter_count, shape_arguments
 
     directory = ModelDir(model_dir)
     document = directory.read_config_document()
@@ -36,16 +36,12 @@ def parameter_report(model_dir: Path | str) -> dict[str, Any]:
             components.append(_row(layer, "decoder (output)"))
 
     vocab = document["vocab"]
-    sizes = dict(source_vocab_size=vocab["source_vocab_size"],
-                 target_vocab_size=vocab["target_vocab_size"],
-                 embedding_dim=config.model.embedding_dim, hidden_size=config.model.hidden_size,
-                 num_layers=config.model.num_layers, share_embeddings=config.model.share_embeddings,
-                 tie_output=config.model.tie_output, feed_context=config.model.feed_context)
+    shape = shape_arguments(config.model, vocab["source_vocab_size"], vocab["target_vocab_size"])
     total = model.count_params()
-    formula = expected_parameter_count(share_lstm=config.model.share_lstm, **sizes)
+    formula = expected_parameter_count(**shape)
     notes = []
     if config.model.share_lstm:
-        unshared = expected_parameter_count(share_lstm=False, **sizes)
+        unshared = expected_parameter_count(**{**shape, "share_lstm": False})
         notes.append(f"Each LSTM layer's weights exist once and serve encoder and decoder; "
                      f"separate LSTMs would need {unshared:,} parameters "
                      f"({unshared - total:,} more).")

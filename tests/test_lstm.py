@@ -88,7 +88,7 @@ def test_context_and_missing_inputs_equal_the_full_input():
 @pytest.mark.parametrize("rows", [(6,), (2, 3)])  # training's shape on TF, and on JAX
 @pytest.mark.parametrize("smoothing", [0.0, 0.1])
 def test_cross_entropy_gradient_matches_automatic_differentiation(smoothing, rows):
-    from seq2seq_shared.model import smoothed_cross_entropy
+    from seq2seq_shared.kernels import smoothed_cross_entropy
 
     rng = np.random.default_rng(2)
     logits = rng.normal(size=(*rows, 11)).astype("float32") * 3

@@ -5,16 +5,20 @@ keras = pytest.importorskip("keras")
 from keras import ops  # noqa: E402
 
 from seq2seq_shared import backend  # noqa: E402
-from seq2seq_shared.decode import GreedyDecoder, greedy_search  # noqa: E402
+from seq2seq_shared.decode import GreedyDecoder  # noqa: E402
 from seq2seq_shared.model import Seq2Seq, expected_parameter_count, lstm_parameter_count  # noqa: E402
+from seq2seq_shared.search import greedy_search  # noqa: E402
 
 V, E, H = 37, 8, 12
+# The shape every test builds unless it says otherwise: Seq2Seq takes its shape in full.
+SHAPE = dict(source_vocab_size=V, target_vocab_size=V, embedding_dim=E, hidden_size=H,
+             num_layers=1, share_lstm=True, share_embeddings=True, tie_output=False,
+             feed_context=False)
 
 
 def build(**options) -> Seq2Seq:
     keras.utils.set_random_seed(7)
-    model = Seq2Seq(source_vocab_size=options.pop("source_vocab_size", V), target_vocab_size=V,
-                    embedding_dim=E, hidden_size=H, **options)
+    model = Seq2Seq(**{**SHAPE, **options})
     model.build()
     return model
 
@@ -41,13 +45,7 @@ def test_encoder_and_decoder_use_the_very_same_lstm_variables():
     {"feed_context": True, "num_layers": 2}])
 def test_parameter_count_matches_the_formula(options):
     model = build(**options)
-    sizes = dict(source_vocab_size=options.get("source_vocab_size", V), target_vocab_size=V,
-                 embedding_dim=E, hidden_size=H, num_layers=options.get("num_layers", 1),
-                 share_lstm=options.get("share_lstm", True),
-                 share_embeddings=options.get("share_embeddings", True),
-                 tie_output=options.get("tie_output", False),
-                 feed_context=options.get("feed_context", False))
-    assert model.count_params() == expected_parameter_count(**sizes)
+    assert model.count_params() == expected_parameter_count(**{**SHAPE, **options})
 
 
 def test_one_shared_lstm_by_hand():
@@ -66,7 +64,7 @@ def test_step_by_step_decoding_reproduces_teacher_forced_logits(options):
     target_input[:, 0] = 2
     forced = ops.convert_to_numpy(model({"source": source, "target_input": target_input}))
     states = looked_up = model.encode(source)
-    context, table = model.step_context(states), model.input_table()
+    context, table = model.context_projection(states), model.input_table()
     for t in range(target_input.shape[1]):
         logits, states = model.decode_step(target_input[:, t], states, context)
         np.testing.assert_allclose(ops.convert_to_numpy(logits), forced[:, t], atol=1e-5)
@@ -95,15 +93,16 @@ def test_greedy_search_equals_a_plain_python_loop(options, compact):
     # Sentences must also end by eos, not only by their limits: raise eos's bias just
     # enough to win the first step of the row where it comes closest.
     states = model.encode(source)
-    first, _ = model.decode_step(np.full(4, 2, dtype="int32"), states, model.step_context(states))
+    first, _ = model.decode_step(np.full(4, 2, dtype="int32"), states,
+                                 model.context_projection(states))
     first = ops.convert_to_numpy(first)[:3]
     bias = ops.convert_to_numpy(model.projection.bias)
     bias[3] += np.min(first.max(-1) - first[:, 3]) + 1e-3
     model.projection.bias.assign(bias)
-    output = ops.convert_to_numpy(greedy_search(model, source, limits, max_steps=8,
-                                                compact=compact))
+    output = ops.convert_to_numpy(greedy_search(model, model.encode(source), limits,
+                                                max_steps=8, compact=compact))
     states, token = model.encode(source), np.full(4, 2, dtype="int32")
-    context = model.step_context(states)
+    context = model.context_projection(states)
     expected = np.zeros((4, 8), dtype="int32")
     finished = limits <= 0
     for step in range(8):
@@ -166,7 +165,7 @@ def test_weights_saved_with_keras_lstm_layers_still_load(tmp_path, monkeypatch):
     with monkeypatch.context() as patch:
         patch.setattr(Seq2Seq, "_lstm", keras_lstm)
         keras.utils.set_random_seed(8)
-        old = Seq2Seq(V, V, E, H, num_layers=2)
+        old = Seq2Seq(**{**SHAPE, "num_layers": 2})
         old.source_embedding.build(None)
         old.projection.build((None, H))
         old.built = True

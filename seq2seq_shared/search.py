@@ -1,0 +1,146 @@
+"""Greedy search and the source-side rules it runs under, written once in `keras.ops`.
+
+Two callers take this one path: `GreedyDecoder` (decode.py: what `translate` runs)
+compiles it, and the SavedModel export (export.py) traces it into its serving graph. So
+each rule exists once: an over-long source is cut to the model's `max_source_length`
+pieces, a source is reversed if the model reads it backwards, a sentence may run
+`length_ratio * source_length + length_offset` steps, and it ends at its first eos.
+
+The search is a compiled `while_loop` over `Seq2Seq.decode_step`. Where shapes are
+dynamic (TensorFlow) a finished sentence leaves the batch, and the loop ends when none is
+left; elsewhere every row steps until all are finished.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from keras import ops
+
+from . import backend
+from .config import DecodeConfig
+from .tokenizer import BOS_ID, EOS_ID, PAD_ID
+
+if TYPE_CHECKING:
+    from .model import Seq2Seq
+
+
+def prepare_sources(source_ids, reverse_source: bool, decode_config: DecodeConfig,
+                    max_source_length: int | None = None):
+    """What the encoder and the search need from source ids (batch, length), right-padded
+    with PAD_ID, in natural order: the encoder's input, each sentence cut to its first
+    `max_source_length` pieces (None: no limit) and reversed if `reverse_source`, and
+    each sentence's step limit (batch,), 0 for an empty one."""
+    source = source_ids[:, :max_source_length]  # (batch, min(length, max_source_length))
+    lengths = ops.sum(ops.cast(ops.not_equal(source, PAD_ID), "int32"), axis=1)  # (batch,)
+    if reverse_source:
+        source = _reverse_sentences(source, lengths)
+    scaled = ops.cast(decode_config.length_ratio * ops.cast(lengths, "float32"), "int32")
+    limits = ops.where(lengths > 0, scaled + decode_config.length_offset, 0)  # (batch,)
+    return source, ops.cast(limits, "int32")
+
+
+def _reverse_sentences(source, lengths):
+    """Each row's first `length` ids in reverse order; the padding after them stays."""
+    positions = ops.expand_dims(ops.arange(ops.shape(source)[1], dtype="int32"), 0)  # (1, len)
+    last = ops.expand_dims(lengths, 1) - 1  # (batch, 1)
+    index = ops.where(positions <= last, last - positions, positions)  # (batch, len)
+    return ops.take_along_axis(source, index, axis=1)
+
+
+def trim_at_eos(ids):
+    """ids (batch, steps) with PAD_ID from each sentence's end on: its first eos, or its
+    first pad (the search pads a sentence past its limit; a model may also pick pad)."""
+    ends = ops.logical_or(ops.equal(ids, EOS_ID), ops.equal(ids, PAD_ID))  # (batch, steps)
+    ended = ops.cumsum(ops.cast(ends, "int32"), axis=1) > 0
+    return ops.where(ended, ops.full_like(ids, PAD_ID), ids)
+
+
+def greedy_search(model: Seq2Seq, states: list[list], limits, max_steps: int,
+                  compact: bool | None = None, input_table=None):
+    """Token ids (batch, max_steps) from the encoder's final states (`Seq2Seq.encode`):
+    each sentence's pieces and eos, PAD after its eos or its limit (`limits`, (batch,)).
+
+    With `compact` (the default where shapes may change inside a compiled loop, i.e. on
+    TensorFlow) a sentence leaves the batch as soon as it is finished, so every step
+    costs only the sentences still going. Otherwise all rows step until all are finished.
+    `input_table` (`Seq2Seq.input_table()`, optional) saves each step's input matmul.
+    """
+    compact = backend.dynamic_shapes() if compact is None else compact
+    context_projection = model.context_projection(states)  # None, or (batch, 4 * hidden)
+    search = _compacting_search if compact else _masked_search
+    return search(model, states, context_projection, ops.convert_to_tensor(limits, "int32"),
+                  max_steps, input_table)
+
+
+def _masked_search(model: Seq2Seq, states, context_projection, limits, max_steps: int,
+                   input_table):
+    batch_size = ops.shape(limits)[0]
+    positions = ops.expand_dims(ops.arange(max_steps, dtype="int32"), 0)  # (1, max_steps)
+
+    def keep_going(step, token, states, output, finished):
+        return ops.logical_not(ops.all(finished))
+
+    def step_once(step, token, states, output, finished):
+        logits, states = model.decode_step(token, states, context_projection,
+                                           input_table)  # logits: (batch, vocab)
+        token = ops.where(finished, PAD_ID, ops.cast(ops.argmax(logits, axis=-1), "int32"))
+        output = ops.where(positions == step, ops.expand_dims(token, 1), output)
+        finished = finished | ops.equal(token, EOS_ID) | (step + 1 >= limits)
+        return step + 1, token, states, output, finished
+
+    start = (ops.convert_to_tensor(0, "int32"),
+             ops.full((batch_size,), BOS_ID, dtype="int32"),
+             states,
+             ops.zeros((batch_size, max_steps), dtype="int32"),  # (batch, max_steps)
+             ops.less_equal(limits, 0))
+    return ops.while_loop(keep_going, step_once, start, maximum_iterations=max_steps)[3]
+
+
+def _compacting_search(model: Seq2Seq, states, context_projection, limits, max_steps: int,
+                       input_table):
+    # The loop carries, for the unfinished sentences only: their rows in the output, the
+    # last token, the limits, the states of every layer and the context's projection.
+    layers = len(states)
+    batch_size = ops.shape(limits)[0]
+
+    def keep_going(step, output, carry):
+        return ops.shape(carry[0])[0] > 0
+
+    def step_once(step, output, carry):
+        token, limits, rows, states, context_projection = _unpack(carry, layers)
+        logits, states = model.decode_step(token, states, context_projection,
+                                           input_table)  # logits: (going, vocab)
+        token = ops.cast(ops.argmax(logits, axis=-1), "int32")
+        where = ops.stack([rows, ops.full_like(rows, step)], axis=1)  # (going, 2)
+        output = ops.scatter_update(output, where, token)
+        going = ops.not_equal(token, EOS_ID) & ops.less(step + 1, limits)
+        carry = _pack(token, limits, rows, states, context_projection)
+        carry = ops.cond(ops.all(going), lambda: carry, lambda: _keep(carry, going))
+        return step + 1, output, carry
+
+    start = _pack(ops.full((batch_size,), BOS_ID, dtype="int32"), limits,
+                  ops.arange(batch_size, dtype="int32"), states, context_projection)
+    start = _keep(start, ops.greater(limits, 0))
+    output = ops.zeros((batch_size, max_steps), dtype="int32")  # (batch, max_steps)
+    return backend.shrinking_while_loop(
+        keep_going, step_once, (ops.convert_to_tensor(0, "int32"), output, start),
+        maximum_iterations=max_steps)[1]
+
+
+def _pack(token, limits, rows, states, context_projection) -> list:
+    """The compacting search's carry as one flat list of (going, ...) arrays."""
+    return [token, limits, rows, *(x for state in states for x in state),
+            *([] if context_projection is None else [context_projection])]
+
+
+def _unpack(carry: list, layers: int):
+    token, limits, rows = carry[:3]
+    states = [list(carry[3 + 2 * i:5 + 2 * i]) for i in range(layers)]
+    context_projection = carry[3 + 2 * layers] if len(carry) > 3 + 2 * layers else None
+    return token, limits, rows, states, context_projection
+
+
+def _keep(carry: list, going):
+    """The carry's rows where `going` is true."""
+    rows = ops.nonzero(going)[0]
+    return [ops.take(x, rows, axis=0) for x in carry]
