@@ -8,6 +8,7 @@ export, a TensorFlow-only feature).
 from __future__ import annotations
 
 import functools
+import math
 import weakref
 from collections.abc import Callable
 
@@ -205,6 +206,9 @@ def enable_determinism() -> None:
         tf.config.experimental.enable_op_determinism()
 
 
+FLOAT32_MAX = 3.4028234663852886e38
+
+
 class TensorBoardWriter:
     """Scalars to TensorBoard event files (`tf.summary`); TensorFlow backend only."""
 
@@ -217,7 +221,10 @@ class TensorBoardWriter:
     def scalars(self, step: int, values: dict[str, float]) -> None:
         with self._writer.as_default(step=step):
             for key, value in values.items():
-                self._summary.scalar(key, value)
+                # float32 events: a diverging run's perplexity (1e42) is written as inf
+                # instead of stopping the run.
+                self._summary.scalar(key, value if abs(value) < FLOAT32_MAX
+                                     else math.copysign(math.inf, value))
         self._writer.flush()
 
     def close(self) -> None:

@@ -170,11 +170,30 @@ def _field_names(cls: type) -> set[str]:
 
 
 def _build(cls: type, values: dict[str, Any], source: str) -> Any:
+    if not isinstance(values, dict):
+        raise ValueError(f"{source}: expected a table of settings, got {values!r}")
     unknown = set(values) - _field_names(cls)
     if unknown:
         raise ValueError(f"{source}: unknown setting(s) {sorted(unknown)}; "
                          f"known: {sorted(_field_names(cls))}")
+    for field_ in dataclasses.fields(cls):
+        if field_.name in values and not _has_type_of(values[field_.name], field_.default):
+            raise ValueError(f"{source}: {field_.name} = {values[field_.name]!r} should be "
+                             f"{type(field_.default).__name__} like its default "
+                             f"{field_.default!r}")
     return cls(**values)
+
+
+def _has_type_of(value: Any, default: Any) -> bool:
+    """A file's value fits a setting whose default is `default`: a flag takes only
+    true/false, a count only an integer, a rate an integer or a decimal."""
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, int):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, type(default))
 
 
 def _require(condition: bool, message: str) -> None:

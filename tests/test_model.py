@@ -23,6 +23,15 @@ def build(**options) -> Seq2Seq:
     return model
 
 
+def randomize(model, seed: int = 3, scale: float = 0.5) -> None:
+    """Every weight drawn from N(0, scale). Keras's initialisers give logits of about 0.01,
+    where atol=1e-5 hid a decode_step reading 0.99 x its context; these give logits of
+    order 1 (std 0.4-0.9), and no two units alike (constants would hide a permutation)."""
+    rng = np.random.default_rng(seed)
+    for variable in model.weights:
+        variable.assign(rng.normal(0.0, scale, size=variable.shape).astype(variable.dtype))
+
+
 def random_ids(rows, length, seed):
     ids = np.random.default_rng(seed).integers(4, V, size=(rows, length)).astype("int32")
     ids[1, length - 3:] = 0  # a shorter, right-padded sentence
@@ -56,20 +65,37 @@ def test_one_shared_lstm_by_hand():
     assert separate - shared == lstm_parameter_count(E, H)
 
 
-@pytest.mark.parametrize("options", [{}, {"num_layers": 2}, {"share_lstm": False},
-                                     {"tie_output": True}, {"feed_context": True, "num_layers": 2}])
+STEP_BY_STEP_OPTIONS = [
+    {}, {"num_layers": 2}, {"share_lstm": False}, {"tie_output": True},
+    {"feed_context": True, "num_layers": 2},
+    # The recipe's shape (tied output through a bridge, fed context), with 2 layers.
+    {"feed_context": True, "tie_output": True, "num_layers": 2},
+    {"feed_context": True, "tie_output": True, "num_layers": 2, "share_lstm": False,
+     "share_embeddings": False, "source_vocab_size": 29}]
+
+
+@pytest.mark.parametrize("options", STEP_BY_STEP_OPTIONS)
 def test_step_by_step_decoding_reproduces_teacher_forced_logits(options):
+    """`encode` + one `decode_step` per position (with the input table and without) gives
+    the logits `call` gives under teacher forcing, to float32 rounding."""
     model = build(dropout=0.3, **options)  # dropout must be off at inference
-    source, target_input = random_ids(3, 9, seed=1), random_ids(3, 7, seed=2)
+    randomize(model)
+    source = random_ids(3, 9, seed=1) % options.get("source_vocab_size", V)
+    target_input = random_ids(3, 7, seed=2)
     target_input[:, 0] = 2
     forced = ops.convert_to_numpy(model({"source": source, "target_input": target_input}))
+    assert forced.shape == (3, 7, V) and forced.std() > 0.25  # logits of order 1
     states = looked_up = model.encode(source)
-    context, table = model.context_projection(states), model.input_table()
+    context_projection, table = model.context_projection(states), model.input_table()
+    assert (context_projection is None) != options.get("feed_context", False)
     for t in range(target_input.shape[1]):
-        logits, states = model.decode_step(target_input[:, t], states, context)
-        np.testing.assert_allclose(ops.convert_to_numpy(logits), forced[:, t], atol=1e-5)
-        logits, looked_up = model.decode_step(target_input[:, t], looked_up, context, table)
-        np.testing.assert_allclose(ops.convert_to_numpy(logits), forced[:, t], atol=1e-5)
+        logits, states = model.decode_step(target_input[:, t], states, context_projection)
+        np.testing.assert_allclose(ops.convert_to_numpy(logits), forced[:, t], rtol=1e-5,
+                                   atol=1e-5, err_msg=f"step {t}")
+        logits, looked_up = model.decode_step(target_input[:, t], looked_up, context_projection,
+                                              table)
+        np.testing.assert_allclose(ops.convert_to_numpy(logits), forced[:, t], rtol=1e-5,
+                                   atol=1e-5, err_msg=f"step {t}, input table")
 
 
 def test_padding_does_not_change_the_encoder_state():
@@ -153,6 +179,15 @@ def test_loss_ignores_padding():
         0.9 * expected + 0.1 * smooth, rel=1e-5)
 
 
+def keras_teacher_forced_logits(model, inputs):
+    """Teacher-forced logits through Keras's own LSTM layers (which take no context)."""
+    states = model.encode(inputs["source"])
+    x = model.target_embedding(inputs["target_input"])
+    for lstm, state in zip(model.decoder_lstms, states):
+        x, _, _ = lstm(x, initial_state=state)
+    return ops.convert_to_numpy(model.logits(x))
+
+
 def test_weights_saved_with_keras_lstm_layers_still_load(tmp_path, monkeypatch):
     """Model directories trained before the model used its own LSTM class (with
     keras.layers.LSTM) load into today's model, giving the same logits."""
@@ -170,6 +205,7 @@ def test_weights_saved_with_keras_lstm_layers_still_load(tmp_path, monkeypatch):
         old.projection.build((None, H))
         old.built = True
         assert type(old.encoder_lstms[0]) is keras.layers.LSTM
+        randomize(old, seed=8)
         old.save_weights(tmp_path / "old.weights.h5")
     new = build(num_layers=2)
     assert type(new.encoder_lstms[0]) is not keras.layers.LSTM
@@ -177,4 +213,6 @@ def test_weights_saved_with_keras_lstm_layers_still_load(tmp_path, monkeypatch):
     inputs = {"source": random_ids(2, 6, 1), "target_input": random_ids(2, 5, 2)}
     for a, b in zip(old.trainable_variables, new.trainable_variables):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-    assert np.asarray(new(inputs)).shape == (2, 5, V)
+    expected = keras_teacher_forced_logits(old, inputs)
+    assert expected.shape == (2, 5, V) and expected.std() > 0.25  # logits of order 1
+    np.testing.assert_allclose(ops.convert_to_numpy(new(inputs)), expected, rtol=1e-5, atol=1e-5)
