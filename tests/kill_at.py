@@ -28,9 +28,9 @@ def replace_then_maybe_die(source, destination):
     replace(source, destination)
 
 
-def save_then_maybe_die(self, step, *args, **kwargs):
-    path = save_checkpoint(self, step, *args, **kwargs)
-    if MOMENT == "after-save" and step == STEP:
+def save_then_maybe_die(self, arrays, state, *args, **kwargs):
+    path = save_checkpoint(self, arrays, state, *args, **kwargs)
+    if MOMENT == "after-save" and state.step == STEP:
         kill()
     return path
 
