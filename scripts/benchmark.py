@@ -100,9 +100,9 @@ def multi30k_data(directory: Path, work: Path) -> dict:
     sources, targets = read_lines(directory / "train.de"), read_lines(directory / "train.en")
     tokenizer = Tokenizer(train_sentencepiece(sources + targets, vocab_size=8000, seed=1))
     source_ids, target_ids = tokenizer.encode_source(sources), tokenizer.encode_target(targets)
-    # The reference reads sources left to right, so the batches hold them unreversed.
-    batcher = ParallelBatches(source_ids, target_ids, batch_tokens=1024, reverse_source=False,
-                              seed=1, multiple=1)
+    # Batches hold sources in natural order, as the reference reads them (and the model
+    # built here does not reverse them).
+    batcher = ParallelBatches(source_ids, target_ids, batch_tokens=1024, seed=1, multiple=1)
     batcher.set_epoch(1)
     picked = [batcher.batch(i) for i in range(16)]
     save_batches(work / "multi30k_batches.npz",
@@ -174,8 +174,7 @@ def worker_decode(args) -> dict:
         model = build_model(vocab_size, embedding_dim, w["lstm_recurrent_kernel"].shape[0])
         load_reference_weights(model, w)
     # Every sentence may run the reference's 30 steps; it stops at eos like the reference's.
-    decoder = GreedyDecoder(model, reverse_source=False,
-                            decode_config=DecodeConfig(length_ratio=1e-9,
+    decoder = GreedyDecoder(model, decode_config=DecodeConfig(length_ratio=1e-9,
                                                        length_offset=args.max_steps))
     start = time.perf_counter()
     decoder.decode(sources, args.batch_size)  # warm-up pass: every shape once

@@ -61,14 +61,10 @@ def pad(sequences: Sequence[Sequence[int]], multiple: int = PAD_TO_MULTIPLE) -> 
     return array
 
 
-def source_array(sources: Sequence[Sequence[int]], reverse: bool,
-                 multiple: int = PAD_TO_MULTIPLE) -> np.ndarray:
-    """Padded source ids, each sentence reversed if the model reads its source backwards."""
-    return pad([list(reversed(s)) if reverse else s for s in sources], multiple)
 
 
 def encoded_batches(tokenizer, sources: list[str], targets: list[str], batch_tokens: int,
-                    reverse_source: bool, multiple: int, seed: int = 0, shuffle: bool = False,
+                    multiple: int, seed: int = 0, shuffle: bool = False,
                     max_lengths: tuple[int, int] | None = None) -> "ParallelBatches":
     """Encode text pairs with `tokenizer` and batch them: the one way training, validation
     and evaluation build batches.
@@ -90,7 +86,7 @@ def encoded_batches(tokenizer, sources: list[str], targets: list[str], batch_tok
                              "--max-source-length / --max-target-length")
         source_ids, target_ids = [source_ids[i] for i in keep], [target_ids[i] for i in keep]
     return ParallelBatches(source_ids, target_ids, batch_tokens=batch_tokens,
-                           reverse_source=reverse_source, seed=seed, shuffle=shuffle,
+                           seed=seed, shuffle=shuffle,
                            multiple=multiple)
 
 
@@ -114,9 +110,9 @@ class ParallelBatches:
     """
 
     def __init__(self, sources: list[list[int]], targets: list[list[int]], batch_tokens: int,
-                 reverse_source: bool, seed: int = 0, shuffle: bool = True,
+                 seed: int = 0, shuffle: bool = True,
                  multiple: int = PAD_TO_MULTIPLE):
-        self.reverse_source, self.multiple = reverse_source, multiple
+        self.multiple = multiple
         self.seed, self.shuffle = seed, shuffle
         self.sources, self.targets = sources, targets
         self.batches = self._plan(batch_tokens)
@@ -152,8 +148,7 @@ class ParallelBatches:
         """The `index`-th batch of the current epoch's order."""
         rows = self.batches[self._order[index]]
         shifted = [teacher_forcing(self.targets[i]) for i in rows]
-        return Batch(source=source_array([self.sources[i] for i in rows], self.reverse_source,
-                                         self.multiple),
+        return Batch(source=pad([self.sources[i] for i in rows], self.multiple),  # natural order
                      target_input=pad([inputs for inputs, _ in shifted], self.multiple),
                      target_output=pad([outputs for _, outputs in shifted], self.multiple))
 

@@ -42,10 +42,10 @@ class GreedyDecoder:
     ENCODE_ROWS = 64
     INPUT_TABLE_BYTES = 256 << 20
 
-    def __init__(self, model: Seq2Seq, reverse_source: bool,
+    def __init__(self, model: Seq2Seq,
                  decode_config: DecodeConfig = DecodeConfig(),
                  max_source_length: int | None = None):
-        self.model, self.reverse_source, self.decode_config = model, reverse_source, decode_config
+        self.model, self.decode_config = model, decode_config
         self.max_source_length = max_source_length  # None: sources are never cut
         self._encode = backend.compile_inference(model, self._encode_fn)
         self._search = backend.compile_inference(model, self._search_fn, static_argnums=(2,))
@@ -55,7 +55,7 @@ class GreedyDecoder:
 
     def _encode_fn(self, source_ids):
         """Right-padded ids in natural order -> the encoder's final states, the step limits."""
-        source, limits = prepare_sources(source_ids, self.reverse_source, self.decode_config,
+        source, limits = prepare_sources(source_ids, self.decode_config,
                                          self.max_source_length)
         return self.model.encode(source), limits
 
@@ -101,7 +101,7 @@ class Translator:
                  decode_config: DecodeConfig = DecodeConfig()):
         self.model, self.tokenizer = model, tokenizer
         self.model_config, self.decode_config = model_config, decode_config
-        self.decoder = GreedyDecoder(model, model_config.reverse_source, decode_config,
+        self.decoder = GreedyDecoder(model, decode_config,
                                      model_config.max_source_length)
 
     @classmethod

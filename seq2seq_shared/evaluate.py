@@ -60,7 +60,6 @@ def evaluate(model_dir: Path | str, source_path: Path | str, reference_path: Pat
     if output_path is not None:
         write_lines(hypotheses, Path(output_path))  # a file atomically; a device in place
     batches = encoded_batches(translator.tokenizer, sources, references, batch_tokens=4096,
-                              reverse_source=translator.model_config.reverse_source,
                               multiple=backend.shape_multiple())
     nll = teacher_forced_nll(translator.model, batches)
     return {"source": str(source_path), "reference": str(reference_path),

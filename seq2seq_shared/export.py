@@ -79,7 +79,7 @@ def _serving_module(model, config: Config, decode_config: DecodeConfig):
 
         @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32, name="source_ids")])
         def serve(self, source_ids):
-            source, limits = prepare_sources(source_ids, config.model.reverse_source,
+            source, limits = prepare_sources(source_ids,
                                              decode_config, config.model.max_source_length)
             states = self.model.encode(source)
             ids = greedy_search(self.model, states, limits, ops.max(limits))  # (batch, steps)

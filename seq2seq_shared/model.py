@@ -51,7 +51,7 @@ class Seq2Seq(keras.Model):
     def __init__(self, *, source_vocab_size: int, target_vocab_size: int, embedding_dim: int,
                  hidden_size: int, num_layers: int, share_lstm: bool, share_embeddings: bool,
                  tie_output: bool, feed_context: bool, dropout: float = 0.0,
-                 label_smoothing: float = 0.0, **kwargs):
+                 label_smoothing: float = 0.0, reverse_source: bool = False, **kwargs):
         super().__init__(**kwargs)
         if share_embeddings and source_vocab_size != target_vocab_size:
             raise ValueError("share_embeddings needs one vocabulary for source and target")
@@ -59,6 +59,7 @@ class Seq2Seq(keras.Model):
         self.hidden_size, self.num_layers = hidden_size, num_layers
         self.share_lstm, self.share_embeddings = share_lstm, share_embeddings
         self.label_smoothing, self.feed_context = label_smoothing, feed_context
+        self.reverse_source = reverse_source
         self.first_input_size = embedding_dim + (hidden_size if feed_context else 0)
 
         self.source_embedding = layers.Embedding(source_vocab_size, embedding_dim,
@@ -88,7 +89,7 @@ class Seq2Seq(keras.Model):
         """The model `config` describes (unbuilt), for vocabularies of the given sizes.
         Training sets `label_smoothing` when it compiles the model."""
         return cls(**shape_arguments(config, source_vocab_size, target_vocab_size),
-                   dropout=config.dropout)
+                   dropout=config.dropout, reverse_source=config.reverse_source)
 
     def _lstm(self, prefix: str, index: int) -> LSTM:
         # Defaults (tanh, sigmoid, no recurrent dropout, unroll=False) keep cuDNN usable on GPU.
@@ -113,8 +114,14 @@ class Seq2Seq(keras.Model):
         self.built = True
 
     def encode(self, source, training: bool = False) -> list[list]:
-        """The final (h, c) of every layer, each (batch, hidden), read at the last real token."""
+        """The final (h, c) of every layer, each (batch, hidden), read at the last real token.
+
+        `source` holds right-padded ids in natural order; with `reverse_source` the model
+        reads each sentence backwards (Sutskever et al., 2014), whoever calls it: training,
+        validation, `translate` and the SavedModel alike."""
         mask = ops.not_equal(source, PAD_ID)  # (batch, source_len)
+        if self.reverse_source:
+            source = reverse_sentences(source, ops.sum(ops.cast(mask, "int32"), axis=1))
         # With feed_context the encoder has no context yet: its slot reads zeros, which
         # LSTM skips (the input is narrower than the kernel).
         x = self.dropout(self.source_embedding(source), training=training)
@@ -211,6 +218,15 @@ class Seq2Seq(keras.Model):
             total_nll, total_loss = ops.sum(nll * mask), ops.sum(loss * mask)
         self.nll_tracker.update_state(total_nll / tokens, sample_weight=tokens)
         return total_loss / tokens
+
+
+def reverse_sentences(source, lengths):
+    """Each row's first `length` ids in reverse order; the padding after them stays.
+    source (batch, len), lengths (batch,)."""
+    positions = ops.expand_dims(ops.arange(ops.shape(source)[1], dtype="int32"), 0)  # (1, len)
+    last = ops.expand_dims(lengths, 1) - 1  # (batch, 1)
+    index = ops.where(positions <= last, last - positions, positions)  # (batch, len)
+    return ops.take_along_axis(source, index, axis=1)
 
 
 def lstm_parameter_count(input_size: int, hidden_size: int) -> int:

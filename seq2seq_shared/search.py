@@ -3,7 +3,7 @@
 Two callers take this one path: `GreedyDecoder` (decode.py: what `translate` runs)
 compiles it, and the SavedModel export (export.py) traces it into its serving graph. So
 each rule exists once: an over-long source is cut to the model's `max_source_length`
-pieces, a source is reversed if the model reads it backwards, a sentence may run
+pieces, a sentence may run
 `length_ratio * source_length + length_offset` steps, and it ends at its first eos.
 
 The search is a compiled `while_loop` over `Seq2Seq.decode_step`. Where shapes are
@@ -24,27 +24,17 @@ if TYPE_CHECKING:
     from .model import Seq2Seq
 
 
-def prepare_sources(source_ids, reverse_source: bool, decode_config: DecodeConfig,
+def prepare_sources(source_ids, decode_config: DecodeConfig,
                     max_source_length: int | None = None):
     """What the encoder and the search need from source ids (batch, length), right-padded
     with PAD_ID, in natural order: the encoder's input, each sentence cut to its first
-    `max_source_length` pieces (None: no limit) and reversed if `reverse_source`, and
-    each sentence's step limit (batch,), 0 for an empty one."""
+    `max_source_length` pieces (None: no limit; `Seq2Seq.encode` reverses it if the model
+    reads backwards), and each sentence's step limit (batch,), 0 for an empty one."""
     source = source_ids[:, :max_source_length]  # (batch, min(length, max_source_length))
     lengths = ops.sum(ops.cast(ops.not_equal(source, PAD_ID), "int32"), axis=1)  # (batch,)
-    if reverse_source:
-        source = _reverse_sentences(source, lengths)
     scaled = ops.cast(decode_config.length_ratio * ops.cast(lengths, "float32"), "int32")
     limits = ops.where(lengths > 0, scaled + decode_config.length_offset, 0)  # (batch,)
     return source, ops.cast(limits, "int32")
-
-
-def _reverse_sentences(source, lengths):
-    """Each row's first `length` ids in reverse order; the padding after them stays."""
-    positions = ops.expand_dims(ops.arange(ops.shape(source)[1], dtype="int32"), 0)  # (1, len)
-    last = ops.expand_dims(lengths, 1) - 1  # (batch, 1)
-    index = ops.where(positions <= last, last - positions, positions)  # (batch, len)
-    return ops.take_along_axis(source, index, axis=1)
 
 
 def trim_at_eos(ids):

@@ -99,7 +99,6 @@ def _batches(tokenizer: Tokenizer, config: Config, pairs: tuple[list[str], list[
 
     training = config.training
     return encoded_batches(tokenizer, *pairs, batch_tokens=training.batch_tokens,
-                           reverse_source=config.model.reverse_source,
                            multiple=backend.shape_multiple(), seed=training.seed, shuffle=shuffle,
                            max_lengths=(config.model.max_source_length,
                                         training.max_target_length))

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from seq2seq_shared.check import MAX_CHARACTERS_PER_WORD, check_corpus, length_excess
-from seq2seq_shared.data import ParallelBatches, pad, read_lines, read_parallel, source_array, teacher_forcing
+from seq2seq_shared.data import ParallelBatches, pad, read_lines, read_parallel, teacher_forcing
 from seq2seq_shared.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
 
@@ -17,11 +17,6 @@ def test_pad_rounds_up_to_a_multiple_and_uses_pad_id():
     array = pad([[5, 6, 7], [8]], multiple=4)
     assert array.tolist() == [[5, 6, 7, 0], [8, 0, 0, 0]]
     assert PAD_ID == 0 and array.dtype == np.int32
-
-
-def test_source_array_reverses_real_tokens_only():
-    assert source_array([[5, 6, 7], [8, 9]], reverse=True, multiple=4).tolist() == [
-        [7, 6, 5, 0], [9, 8, 0, 0]]
 
 
 def test_read_lines_splits_on_newline_alone(tmp_path):
@@ -54,7 +49,7 @@ def test_batches_cover_every_pair_once_within_the_token_budget():
     rng = np.random.default_rng(0)
     sources = [list(rng.integers(4, 50, rng.integers(1, 30))) for _ in range(300)]
     targets = [list(rng.integers(4, 50, rng.integers(1, 30))) for _ in range(300)]
-    batches = ParallelBatches(sources, targets, batch_tokens=256, reverse_source=False, seed=1)
+    batches = ParallelBatches(sources, targets, batch_tokens=256, seed=1)
     seen = []
     for index in range(len(batches)):
         batch = batches.batch(index)
@@ -73,7 +68,7 @@ def test_batch_order_depends_on_seed_and_epoch_alone():
     targets = [[6] * (i % 7 + 1) for i in range(200)]
 
     def first_sources(seed, epoch):
-        batches = ParallelBatches(sources, targets, batch_tokens=64, reverse_source=False, seed=seed)
+        batches = ParallelBatches(sources, targets, batch_tokens=64, seed=seed)
         batches.set_epoch(epoch)
         return [batches.batch(i).source.shape for i in range(len(batches))]
 

@@ -147,7 +147,7 @@ def test_batching_and_encoder_slices_do_not_change_translations():
     model = build(feed_context=True)
     rng = np.random.default_rng(8)
     sources = [rng.integers(4, V, size=n).tolist() for n in rng.integers(0, 12, size=80)]
-    decoder = GreedyDecoder(model, reverse_source=True)
+    decoder = GreedyDecoder(model)
     alone = [decoder.decode([source], 1)[0] for source in sources]
     assert decoder.decode(sources, 80) == alone  # two encoder slices: 64 + the rest
     assert decoder.decode(sources, 7) == alone
@@ -216,3 +216,18 @@ def test_weights_saved_with_keras_lstm_layers_still_load(tmp_path, monkeypatch):
     expected = keras_teacher_forced_logits(old, inputs)
     assert expected.shape == (2, 5, V) and expected.std() > 0.25  # logits of order 1
     np.testing.assert_allclose(ops.convert_to_numpy(new(inputs)), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_the_model_reads_its_source_backwards_real_tokens_only():
+    from seq2seq_shared.model import reverse_sentences
+
+    source = np.array([[5, 6, 7, 0], [8, 9, 0, 0], [0, 0, 0, 0]], dtype="int32")
+    lengths = np.array([3, 2, 0], dtype="int32")
+    assert ops.convert_to_numpy(reverse_sentences(source, lengths)).tolist() == [
+        [7, 6, 5, 0], [9, 8, 0, 0], [0, 0, 0, 0]]
+    backwards = build(reverse_source=True)
+    forwards = build()  # the same seed: the same weights
+    by_hand = np.array([[7, 6, 5, 0], [9, 8, 0, 0], [0, 0, 0, 0]], dtype="int32")
+    for mine, reference in zip(backwards.encode(source), forwards.encode(by_hand)):
+        for a, b in zip(mine, reference):
+            np.testing.assert_array_equal(ops.convert_to_numpy(a), ops.convert_to_numpy(b))

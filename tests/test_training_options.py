@@ -85,7 +85,7 @@ def test_separate_vocab_translates_with_each_side_s_own_model(separate_vocab, nu
     source, target = (sentencepiece.SentencePieceProcessor(
         model_file=str(separate_vocab / name)) for name in ("source.model", "target.model"))
     model = Translator.from_model_dir(separate_vocab).model
-    decoded = GreedyDecoder(model, reverse_source=True).decode(source.encode(lines))
+    decoded = GreedyDecoder(model).decode(source.encode(lines))
     assert output == [target.decode(ids) for ids in decoded]
     # The model writes something (so a wrong path shows), in German pieces only.
     assert sum(map(len, decoded)) > 0
