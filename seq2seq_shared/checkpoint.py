@@ -13,9 +13,6 @@ from typing import Any
 
 import numpy as np
 
-GROUPS = ("model", "optimizer")
-
-
 def _variables(model) -> dict[str, list]:
     return {"model": model.variables, "optimizer": model.optimizer.variables}
 

@@ -27,7 +27,9 @@ class Group(click.Group):
         try:
             return super().invoke(context)
         except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as cat does
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            from .files import discard_stdout
+
+            discard_stdout()
             raise click.exceptions.Exit(141) from None
         except LIBRARY_ERRORS as error:
             raise click.ClickException(_message(error)) from None

@@ -85,9 +85,8 @@ def encoded_batches(tokenizer, sources: list[str], targets: list[str], batch_tok
             raise ValueError("every pair is longer than the length limits; raise "
                              "--max-source-length / --max-target-length")
         source_ids, target_ids = [source_ids[i] for i in keep], [target_ids[i] for i in keep]
-    return ParallelBatches(source_ids, target_ids, batch_tokens=batch_tokens,
-                           seed=seed, shuffle=shuffle,
-                           multiple=multiple)
+    return ParallelBatches(source_ids, target_ids, batch_tokens=batch_tokens, seed=seed,
+                           shuffle=shuffle, multiple=multiple)
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 "Decoding" here means producing the target for a source, one greedy step at a time
 (`Seq2Seq.decode_step`). Both classes run the path of search.py: its source-side rules
-(truncation, reversal, length limits), its search and its eos trimming, which the
+(truncation, length limits), its search and its eos trimming, which the
 SavedModel export traces too, so `translate` and the export cannot disagree.
 """
 from __future__ import annotations

@@ -10,8 +10,9 @@ binding (Python, C++, Java, JS) turns text into ids and back.
       -> {"target_ids": int32 (batch, steps)}: pieces, then 0 after each sentence's end
 
 The graph is `translate`'s path, traced: `search.prepare_sources` (truncation to the
-model's `max_source_length`, reversal, length limits), the encoder, `search.greedy_search`
-and `search.trim_at_eos`, the very functions `GreedyDecoder` compiles.
+model's `max_source_length`, length limits), the encoder (`Seq2Seq.encode`, which reverses
+the source if the model reads it backwards), `search.greedy_search` and
+`search.trim_at_eos`, the very functions `GreedyDecoder` compiles.
 """
 from __future__ import annotations
 

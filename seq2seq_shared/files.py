@@ -228,6 +228,12 @@ def write_lines(lines: Iterable[str], path: Path | None) -> int:
     return count
 
 
+def discard_stdout() -> None:
+    """Point stdout at /dev/null after it failed (a full disk, a closed pipe), so that the
+    interpreter's own flush at exit fails no more and prints nothing."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
 def _write_through(lines: Iterable[str], path: Path | None) -> int:
     name = "standard output" if path is None else str(path)
     count = 0
@@ -244,8 +250,8 @@ def _write_through(lines: Iterable[str], path: Path | None) -> int:
     except BrokenPipeError:
         raise  # the reader left on purpose (`| head`); the CLI stops quietly
     except OSError as error:
-        if path is None:  # so that the interpreter's own flush at exit fails no more
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        if path is None:
+            discard_stdout()
         raise WriteError(name, f"{_reason(error)}; {count} line(s) were written",
                          error.errno) from None
     return count

@@ -68,7 +68,6 @@ class ModelDir:
     def __init__(self, path: Path | str):
         self.path = Path(path)
         self._document: dict[str, Any] | None = None  # config.json, parsed once
-        self._created = self.path
 
     def __str__(self) -> str:
         return str(self.path)
@@ -198,16 +197,18 @@ class ModelDir:
         The checksum file accepts the new digest before the new weights replace the old
         ones, and forgets the old digest after: whenever the process dies, the weights file
         there matches a recorded digest."""
-        path = self.weights_path
+        digest = []  # the new file's, hashed once
 
         def publish_digest(temporary: Path) -> None:
-            digests = [file_sha256(temporary), *self._weights_digests()[:1]]
-            atomic_write_text(self.path / CHECKSUMS, json.dumps({WEIGHTS: digests}) + "\n")
+            digest.append(file_sha256(temporary))
+            self._save_digests([*digest, *self._weights_digests()[:1]])
 
-        atomic_write(path, lambda temporary: model.save_weights(temporary),
+        atomic_write(self.weights_path, lambda temporary: model.save_weights(temporary),
                      before_rename=publish_digest)
-        atomic_write_text(self.path / CHECKSUMS,
-                          json.dumps({WEIGHTS: [file_sha256(path)]}) + "\n")
+        self._save_digests(digest)
+
+    def _save_digests(self, digests: list[str]) -> None:
+        atomic_write_text(self.path / CHECKSUMS, json.dumps({WEIGHTS: digests}) + "\n")
 
     def _weights_digests(self) -> list[str]:
         try:
@@ -215,22 +216,27 @@ class ModelDir:
         except (OSError, ValueError, KeyError, TypeError):
             return []
 
-    def verify_weights(self) -> None:
-        """Refuse a weights file that is missing or differs from its recorded sha256."""
-        path = self.weights_path
-        if not path.exists():
-            raise FileNotFoundError(f"{path}: missing; the model has no trained weights yet "
-                                    f"(train it, or let a running training save an epoch)")
+    def verify_weights(self, digest: str | None = None) -> None:
+        """Refuse a weights file that is missing or differs from its recorded sha256
+        (`digest`: the file's, where the caller has hashed it already)."""
+        path = self._existing_weights()
         if self.read_config_document()["format_version"] < 2:
             return  # written before checksums were recorded
         digests = self._weights_digests()
         if not digests:
             raise ValueError(f"{self.path / CHECKSUMS}: missing or corrupt, so {path} cannot be "
                              f"verified; restore it with the model directory, or retrain")
-        if file_sha256(path) not in digests:
+        if (digest or file_sha256(path)) not in digests:
             raise ValueError(f"{path}: damaged: its sha256 differs from the one recorded when it "
                              f"was written ({self.path / CHECKSUMS}); restore the file from a "
                              f"copy, or retrain (`train` resumes from {CHECKPOINTS}/)")
+
+    def _existing_weights(self) -> Path:
+        if not self.weights_path.exists():
+            raise FileNotFoundError(f"{self.weights_path}: missing; the model has no trained "
+                                    f"weights yet (train it, or let a running training save "
+                                    f"an epoch)")
+        return self.weights_path
 
     def load_weights(self, model) -> None:
         self.verify_weights()
@@ -242,9 +248,12 @@ class ModelDir:
 
     def fingerprint(self) -> dict[str, str]:
         """sha256 of every file translation depends on: what makes two models the same."""
-        self.verify_weights()
-        files = [self.path / CONFIG, self.weights_path, *set(self.sentencepiece_files().values())]
-        return {path.name: file_sha256(path) for path in sorted(files)}
+        self.read_config_document()  # a missing or foreign directory: its clear error first
+        files = [self.path / CONFIG, self._existing_weights(),
+                 *set(self.sentencepiece_files().values())]
+        digests = {path.name: file_sha256(path) for path in sorted(files)}
+        self.verify_weights(digests[WEIGHTS])
+        return digests
 
     def load_model(self):
         """(model, tokenizer, config), rebuilt from the config, then the weights loaded."""

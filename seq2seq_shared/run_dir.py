@@ -54,13 +54,13 @@ class RunDir(ModelDir):
             shutil.rmtree(self.path / name, ignore_errors=True)
         self.remove_temporaries()
 
-    def create(self) -> bool:
+    def create(self) -> Path | None:
         """Make the directory (and its parents) if needed and check that it is writable,
-        so a run fails now, not after the work; True if it did not exist before."""
-        created = not self.path.exists()
-        self._created = self.path.absolute()  # the topmost folder this call creates
-        while not self._created.parent.exists():
-            self._created = self._created.parent
+        so a run fails now, not after the work. Returns the topmost folder it created, or
+        None if the directory was there."""
+        created = None if self.path.exists() else self.path.absolute()
+        while created is not None and not created.parent.exists():
+            created = created.parent
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryFile(dir=self.path):
@@ -70,11 +70,11 @@ class RunDir(ModelDir):
                              f"choose another --model-dir") from None
         return created
 
-    def remove_if_unused(self) -> None:
-        """After a run that failed before its first checkpoint in a directory it created
-        (`create()` returned True): leave nothing behind, parents it created included."""
+    def remove_if_unused(self, created: Path) -> None:
+        """After a run that failed before its first checkpoint in a directory it created:
+        leave nothing behind, from `created` (what `create()` returned) down."""
         if not self.checkpoints():
-            shutil.rmtree(self._created, ignore_errors=True)
+            shutil.rmtree(created, ignore_errors=True)
 
     @contextmanager
     def lock(self) -> Iterator[None]:

@@ -75,6 +75,11 @@ class RunState:
         values = {f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data}
         return cls(**{**values, "best": Best(**data["best"]), "window": Window(**data["window"])})
 
+    def summary(self) -> dict[str, Any]:
+        """What `train` returns: the last metrics row, why the run stopped, the best score."""
+        last = self.history[-1] if self.history else {}
+        return {**last, "finished": self.finished, "best": dataclasses.asdict(self.best)}
+
     # The schedule's decisions -----------------------------------------------------------
 
     def learning_rate(self, training: TrainingConfig) -> float:

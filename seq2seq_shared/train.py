@@ -8,7 +8,6 @@ uninterrupted run. Validation is `validation.py`'s; the directory's files `model
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import signal
@@ -42,8 +41,8 @@ def train(source_path: Path, target_path: Path, model_dir: Path | str, config: C
             return _run(directory, config, source_path, target_path, valid_paths, overwrite,
                         progress)
     except BaseException:
-        if created:
-            directory.remove_if_unused()
+        if created is not None:
+            directory.remove_if_unused(created)
         raise
 
 
@@ -120,7 +119,7 @@ class TrainingRun:
         self.model = self.batches = self.validator = self.tensorboard = None
         self.checkpointed_step: int | None = None  # the last good checkpoint, for messages
         self.learning_rate: float | None = None    # the rate the optimizer holds now
-        self.started, self.seconds_before = time.perf_counter(), 0.0
+        self.started = time.perf_counter()  # minus the seconds of earlier processes
 
     # Set-up ------------------------------------------------------------------------------
 
@@ -130,16 +129,14 @@ class TrainingRun:
         self._set_up(resuming)
         self.tensorboard = (backend.tensorboard_writer(self.directory.tensorboard_path)
                             if self.training.tensorboard else None)
-        self.started, self.seconds_before = time.perf_counter(), self.state.seconds
+        self.started = time.perf_counter() - self.state.seconds
         try:
             with stop_requests() as self.stop_requests:
                 self._train()
         finally:
             if self.tensorboard is not None:
                 self.tensorboard.close()
-        history = self.state.history
-        return {**(history[-1] if history else {}), "finished": self.state.finished,
-                "best": dataclasses.asdict(self.state.best)}
+        return self.state.summary()
 
     def _set_up(self, resuming: bool) -> None:
         """Seed, tokenizer, batches, model, optimizer and, when resuming, the checkpoint."""
@@ -165,23 +162,23 @@ class TrainingRun:
         logger.info("model: %d parameters, %d batches per epoch", self.model.count_params(),
                     len(self.batches))
         if resuming:
-            self._restore()
+            self.state = self.directory.restore_checkpoint(self.model, self.state.data_sha256)
+            self.checkpointed_step = self.state.step
+            logger.info("resumed from the checkpoint at step %d (epoch %d, batch %d)",
+                        self.state.step, self.state.epoch + 1, self.state.batch)
         if self.valid_pairs:
             from .validation import Validator
 
             self.validator = Validator(self.model, self.tokenizer, self.config, *self.valid_pairs,
                                        _batches(self.tokenizer, self.config, self.valid_pairs))
 
-    def _restore(self) -> None:
-        self.state = self.directory.restore_checkpoint(self.model, self.state.data_sha256)
-        self.checkpointed_step = self.state.step
-        logger.info("resumed from the checkpoint at step %d (epoch %d, batch %d)",
-                    self.state.step, self.state.epoch + 1, self.state.batch)
-
     # The loop ----------------------------------------------------------------------------
 
+    def _update_seconds(self) -> None:  # training time so far, earlier processes' included
+        self.state.seconds = time.perf_counter() - self.started
+
     def _stop_reason(self) -> str | None:
-        self.state.seconds = self.seconds_before + time.perf_counter() - self.started
+        self._update_seconds()
         return self.state.stop_reason(self.training, validating=self.validator is not None)
 
     def _train(self) -> None:
@@ -244,7 +241,7 @@ class TrainingRun:
                               time.perf_counter() - started)
 
     def _checkpoint(self) -> None:
-        self._stop_reason()  # brings state.seconds up to date
+        self._update_seconds()
         arrays = checkpoint.arrays_of(self.model)
         if not checkpoint.all_finite(arrays):
             self._diverged(f"by step {self.state.step}: the weights hold NaN or Inf")
@@ -284,7 +281,7 @@ class TrainingRun:
             if not math.isfinite(row["valid_loss"]):
                 self._diverged(f"by step {state.step}: the validation loss is "
                                f"{row['valid_loss']}")
-        self._stop_reason()
+        self._update_seconds()
         row["minutes"] = round(state.seconds / 60, 2)
         state.history.append(row)
         state.window = Window()
