@@ -128,7 +128,7 @@ def build_model(vocab_size: int, embedding_dim: int, hidden_size: int, seed: int
     model = Seq2Seq(source_vocab_size=vocab_size, target_vocab_size=vocab_size,
                     embedding_dim=embedding_dim, hidden_size=hidden_size, num_layers=1,
                     share_lstm=True, share_embeddings=True, tie_output=False,
-                    feed_context=False)
+                    feed_context=False, attention="none", role_signal="none")
     model.build()
     return model
 

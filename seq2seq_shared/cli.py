@@ -113,6 +113,11 @@ TRAINING_OPTIONS = [
     _switch("tie_output", "Output projection reuses the embedding table."),
     _switch("reverse_source", "Read the source backwards."),
     _switch("feed_context", "Feed the encoder's final state to every decoder step."),
+    _setting("attention", click.Choice(["none", "dot", "general"]),
+             "Luong attention over the source's LSTM outputs (dot or general scores)."),
+    _setting("role_signal", click.Choice(["none", "bias", "embedding"]),
+             "Tell the shared LSTM whether it reads or writes: a gate bias or an input vector "
+             "per role."),
     _setting("epochs", click.IntRange(1), "Passes over the training data.", TrainingConfig),
     _setting("batch_tokens", click.IntRange(16), "Target tokens per batch, padding included.",
              TrainingConfig),
@@ -233,21 +238,33 @@ def check_data(source: Path, target: Path, max_length: int | None, as_json: bool
               show_default=True, help="Sentences decoded together.")
 @click.option("--errors", type=click.Choice(["strict", "replace"]), default="strict",
               show_default=True, help="Invalid UTF-8 in the input: stop, or replace it with U+FFFD.")
+@click.option("--alignments", "alignments_path", type=click.Path(path_type=Path),
+              help="Also write each line's attention weights here, as JSON lines: "
+                   '{"source": pieces, "target": pieces, "weights": [[...], ...]} '
+                   "(attention models).")
 def translate(model_dir: Path, input_path: Path | None, output_path: Path | None,
-              batch_size: int, errors: str) -> None:
+              batch_size: int, errors: str, alignments_path: Path | None) -> None:
     """Translate text greedily: exactly one output line per input line, in order."""
     _import_keras_quietly()
     from . import files
     from .decode import Translator
 
-    if output_path is not None:
-        files.check_output_writable(output_path)
+    for path in (output_path, alignments_path):
+        if path is not None:
+            files.check_output_writable(path)
     lines = files.iter_lines(input_path, errors=errors)
     translator = Translator.from_model_dir(model_dir, DecodeConfig(batch_size=batch_size))
+    if alignments_path is not None and translator.model.attention is None:
+        raise click.UsageError(f"--alignments: {model_dir} has no attention (trained with "
+                               f"--attention none); there are no alignments to write")
+    alignments = None if alignments_path is None else []
     # From a pipe, translate whatever has arrived; from a file, in full chunks.
     translations = translator.translate_stream(lines, batch_size=batch_size,
-                                               eager=input_path is None)
+                                               eager=input_path is None, alignments=alignments)
     files.write_lines(translations, output_path)
+    if alignments is not None:
+        files.write_lines((json.dumps(record, ensure_ascii=False) for record in alignments),
+                          alignments_path)
 
 
 @main.command()

@@ -27,6 +27,8 @@ class ModelConfig:
     dropout: float = 0.3              # on embeddings and LSTM outputs, never inside the recurrence
     reverse_source: bool = True       # feed the source backwards (Sutskever et al., 2014)
     feed_context: bool = True         # the decoder reads the encoder's final state every step
+    attention: str = "none"           # "dot" or "general": Luong attention over the source
+    role_signal: str = "none"         # "bias" or "embedding": the LSTM knows reading from writing
     max_source_length: int = 128      # pieces; longer training pairs are dropped, inputs truncated
 
     def __post_init__(self) -> None:
@@ -34,6 +36,10 @@ class ModelConfig:
         for name in ("embedding_dim", "hidden_size", "num_layers", "max_source_length"):
             _require(getattr(self, name) >= 1, f"{name} must be a positive integer")
         _require(0.0 <= self.dropout < 1.0, "dropout must be in [0, 1)")
+        _require(self.attention in ("none", "dot", "general"),
+                 "attention must be 'none', 'dot' or 'general'")
+        _require(self.role_signal in ("none", "bias", "embedding"),
+                 "role_signal must be 'none', 'bias' or 'embedding'")
         _require(not self.share_embeddings or self.joint_vocab,
                  "share_embeddings needs a joint vocabulary: drop --separate-vocab "
                  "or pass --no-share-embeddings")

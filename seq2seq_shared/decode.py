@@ -48,50 +48,83 @@ class GreedyDecoder:
         self.model, self.decode_config = model, decode_config
         self.max_source_length = max_source_length  # None: sources are never cut
         self._encode = backend.compile_inference(model, self._encode_fn)
-        self._search = backend.compile_inference(model, self._search_fn, static_argnums=(2,))
+        self._search = backend.compile_inference(model, self._search_fn,
+                                                 static_argnums=(2, 4))
         self._input_table = backend.compile_inference(model, model.input_table)
         self.use_input_table = (model.target_vocab_size * 4 * model.hidden_size * 4
                                 <= self.INPUT_TABLE_BYTES)
 
     def _encode_fn(self, source_ids):
-        """Right-padded ids in natural order -> the encoder's final states, the step limits."""
+        """Right-padded ids in natural order -> the encoded source, the step limits."""
         source, limits = prepare_sources(source_ids, self.decode_config,
                                          self.max_source_length)
         return self.model.encode(source), limits
 
-    def _search_fn(self, states, limits, max_steps, input_table):
-        return trim_at_eos(greedy_search(self.model, states, limits, max_steps,
-                                         input_table=input_table))
+    def _search_fn(self, encoded, limits, max_steps, input_table, alignments):
+        found = greedy_search(self.model, encoded, limits, max_steps, input_table=input_table,
+                              alignments=alignments)
+        return (trim_at_eos(found[0]), found[1]) if alignments else trim_at_eos(found)
 
-    def decode(self, sources: Sequence[Sequence[int]], batch_size: int | None = None
-               ) -> list[list[int]]:
-        """Target ids (eos stripped) for each source, in order; [] for an empty source."""
+    def decode(self, sources: Sequence[Sequence[int]], batch_size: int | None = None,
+               alignments: bool = False) -> list[list[int]] | tuple[list, list]:
+        """Target ids (eos stripped) for each source, in order; [] for an empty source.
+
+        With `alignments` (attention models), also each sentence's attention weights:
+        an array (target pieces + eos, source pieces read), rows summing to 1."""
         batch_size = batch_size or self.decode_config.batch_size
         results: list[list[int]] = [[] for _ in sources]
+        weights: list[np.ndarray] = [np.zeros((0, 0), "float32") for _ in sources]
         order = [i for i in np.argsort([len(s) for s in sources], kind="stable") if sources[i]]
         table = self._input_table() if order and self.use_input_table else None
         for start in range(0, len(order), batch_size):
             rows = order[start:start + batch_size]
-            for row, ids in zip(rows, self._decode_batch([sources[i] for i in rows], table)):
-                results[row] = ids
-        return results
+            found = self._decode_batch([sources[i] for i in rows], table, alignments)
+            for row, ids, attention in zip(rows, *found):
+                results[row], weights[row] = ids, attention
+        return (results, weights) if alignments else results
 
-    def _decode_batch(self, sources: list[Sequence[int]], input_table) -> list[list[int]]:
+    def _decode_batch(self, sources: list[Sequence[int]], input_table, alignments: bool
+                      ) -> tuple[list[list[int]], list]:
         # Where each shape compiles anew (JAX), pad the batch to a power of two and lengths
         # to a multiple, so the compiled functions see few distinct shapes.
         multiple = backend.shape_multiple()
         rows = len(sources) if multiple == 1 else 1 << (len(sources) - 1).bit_length()
         padded = list(sources) + [[]] * (rows - len(sources))
-        encoded = [self._encode(pad(padded[i:i + self.ENCODE_ROWS], multiple))
-                   for i in range(0, rows, self.ENCODE_ROWS)]  # (states, limits) per slice
-        slice_states, slice_limits = zip(*encoded)
-        states = slice_states[0] if len(slice_states) == 1 else [
-            [ops.concatenate([s[layer][k] for s in slice_states], axis=0) for k in range(2)]
-            for layer in range(len(slice_states[0]))]  # each (rows, hidden)
-        limits = np.concatenate([ops.convert_to_numpy(x) for x in slice_limits])  # (rows,)
+        slices = [self._encode(pad(padded[i:i + self.ENCODE_ROWS], multiple))
+                  for i in range(0, rows, self.ENCODE_ROWS)]  # (encoded, limits) per slice
+        encoded = concatenate_encoded([encoded for encoded, _ in slices])
+        limits = np.concatenate([ops.convert_to_numpy(x) for _, x in slices])  # (rows,)
         max_steps = round_up(int(limits.max()), 8)
-        output = ops.convert_to_numpy(self._search(states, limits, max_steps, input_table))
-        return [row[row != PAD_ID].tolist() for row in output[:len(sources)]]  # eos trimmed
+        found = self._search(encoded, limits, max_steps, input_table, alignments)
+        output = ops.convert_to_numpy(found[0] if alignments else found)
+        ids = [row[row != PAD_ID].tolist() for row in output[:len(sources)]]  # eos trimmed
+        if not alignments:
+            return ids, [None] * len(ids)
+        weights = ops.convert_to_numpy(found[1])  # (rows, max_steps, source_len)
+        read = [min(len(s), self.max_source_length or len(s)) for s in sources]
+        return ids, [weights[i, :len(ids[i]) + 1, :read[i]] for i in range(len(sources))]
+
+
+def concatenate_encoded(slices: list[dict]) -> dict:
+    """Encoded sources of several batch slices (`Seq2Seq.encode`) as one: states stacked
+    by row; the memory padded to the longest slice's source length (masked there)."""
+    if len(slices) == 1:
+        return slices[0]
+    first = slices[0]
+    joined = {"states": [[ops.concatenate([s["states"][layer][k] for s in slices], axis=0)
+                          for k in range(2)] for layer in range(len(first["states"]))]}
+    if "memory" in first:
+        length = max(int(ops.shape(s["mask"])[1]) for s in slices)
+        for key in ("memory", "keys", "mask"):
+            joined[key] = ops.concatenate([_pad_length(s[key], length) for s in slices], axis=0)
+    return joined
+
+
+def _pad_length(x, length: int):
+    """x (batch, len, ...) padded with zeros (False for a mask) to (batch, length, ...)."""
+    missing = length - int(ops.shape(x)[1])
+    widths = [(0, 0), (0, missing)] + [(0, 0)] * (len(x.shape) - 2)
+    return x if missing == 0 else ops.pad(x, widths)
 
 
 class Translator:
@@ -117,27 +150,46 @@ class Translator:
         return self._translate_chunk(list(lines), batch_size or self.decode_config.batch_size)
 
     def translate_stream(self, lines: Iterable[str], batch_size: int | None = None,
-                         chunk_size: int = 4096, eager: bool = False) -> Iterator[str]:
+                         chunk_size: int = 4096, eager: bool = False,
+                         alignments: list | None = None) -> Iterator[str]:
         """Translate a stream, yielding in input order as each chunk is done.
 
         Chunks hold `chunk_size` lines, sorted by length inside a chunk for batching. With
         `eager` (for pipes), a chunk never waits for lines that have not arrived yet, so a
         slow producer gets each translation as soon as its line is in; without it (files),
-        chunks are always full, so batches do not depend on timing.
+        chunks are always full, so batches do not depend on timing. With `alignments` (a
+        list, attention models), each line's alignment (`alignment_record`) is appended
+        to it as its translation is yielded.
         """
         from .files import available_chunks, fixed_chunks
 
         chunks = available_chunks if eager else fixed_chunks
         for chunk in chunks(lines, chunk_size):
-            yield from self._translate_chunk(chunk, batch_size or self.decode_config.batch_size)
+            yield from self._translate_chunk(chunk, batch_size or self.decode_config.batch_size,
+                                             alignments)
 
-    def _translate_chunk(self, lines: list[str], batch_size: int) -> list[str]:
+    def _translate_chunk(self, lines: list[str], batch_size: int,
+                         alignments: list | None = None) -> list[str]:
         sources = self.tokenizer.encode_source(lines)
         limit = self.model_config.max_source_length
         for number, ids in enumerate(sources):
             if len(ids) > limit:  # the decoder reads the first `limit` (`prepare_sources`)
                 logger.warning("input line %d has %d pieces; translating its first %d "
                                "(the model's max_source_length)", number + 1, len(ids), limit)
-        targets = self.decoder.decode(sources, batch_size)
+        if alignments is None:
+            targets = self.decoder.decode(sources, batch_size)
+        else:
+            targets, weights = self.decoder.decode(sources, batch_size, alignments=True)
+            alignments.extend(self.alignment_record(source[:limit], target, matrix)
+                              for source, target, matrix in zip(sources, targets, weights))
         texts = iter(self.tokenizer.decode_target(ids for ids, s in zip(targets, sources) if s))
         return [next(texts) if s else "" for s in sources]
+
+    def alignment_record(self, source: Sequence[int], target: Sequence[int],
+                         weights: np.ndarray) -> dict:
+        """One line of `translate --alignments`: the source pieces read, the target pieces
+        written (eos last), and `weights[t][s]`, the attention target piece t paid to
+        source piece s (each row sums to 1; [] for an empty line)."""
+        return {"source": self.tokenizer.source_pieces(source),
+                "target": self.tokenizer.target_pieces(target) + ["</s>"] if source else [],
+                "weights": np.round(weights.astype("float64"), 4).tolist()}

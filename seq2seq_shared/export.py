@@ -82,8 +82,8 @@ def _serving_module(model, config: Config, decode_config: DecodeConfig):
         def serve(self, source_ids):
             source, limits = prepare_sources(source_ids,
                                              decode_config, config.model.max_source_length)
-            states = self.model.encode(source)
-            ids = greedy_search(self.model, states, limits, ops.max(limits))  # (batch, steps)
+            encoded = self.model.encode(source)
+            ids = greedy_search(self.model, encoded, limits, ops.max(limits))  # (batch, steps)
             return {"target_ids": trim_at_eos(ids)}
 
     return Exported()

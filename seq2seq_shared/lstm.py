@@ -47,23 +47,26 @@ class LSTM(layers.LSTM):
         kernel = ops.convert_to_tensor(self.cell.kernel)
         return ops.matmul(context, kernel[kernel.shape[0] - context.shape[-1]:])
 
-    def step(self, inputs, states, context_projection=None, projected=None):
+    def step(self, inputs, states, context_projection=None, projected=None, gate_bias=None):
         """One step of the same LSTM (as `cell(x, states)`), for decoding: inputs (batch,
         width), states [h, c]; the context's share comes precomputed, and so may the
         inputs' (`projected`, `input_projection(inputs)`, given instead of the inputs).
+        `gate_bias` (4H,), if given, is added to the gates (a role signal, roles.py).
         Returns h, [h, c]."""
         h, c = states
         if projected is None:
             projected = self.input_projection(inputs)
         z = projected + ops.matmul(h, self.cell.recurrent_kernel)
-        if context_projection is not None:
-            z = z + context_projection
+        for extra in (context_projection, gate_bias):
+            if extra is not None:
+                z = z + extra
         (_, _, _, o), c, tanh_c = lstm_gates(z, c)
         h = o * tanh_c
         return h, [h, c]
 
-    def call(self, sequences, initial_state=None, mask=None, training=False, context=None):
-        if backend.fused_lstm():  # Keras's cuDNN kernel
+    def call(self, sequences, initial_state=None, mask=None, training=False, context=None,
+             gate_bias=None):
+        if backend.fused_lstm() and gate_bias is None:  # Keras's cuDNN kernel
             missing = self.cell.kernel.shape[0] - sequences.shape[-1]
             if missing:
                 batch, steps = ops.shape(sequences)[0], ops.shape(sequences)[1]
@@ -75,6 +78,8 @@ class LSTM(layers.LSTM):
         projected = self.input_projection(time_major)  # (steps, batch, 4H)
         if context is not None:
             projected += ops.expand_dims(self.context_projection(context), 0)
+        if gate_bias is not None:
+            projected += gate_bias
         if initial_state is None:
             initial_state = self.get_initial_state(ops.shape(sequences)[0])
         steps_mask = (None if mask is None else

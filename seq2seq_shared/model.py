@@ -14,6 +14,16 @@ source is not forgotten over a long target. The encoder, which has no context ye
 zeros there; it is still the same LSTM, with one kernel for both. The context's share of
 that layer's input projection, the same at every step, is its *context projection*.
 
+With `attention` ("dot" or "general", attention.py) the decoder's top states also read
+the encoder's top-layer outputs, the memory, through Luong global attention; with
+`role_signal` ("bias" or "embedding", roles.py) the shared LSTM is told which job it is
+doing. Both add weights only when on, so model directories without them load as before.
+
+`encode` returns the *encoded* source, a dict: "states", the final (h, c) of every layer,
+and with attention "memory", "keys" and "mask". `decoder_constants` turns it into what
+every decoding step reads, per sentence (each value (batch, ...), so a search can drop
+finished rows or repeat rows for a beam).
+
 How it is made fast lives elsewhere: the recurrence and the loss's gradient in
 kernels.py, the greedy search in search.py.
 """
@@ -25,14 +35,16 @@ import keras
 from keras import layers, ops
 
 from . import backend
+from .attention import Attention, attention_parameter_count
 from .config import ModelConfig
 from .kernels import smoothed_cross_entropy
 from .lstm import LSTM
+from .roles import READ, WRITE, RoleSignal, role_parameter_count
 from .tokenizer import PAD_ID
 
 # The settings that fix the network's shape, besides the vocabularies' sizes.
 SHAPE_SETTINGS = ("embedding_dim", "hidden_size", "num_layers", "share_lstm",
-                  "share_embeddings", "tie_output", "feed_context")
+                  "share_embeddings", "tie_output", "feed_context", "attention", "role_signal")
 
 
 def shape_arguments(config: ModelConfig, source_vocab_size: int, target_vocab_size: int
@@ -50,7 +62,8 @@ class Seq2Seq(keras.Model):
 
     def __init__(self, *, source_vocab_size: int, target_vocab_size: int, embedding_dim: int,
                  hidden_size: int, num_layers: int, share_lstm: bool, share_embeddings: bool,
-                 tie_output: bool, feed_context: bool, dropout: float = 0.0,
+                 tie_output: bool, feed_context: bool, attention: str, role_signal: str,
+                 dropout: float = 0.0,
                  label_smoothing: float = 0.0, reverse_source: bool = False, **kwargs):
         super().__init__(**kwargs)
         if share_embeddings and source_vocab_size != target_vocab_size:
@@ -73,6 +86,11 @@ class Seq2Seq(keras.Model):
         if not share_lstm:
             self._decoder_lstms = [self._lstm("decoder_lstm", i) for i in range(num_layers)]
         self.dropout = layers.Dropout(dropout)
+        self.attention = (None if attention == "none"
+                          else Attention(attention, hidden_size, name="attention"))
+        self.roles = (None if role_signal == "none" else
+                      RoleSignal(role_signal, num_layers, embedding_dim, hidden_size,
+                                 name="role_signal"))
         if tie_output:
             # Logits are scores against the target embedding table, through a bridge
             # when the LSTM and the embedding differ in size.
@@ -109,75 +127,116 @@ class Seq2Seq(keras.Model):
         return self.encoder_lstms if self.share_lstm else self._decoder_lstms
 
     def build(self, input_shape=None) -> None:
-        source = ops.ones((1, 1), dtype="int32")
+        source = ops.ones((1, 2), dtype="int32")  # softmax over one position warns
         self.call({"source": source, "target_input": source})
         self.built = True
 
-    def encode(self, source, training: bool = False) -> list[list]:
-        """The final (h, c) of every layer, each (batch, hidden), read at the last real token.
+    def encode(self, source, training: bool = False) -> dict:
+        """The encoded source: {"states": the final [h, c] of every layer, each (batch,
+        hidden), read at the last real token}, and with attention the memory
+        (`Attention.memory`: "memory", "keys", "mask"), in natural order.
 
         `source` holds right-padded ids in natural order; with `reverse_source` the model
         reads each sentence backwards (Sutskever et al., 2014), whoever calls it: training,
         validation, `translate` and the SavedModel alike."""
         mask = ops.not_equal(source, PAD_ID)  # (batch, source_len)
+        lengths = ops.sum(ops.cast(mask, "int32"), axis=1)  # (batch,)
         if self.reverse_source:
-            source = reverse_sentences(source, ops.sum(ops.cast(mask, "int32"), axis=1))
+            source = reverse_sentences(source, lengths)
         # With feed_context the encoder has no context yet: its slot reads zeros, which
         # LSTM skips (the input is narrower than the kernel).
-        x = self.dropout(self.source_embedding(source), training=training)
+        x = self.dropout(self._embedded(self.source_embedding(source), READ), training=training)
         states = []
-        for lstm in self.encoder_lstms:
-            x, h, c = lstm(x, mask=mask, training=training)  # x: (batch, source_len, hidden)
+        for layer, lstm in enumerate(self.encoder_lstms):
+            x, h, c = lstm(x, mask=mask, training=training,
+                           **self._role_bias(READ, layer))  # x: (batch, len, hidden)
             x = self.dropout(x, training=training)
             states.append([h, c])
-        return states
+        encoded = {"states": states}
+        if self.attention is not None:
+            memory = reverse_sentences(x, lengths) if self.reverse_source else x
+            encoded.update(self.attention.memory(memory, mask))
+        return encoded
 
-    def context(self, states: list[list]):
+    def _embedded(self, embeddings, role: int):
+        return embeddings if self.roles is None else self.roles.embedded(embeddings, role)
+
+    def _gate_bias(self, role: int, layer: int):
+        return None if self.roles is None else self.roles.gate_bias(role, layer)
+
+    def _role_bias(self, role: int, layer: int) -> dict:
+        """`gate_bias=...` for a layer's call when there is one (a bias role signal)."""
+        bias = self._gate_bias(role, layer)
+        return {} if bias is None else {"gate_bias": bias}
+
+    def context(self, encoded: dict):
         """What `feed_context` gives every decoder step: the encoder's top final h, or None."""
-        return states[-1][0] if self.feed_context else None  # (batch, hidden)
+        return encoded["states"][-1][0] if self.feed_context else None  # (batch, hidden)
 
-    def context_projection(self, states: list[list]):
-        """The context's share of the first decoder layer's input projection, computed once
-        per sentence for `decode_step`: (batch, 4 * hidden), or None."""
-        context = self.context(states)
-        return None if context is None else self.decoder_lstms[0].context_projection(context)
+    def decoder_constants(self, encoded: dict) -> dict:
+        """What every decoding step reads, fixed per sentence, each (batch, ...): the
+        context's share of the first layer's input projection, (batch, 4 * hidden), with
+        `feed_context`; the memory with attention."""
+        constants = {}
+        context = self.context(encoded)
+        if context is not None:
+            constants["context_projection"] = self.decoder_lstms[0].context_projection(context)
+        if self.attention is not None:
+            constants.update({key: encoded[key] for key in ("memory", "keys", "mask")})
+        return constants
 
-    def decoder_states(self, target_input, states: list[list], training: bool = False):
-        """The decoder under teacher forcing, from the encoder's final `states`: its top
-        layer's outputs (batch, target_len, hidden), one per target position."""
-        x = self.dropout(self.target_embedding(target_input), training=training)
-        context = self.context(states)  # the same at every step: projected once
-        for lstm, state in zip(self.decoder_lstms, states):
-            x, _, _ = lstm(x, initial_state=state, training=training, context=context)
+    def decoder_states(self, target_input, encoded: dict, training: bool = False,
+                       return_attention: bool = False):
+        """The decoder under teacher forcing, from the `encoded` source: the states the
+        output projection reads (batch, target_len, hidden), one per target position; with
+        `return_attention`, also the attention weights (batch, target_len, source_len)."""
+        x = self._embedded(self.target_embedding(target_input), WRITE)
+        x = self.dropout(x, training=training)
+        context = self.context(encoded)  # the same at every step: projected once
+        for layer, (lstm, state) in enumerate(zip(self.decoder_lstms, encoded["states"])):
+            x, _, _ = lstm(x, initial_state=state, training=training, context=context,
+                           **self._role_bias(WRITE, layer))
             context = None  # only the first layer reads it
             x = self.dropout(x, training=training)
-        return x
+        weights = None
+        if self.attention is not None:
+            x, weights = self.attention(x, encoded)
+            x = self.dropout(x, training=training)
+        return (x, weights) if return_attention else x
 
     def input_table(self):
         """The first decoder layer's input projection of every target token, (vocab,
         4 * hidden): constant for given weights, so a greedy step can look its input up
         instead of multiplying it (`decode_step(input_table=...)`)."""
-        embeddings = ops.convert_to_tensor(self.target_embedding.embeddings)
+        embeddings = self._embedded(ops.convert_to_tensor(self.target_embedding.embeddings),
+                                    WRITE)
         return self.decoder_lstms[0].input_projection(embeddings)
 
-    def decode_step(self, token, states: list[list], context_projection=None,
-                    input_table=None):
-        """One decoding step: token (batch,) -> logits (batch, vocab) and the next states.
+    def decode_step(self, token, states: list[list], constants: dict, input_table=None,
+                    return_attention: bool = False):
+        """One decoding step: token (batch,) -> logits (batch, vocab) and the next states;
+        with `return_attention`, also the attention weights (batch, source_len).
 
-        `context_projection` is `self.context_projection(encoder_states)`, fixed for the
-        whole sentence; `input_table`, if given, is `self.input_table()`, fixed for the
-        weights."""
-        if input_table is None:
-            x, projected = self.target_embedding(token), None  # x: (batch, embedding_dim)
+        `constants` is `self.decoder_constants(encoded)`, fixed for the whole sentence;
+        `input_table`, if given, is `self.input_table()`, fixed for the weights."""
+        if input_table is None:  # x: (batch, embedding_dim)
+            x, projected = self._embedded(self.target_embedding(token), WRITE), None
         else:
             x, projected = None, ops.take(input_table, token, axis=0)  # (batch, 4 * hidden)
+        context_projection = constants.get("context_projection")
         next_states = []
-        for lstm, state in zip(self.decoder_lstms, states):
+        for layer, (lstm, state) in enumerate(zip(self.decoder_lstms, states)):
             # The very layer (weights) `call` runs.
-            x, state = lstm.step(x, state, context_projection, projected=projected)
+            x, state = lstm.step(x, state, context_projection, projected=projected,
+                                 gate_bias=self._gate_bias(WRITE, layer))
             context_projection = projected = None  # only the first layer reads them
             next_states.append(state)
-        return self.logits(x), next_states
+        weights = None
+        if self.attention is not None:
+            x, weights = self.attention(ops.expand_dims(x, 1), constants)
+            x, weights = x[:, 0], weights[:, 0]  # (batch, hidden), (batch, source_len)
+        logits = self.logits(x)
+        return (logits, next_states, weights) if return_attention else (logits, next_states)
 
     def logits(self, x):
         if self.projection is not None:
@@ -192,8 +251,8 @@ class Seq2Seq(keras.Model):
         Training hands `compute_loss` the states (batch, target_len, hidden), and it
         projects only the real target positions: padding costs no vocabulary-sized matmul.
         """
-        states = self.encode(inputs["source"], training=training)
-        hidden = self.decoder_states(inputs["target_input"], states, training=training)
+        encoded = self.encode(inputs["source"], training=training)
+        hidden = self.decoder_states(inputs["target_input"], encoded, training=training)
         return hidden if training else self.logits(hidden)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
@@ -220,13 +279,15 @@ class Seq2Seq(keras.Model):
         return total_loss / tokens
 
 
-def reverse_sentences(source, lengths):
-    """Each row's first `length` ids in reverse order; the padding after them stays.
-    source (batch, len), lengths (batch,)."""
-    positions = ops.expand_dims(ops.arange(ops.shape(source)[1], dtype="int32"), 0)  # (1, len)
+def reverse_sentences(sequences, lengths):
+    """Each row's first `length` items in reverse order; the padding after them stays.
+    sequences (batch, len) or (batch, len, features), lengths (batch,)."""
+    positions = ops.expand_dims(ops.arange(ops.shape(sequences)[1], dtype="int32"), 0)  # (1, len)
     last = ops.expand_dims(lengths, 1) - 1  # (batch, 1)
     index = ops.where(positions <= last, last - positions, positions)  # (batch, len)
-    return ops.take_along_axis(source, index, axis=1)
+    if len(sequences.shape) == 3:
+        index = ops.expand_dims(index, -1)  # (batch, len, 1): the same for every feature
+    return ops.take_along_axis(sequences, index, axis=1)
 
 
 def lstm_parameter_count(input_size: int, hidden_size: int) -> int:
@@ -237,7 +298,7 @@ def lstm_parameter_count(input_size: int, hidden_size: int) -> int:
 def expected_parameter_count(*, source_vocab_size: int, target_vocab_size: int,
                              embedding_dim: int, hidden_size: int, num_layers: int,
                              share_lstm: bool, share_embeddings: bool, tie_output: bool,
-                             feed_context: bool) -> int:
+                             feed_context: bool, attention: str, role_signal: str) -> int:
     """The parameter count by formula (`shape_arguments` gives a config's); with sharing
     each LSTM layer is counted once."""
     embeddings = source_vocab_size * embedding_dim
@@ -251,4 +312,6 @@ def expected_parameter_count(*, source_vocab_size: int, target_vocab_size: int,
         output = hidden_size * embedding_dim if hidden_size != embedding_dim else 0
     else:
         output = hidden_size * target_vocab_size + target_vocab_size
-    return embeddings + lstms + output
+    extras = (attention_parameter_count(attention, hidden_size)
+              + role_parameter_count(role_signal, num_layers, embedding_dim, hidden_size))
+    return embeddings + lstms + output + extras

@@ -32,8 +32,11 @@ from . import __version__
 from .config import Config
 from .files import atomic_write, atomic_write_bytes, atomic_write_text
 
-FORMAT_VERSION = 2  # 2: checksums.json; format 1 directories (no checksums) still load
-READABLE_FORMATS = (1, 2)
+# 2: checksums.json; 3: attention and role_signal in the model settings. Earlier formats
+# still load: a directory lacks the settings of later formats, and meant ADDED_SETTINGS.
+FORMAT_VERSION = 3
+READABLE_FORMATS = (1, 2, 3)
+ADDED_SETTINGS = {3: {"attention": "none", "role_signal": "none"}}
 
 CONFIG = "config.json"
 JOINT_SPM, SOURCE_SPM, TARGET_SPM = "sentencepiece.model", "source.model", "target.model"
@@ -125,6 +128,9 @@ class ModelDir:
                              f"seq2seq-shared ({__version__}) reads formats "
                              f"{', '.join(map(str, READABLE_FORMATS))}; "
                              f"use the version that wrote it, or retrain")
+        for added_in, settings in ADDED_SETTINGS.items():
+            if version < added_in:  # what the directory's version meant
+                document["model"] = {**settings, **document["model"]}
         return document
 
     def read_config(self) -> Config:

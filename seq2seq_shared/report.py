@@ -31,6 +31,15 @@ def parameter_report(model_dir: Path | str) -> dict[str, Any]:
             components.append(_row(encoder_lstm, both))
         else:
             components += [_row(encoder_lstm, "encoder"), _row(decoder_lstm, "decoder")]
+    if model.attention is not None:
+        for layer, job in ((model.attention.score_kernel, "scores the encoder's outputs"),
+                           (model.attention.combine, "combines context and state")):
+            if layer is not None:
+                components.append({**_row(layer, f"decoder (attention: {job})"),
+                                   "name": f"attention/{layer.name}"})
+    if model.roles is not None:
+        components.append(_row(model.roles, f"encoder + decoder (one {model.roles.kind} "
+                                            f"per role)"))
     for layer in (model.projection, getattr(model, "output_bridge", None)):
         if layer is not None:
             components.append(_row(layer, "decoder (output)"))

@@ -45,10 +45,12 @@ def trim_at_eos(ids):
     return ops.where(ended, ops.full_like(ids, PAD_ID), ids)
 
 
-def greedy_search(model: Seq2Seq, states: list[list], limits, max_steps: int,
-                  compact: bool | None = None, input_table=None):
-    """Token ids (batch, max_steps) from the encoder's final states (`Seq2Seq.encode`):
-    each sentence's pieces and eos, PAD after its eos or its limit (`limits`, (batch,)).
+def greedy_search(model: Seq2Seq, encoded: dict, limits, max_steps: int,
+                  compact: bool | None = None, input_table=None, alignments: bool = False):
+    """Token ids (batch, max_steps) from the encoded source (`Seq2Seq.encode`): each
+    sentence's pieces and eos, PAD after its eos or its limit (`limits`, (batch,)).
+    With `alignments` (attention models), also each step's attention weights (batch,
+    max_steps, source_len), zero after the sentence's end.
 
     With `compact` (the default where shapes may change inside a compiled loop, i.e. on
     TensorFlow) a sentence leaves the batch as soon as it is finished, so every step
@@ -56,78 +58,107 @@ def greedy_search(model: Seq2Seq, states: list[list], limits, max_steps: int,
     `input_table` (`Seq2Seq.input_table()`, optional) saves each step's input matmul.
     """
     compact = backend.dynamic_shapes() if compact is None else compact
-    context_projection = model.context_projection(states)  # None, or (batch, 4 * hidden)
+    if alignments and model.attention is None:
+        raise ValueError("alignments need a model with attention")
     search = _compacting_search if compact else _masked_search
-    return search(model, states, context_projection, ops.convert_to_tensor(limits, "int32"),
-                  max_steps, input_table)
+    ids, weights = search(model, encoded["states"], model.decoder_constants(encoded),
+                          ops.convert_to_tensor(limits, "int32"), max_steps, input_table,
+                          encoded["memory"] if alignments else None)
+    return (ids, weights) if alignments else ids
 
 
-def _masked_search(model: Seq2Seq, states, context_projection, limits, max_steps: int,
-                   input_table):
+def _step(model: Seq2Seq, token, states, constants, input_table, aligning: bool):
+    """One step, with the attention weights (batch, source_len) when `aligning`, else None."""
+    if aligning:
+        return model.decode_step(token, states, constants, input_table, return_attention=True)
+    return (*model.decode_step(token, states, constants, input_table), None)
+
+
+def _alignment_start(memory, batch_size, max_steps: int):
+    """The weights' output: (batch, max_steps, source_len), or a (batch, 0, 0) stand-in."""
+    if memory is None:
+        return ops.zeros((batch_size, 0, 0), dtype="float32")
+    return ops.zeros((batch_size, max_steps, ops.shape(memory)[1]), dtype="float32")
+
+
+def _masked_search(model: Seq2Seq, states, constants, limits, max_steps: int,
+                   input_table, memory):
     batch_size = ops.shape(limits)[0]
     positions = ops.expand_dims(ops.arange(max_steps, dtype="int32"), 0)  # (1, max_steps)
 
-    def keep_going(step, token, states, output, finished):
+    def keep_going(step, token, states, output, weights, finished):
         return ops.logical_not(ops.all(finished))
 
-    def step_once(step, token, states, output, finished):
-        logits, states = model.decode_step(token, states, context_projection,
-                                           input_table)  # logits: (batch, vocab)
+    def step_once(step, token, states, output, weights, finished):
+        logits, states, attention = _step(model, token, states, constants, input_table,
+                                          memory is not None)  # logits: (batch, vocab)
         token = ops.where(finished, PAD_ID, ops.cast(ops.argmax(logits, axis=-1), "int32"))
-        output = ops.where(positions == step, ops.expand_dims(token, 1), output)
+        at_step = positions == step  # (1, max_steps)
+        output = ops.where(at_step, ops.expand_dims(token, 1), output)
+        if attention is not None:
+            attention = ops.where(ops.expand_dims(finished, 1), 0.0,
+                                  ops.cast(attention, "float32"))  # (batch, source_len)
+            weights = ops.where(ops.expand_dims(at_step, -1), ops.expand_dims(attention, 1),
+                                weights)
         finished = finished | ops.equal(token, EOS_ID) | (step + 1 >= limits)
-        return step + 1, token, states, output, finished
+        return step + 1, token, states, output, weights, finished
 
     start = (ops.convert_to_tensor(0, "int32"),
              ops.full((batch_size,), BOS_ID, dtype="int32"),
              states,
              ops.zeros((batch_size, max_steps), dtype="int32"),  # (batch, max_steps)
+             _alignment_start(memory, batch_size, max_steps),
              ops.less_equal(limits, 0))
-    return ops.while_loop(keep_going, step_once, start, maximum_iterations=max_steps)[3]
+    end = ops.while_loop(keep_going, step_once, start, maximum_iterations=max_steps)
+    return end[3], end[4]
 
 
-def _compacting_search(model: Seq2Seq, states, context_projection, limits, max_steps: int,
-                       input_table):
+def _compacting_search(model: Seq2Seq, states, constants, limits, max_steps: int,
+                       input_table, memory):
     # The loop carries, for the unfinished sentences only: their rows in the output, the
-    # last token, the limits, the states of every layer and the context's projection.
-    layers = len(states)
+    # last token, the limits, the states of every layer and the per-sentence constants.
+    layers, names = len(states), sorted(constants)
     batch_size = ops.shape(limits)[0]
 
-    def keep_going(step, output, carry):
+    def keep_going(step, output, weights, carry):
         return ops.shape(carry[0])[0] > 0
 
-    def step_once(step, output, carry):
-        token, limits, rows, states, context_projection = _unpack(carry, layers)
-        logits, states = model.decode_step(token, states, context_projection,
-                                           input_table)  # logits: (going, vocab)
+    def step_once(step, output, weights, carry):
+        token, limits, rows, states, constants = _unpack(carry, layers, names)
+        logits, states, attention = _step(model, token, states, constants, input_table,
+                                          memory is not None)  # logits: (going, vocab)
         token = ops.cast(ops.argmax(logits, axis=-1), "int32")
         where = ops.stack([rows, ops.full_like(rows, step)], axis=1)  # (going, 2)
         output = ops.scatter_update(output, where, token)
+        if attention is not None:
+            weights = ops.scatter_update(weights, where, ops.cast(attention, "float32"))
         going = ops.not_equal(token, EOS_ID) & ops.less(step + 1, limits)
-        carry = _pack(token, limits, rows, states, context_projection)
+        carry = _pack(token, limits, rows, states, constants)
         carry = ops.cond(ops.all(going), lambda: carry, lambda: _keep(carry, going))
-        return step + 1, output, carry
+        return step + 1, output, weights, carry
 
     start = _pack(ops.full((batch_size,), BOS_ID, dtype="int32"), limits,
-                  ops.arange(batch_size, dtype="int32"), states, context_projection)
+                  ops.arange(batch_size, dtype="int32"), states, constants)
     start = _keep(start, ops.greater(limits, 0))
     output = ops.zeros((batch_size, max_steps), dtype="int32")  # (batch, max_steps)
-    return backend.shrinking_while_loop(
-        keep_going, step_once, (ops.convert_to_tensor(0, "int32"), output, start),
-        maximum_iterations=max_steps)[1]
+    end = backend.shrinking_while_loop(
+        keep_going, step_once, (ops.convert_to_tensor(0, "int32"), output,
+                                _alignment_start(memory, batch_size, max_steps), start),
+        maximum_iterations=max_steps)
+    return end[1], end[2]
 
 
-def _pack(token, limits, rows, states, context_projection) -> list:
+def _pack(token, limits, rows, states, constants: dict) -> list:
     """The compacting search's carry as one flat list of (going, ...) arrays."""
     return [token, limits, rows, *(x for state in states for x in state),
-            *([] if context_projection is None else [context_projection])]
+            *(constants[name] for name in sorted(constants))]
 
 
-def _unpack(carry: list, layers: int):
+def _unpack(carry: list, layers: int, names: list[str]):
     token, limits, rows = carry[:3]
     states = [list(carry[3 + 2 * i:5 + 2 * i]) for i in range(layers)]
-    context_projection = carry[3 + 2 * layers] if len(carry) > 3 + 2 * layers else None
-    return token, limits, rows, states, context_projection
+    constants = dict(zip(names, carry[3 + 2 * layers:]))
+    return token, limits, rows, states, constants
 
 
 def _keep(carry: list, going):

@@ -93,5 +93,11 @@ class Tokenizer:
     def encode_target(self, lines: Iterable[str]) -> list[list[int]]:
         return self.target.encode(list(lines))
 
+    def source_pieces(self, ids: Sequence[int]) -> list[str]:
+        return [self.source.id_to_piece(int(i)) for i in ids]
+
+    def target_pieces(self, ids: Sequence[int]) -> list[str]:
+        return [self.target.id_to_piece(int(i)) for i in ids]
+
     def decode_target(self, ids: Iterable[Sequence[int]]) -> list[str]:
         return self.target.decode([list(map(int, sentence)) for sentence in ids])

@@ -13,7 +13,7 @@ V, E, H = 37, 8, 12
 # The shape every test builds unless it says otherwise: Seq2Seq takes its shape in full.
 SHAPE = dict(source_vocab_size=V, target_vocab_size=V, embedding_dim=E, hidden_size=H,
              num_layers=1, share_lstm=True, share_embeddings=True, tie_output=False,
-             feed_context=False)
+             feed_context=False, attention="none", role_signal="none")
 
 
 def build(**options) -> Seq2Seq:
@@ -51,7 +51,10 @@ def test_encoder_and_decoder_use_the_very_same_lstm_variables():
 @pytest.mark.parametrize("options", [
     {}, {"num_layers": 3}, {"share_lstm": False}, {"tie_output": True},
     {"share_embeddings": False, "source_vocab_size": 29}, {"num_layers": 2, "share_lstm": False},
-    {"feed_context": True, "num_layers": 2}])
+    {"feed_context": True, "num_layers": 2}, {"attention": "dot"},
+    {"attention": "general", "num_layers": 2, "feed_context": True, "tie_output": True},
+    {"role_signal": "bias", "num_layers": 2}, {"role_signal": "embedding"},
+    {"attention": "general", "role_signal": "bias", "share_lstm": False}])
 def test_parameter_count_matches_the_formula(options):
     model = build(**options)
     assert model.count_params() == expected_parameter_count(**{**SHAPE, **options})
@@ -71,7 +74,12 @@ STEP_BY_STEP_OPTIONS = [
     # The recipe's shape (tied output through a bridge, fed context), with 2 layers.
     {"feed_context": True, "tie_output": True, "num_layers": 2},
     {"feed_context": True, "tie_output": True, "num_layers": 2, "share_lstm": False,
-     "share_embeddings": False, "source_vocab_size": 29}]
+     "share_embeddings": False, "source_vocab_size": 29},
+    {"attention": "dot"}, {"attention": "general", "reverse_source": True},
+    {"attention": "general", "feed_context": True, "tie_output": True, "num_layers": 2,
+     "role_signal": "bias", "reverse_source": True},
+    {"role_signal": "embedding", "feed_context": True, "tie_output": True},
+    {"role_signal": "bias", "num_layers": 2, "share_lstm": False}]
 
 
 @pytest.mark.parametrize("options", STEP_BY_STEP_OPTIONS)
@@ -85,15 +93,16 @@ def test_step_by_step_decoding_reproduces_teacher_forced_logits(options):
     target_input[:, 0] = 2
     forced = ops.convert_to_numpy(model({"source": source, "target_input": target_input}))
     assert forced.shape == (3, 7, V) and forced.std() > 0.25  # logits of order 1
-    states = looked_up = model.encode(source)
-    context_projection, table = model.context_projection(states), model.input_table()
-    assert (context_projection is None) != options.get("feed_context", False)
+    encoded = model.encode(source)
+    states = looked_up = encoded["states"]
+    constants, table = model.decoder_constants(encoded), model.input_table()
+    assert ("context_projection" in constants) == options.get("feed_context", False)
+    assert ("memory" in constants) == ("attention" in options)
     for t in range(target_input.shape[1]):
-        logits, states = model.decode_step(target_input[:, t], states, context_projection)
+        logits, states = model.decode_step(target_input[:, t], states, constants)
         np.testing.assert_allclose(ops.convert_to_numpy(logits), forced[:, t], rtol=1e-5,
                                    atol=1e-5, err_msg=f"step {t}")
-        logits, looked_up = model.decode_step(target_input[:, t], looked_up, context_projection,
-                                              table)
+        logits, looked_up = model.decode_step(target_input[:, t], looked_up, constants, table)
         np.testing.assert_allclose(ops.convert_to_numpy(logits), forced[:, t], rtol=1e-5,
                                    atol=1e-5, err_msg=f"step {t}, input table")
 
@@ -102,7 +111,8 @@ def test_padding_does_not_change_the_encoder_state():
     model = build()
     source = random_ids(2, 6, seed=3)
     padded = np.pad(source, ((0, 0), (0, 10)))
-    for (h, c), (h_padded, c_padded) in zip(model.encode(source), model.encode(padded)):
+    for (h, c), (h_padded, c_padded) in zip(model.encode(source)["states"],
+                                            model.encode(padded)["states"]):
         np.testing.assert_allclose(ops.convert_to_numpy(h), ops.convert_to_numpy(h_padded), atol=1e-6)
         np.testing.assert_allclose(ops.convert_to_numpy(c), ops.convert_to_numpy(c_padded), atol=1e-6)
 
@@ -118,17 +128,17 @@ def test_greedy_search_equals_a_plain_python_loop(options, compact):
     limits = np.array([3, 8, 8, 0], dtype="int32")
     # Sentences must also end by eos, not only by their limits: raise eos's bias just
     # enough to win the first step of the row where it comes closest.
-    states = model.encode(source)
-    first, _ = model.decode_step(np.full(4, 2, dtype="int32"), states,
-                                 model.context_projection(states))
+    encoded = model.encode(source)
+    first, _ = model.decode_step(np.full(4, 2, dtype="int32"), encoded["states"],
+                                 model.decoder_constants(encoded))
     first = ops.convert_to_numpy(first)[:3]
     bias = ops.convert_to_numpy(model.projection.bias)
     bias[3] += np.min(first.max(-1) - first[:, 3]) + 1e-3
     model.projection.bias.assign(bias)
     output = ops.convert_to_numpy(greedy_search(model, model.encode(source), limits,
                                                 max_steps=8, compact=compact))
-    states, token = model.encode(source), np.full(4, 2, dtype="int32")
-    context = model.context_projection(states)
+    encoded, token = model.encode(source), np.full(4, 2, dtype="int32")
+    states, context = encoded["states"], model.decoder_constants(encoded)
     expected = np.zeros((4, 8), dtype="int32")
     finished = limits <= 0
     for step in range(8):
@@ -181,7 +191,7 @@ def test_loss_ignores_padding():
 
 def keras_teacher_forced_logits(model, inputs):
     """Teacher-forced logits through Keras's own LSTM layers (which take no context)."""
-    states = model.encode(inputs["source"])
+    states = model.encode(inputs["source"])["states"]
     x = model.target_embedding(inputs["target_input"])
     for lstm, state in zip(model.decoder_lstms, states):
         x, _, _ = lstm(x, initial_state=state)
@@ -228,6 +238,7 @@ def test_the_model_reads_its_source_backwards_real_tokens_only():
     backwards = build(reverse_source=True)
     forwards = build()  # the same seed: the same weights
     by_hand = np.array([[7, 6, 5, 0], [9, 8, 0, 0], [0, 0, 0, 0]], dtype="int32")
-    for mine, reference in zip(backwards.encode(source), forwards.encode(by_hand)):
+    for mine, reference in zip(backwards.encode(source)["states"],
+                               forwards.encode(by_hand)["states"]):
         for a, b in zip(mine, reference):
             np.testing.assert_array_equal(ops.convert_to_numpy(a), ops.convert_to_numpy(b))
