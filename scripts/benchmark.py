@@ -10,7 +10,7 @@ RSS is its own) and prints one JSON line; the summary is one JSON document on st
 
 - train: target tokens/s of `seq2seq_shared.train.train_step` (the step `seq2seq-shared
   train` runs) over 16 batches, after one warm-up pass over them (compile time).
-- decode: sentences/s of `GreedyDecoder` (what `translate` runs: sorted by length, a
+- decode: sentences/s of `Decoder` (what `translate` runs: sorted by length, a
   compiled search loop that stops when every sentence has ended) at batch 64 and 1024,
   every sentence limited to 30 steps, the reference's limit.
 - data: `synthetic` (random ids, source and target lengths uniform in 8..20, batches of 64:
@@ -164,7 +164,7 @@ def worker_train(args) -> dict:
 
 def worker_decode(args) -> dict:
     from seq2seq_shared.config import DecodeConfig
-    from seq2seq_shared.decode import GreedyDecoder
+    from seq2seq_shared.decode import Decoder
 
     with np.load(args.sources) as data:
         array = data["source"]
@@ -174,7 +174,7 @@ def worker_decode(args) -> dict:
         model = build_model(vocab_size, embedding_dim, w["lstm_recurrent_kernel"].shape[0])
         load_reference_weights(model, w)
     # Every sentence may run the reference's 30 steps; it stops at eos like the reference's.
-    decoder = GreedyDecoder(model, decode_config=DecodeConfig(length_ratio=1e-9,
+    decoder = Decoder(model, decode_config=DecodeConfig(length_ratio=1e-9,
                                                        length_offset=args.max_steps))
     start = time.perf_counter()
     decoder.decode(sources, args.batch_size)  # warm-up pass: every shape once

@@ -10,7 +10,7 @@ __all__ = ["Translator", "__version__"]
 
 def __getattr__(name: str):
     if name == "Translator":
-        from .decode import Translator
+        from .translator import Translator
 
         return Translator
     raise AttributeError(f"module 'seq2seq_shared' has no attribute {name!r}")

@@ -100,6 +100,17 @@ def _switch(name: str, help_: str, cls: type = ModelConfig):
                         help=f"{help_} [default: {'on' if _default(cls, name) else 'off'}]")
 
 
+def search_options(command):
+    """--beam-size and --length-penalty, for every command that decodes."""
+    command = click.option("--length-penalty", type=click.FloatRange(0), default=0.0,
+                           show_default=True,
+                           help="GNMT length penalty alpha: beam hypotheses are ranked by "
+                                "log-prob / ((5 + length) / 6) ** alpha (0: none).")(command)
+    return click.option("--beam-size", type=click.IntRange(1), default=1, show_default=True,
+                        help="Beam search with this many hypotheses per sentence (1: greedy "
+                             "search, the fastest).")(command)
+
+
 TRAINING_OPTIONS = [
     _setting("embedding_dim", click.IntRange(1), "Embedding size."),
     _setting("hidden_size", click.IntRange(1), "LSTM hidden size."),
@@ -241,30 +252,59 @@ def check_data(source: Path, target: Path, max_length: int | None, as_json: bool
 @click.option("--alignments", "alignments_path", type=click.Path(path_type=Path),
               help="Also write each line's attention weights here, as JSON lines: "
                    '{"source": pieces, "target": pieces, "weights": [[...], ...]} '
-                   "(attention models).")
+                   "(attention models; the best hypothesis').")
+@search_options
+@click.option("--n-best", type=click.IntRange(1), default=1, show_default=True,
+              help="Write the N best hypotheses per input line (N <= --beam-size), as one "
+                   'JSON line each: {"hypotheses": [{"translation", "log_prob", "score"}, '
+                   "...]}, best first.")
+@click.option("--scores", is_flag=True,
+              help="Write 'TRANSLATION<TAB>LOG_PROB' lines: the log-probability the model "
+                   "gives its output (eos included), one line per input line.")
 def translate(model_dir: Path, input_path: Path | None, output_path: Path | None,
-              batch_size: int, errors: str, alignments_path: Path | None) -> None:
-    """Translate text greedily: exactly one output line per input line, in order."""
+              batch_size: int, errors: str, alignments_path: Path | None, beam_size: int,
+              length_penalty: float, n_best: int, scores: bool) -> None:
+    """Translate text: exactly one output line per input line, in order (greedy search
+    unless --beam-size is over 1)."""
     _import_keras_quietly()
     from . import files
-    from .decode import Translator
+    from .translator import Translator
 
+    if n_best > 1 and scores:
+        raise click.UsageError("--n-best already writes each hypothesis' score; drop --scores")
+    try:
+        decode_config = DecodeConfig(batch_size=batch_size, beam_size=beam_size,
+                                     length_penalty=length_penalty, n_best=n_best)
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
     for path in (output_path, alignments_path):
         if path is not None:
             files.check_output_writable(path)
     lines = files.iter_lines(input_path, errors=errors)
-    translator = Translator.from_model_dir(model_dir, DecodeConfig(batch_size=batch_size))
+    translator = Translator.from_model_dir(model_dir, decode_config)
     if alignments_path is not None and translator.model.attention is None:
         raise click.UsageError(f"--alignments: {model_dir} has no attention (trained with "
                                f"--attention none); there are no alignments to write")
-    alignments = None if alignments_path is None else []
     # From a pipe, translate whatever has arrived; from a file, in full chunks.
-    translations = translator.translate_stream(lines, batch_size=batch_size,
-                                               eager=input_path is None, alignments=alignments)
-    files.write_lines(translations, output_path)
-    if alignments is not None:
-        files.write_lines((json.dumps(record, ensure_ascii=False) for record in alignments),
-                          alignments_path)
+    translations = translator.translate_stream(
+        lines, batch_size=batch_size, eager=input_path is None, details=True, scores=scores,
+        alignments=alignments_path is not None)
+    alignments: list[str] = []
+
+    def output_lines():
+        for translation in translations:
+            if alignments_path is not None:
+                alignments.append(json.dumps(translation.alignment, ensure_ascii=False))
+            if n_best > 1:
+                yield json.dumps({"hypotheses": translation.hypotheses}, ensure_ascii=False)
+            elif scores:
+                yield f"{translation.text}\t{translation.hypotheses[0]['log_prob']}"
+            else:
+                yield translation.text
+
+    files.write_lines(output_lines(), output_path)
+    if alignments_path is not None:
+        files.write_lines(alignments, alignments_path)
 
 
 @main.command()
@@ -277,13 +317,18 @@ def translate(model_dir: Path, input_path: Path | None, output_path: Path | None
 @click.option("-o", "--output", "output_path", type=click.Path(path_type=Path),
               help="Also write the translations here.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@search_options
 def evaluate(model_dir: Path, source: Path, reference: Path, batch_size: int,
-             output_path: Path | None, as_json: bool) -> None:
+             output_path: Path | None, as_json: bool, beam_size: int,
+             length_penalty: float) -> None:
     """Score translations of SOURCE against REFERENCE: BLEU, chrF, exact match, perplexity."""
     _import_keras_quietly()
     from .evaluate import evaluate as run_evaluation
 
-    result = run_evaluation(model_dir, source, reference, batch_size, output_path)
+    decode_config = DecodeConfig(batch_size=batch_size, beam_size=beam_size,
+                                 length_penalty=length_penalty)
+    result = run_evaluation(model_dir, source, reference, output_path=output_path,
+                            decode_config=decode_config)
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return

@@ -62,7 +62,8 @@ class TrainingConfig:
     # Validation (with --valid): every `validate_every` steps, or every epoch when 0.
     validate_every: int = 0
     best_metric: str = "bleu"         # "bleu" (greedy, on the validation set) or "loss"
-    lr_patience: int = 2              # validations without improvement before the rate drops
+    plateau_metric: str = "loss"      # what the rate's plateau watches: "loss" (smooth) or "bleu"
+    lr_patience: int = 2              # validations without improvement (of plateau_metric) before the rate drops
     lr_decay: float = 0.5             # ... by this factor
     min_learning_rate: float = 1e-5   # the rate never drops below this
     patience: int = 6                 # validations without improvement before stopping (0: never)
@@ -90,7 +91,8 @@ class TrainingConfig:
         for name in ("warmup_steps", "validate_every", "lr_patience", "patience",
                      "checkpoint_every"):
             _require(getattr(self, name) >= 0, f"{name} must be >= 0")
-        _require(self.best_metric in ("bleu", "loss"), "best_metric must be 'bleu' or 'loss'")
+        for name in ("best_metric", "plateau_metric"):
+            _require(getattr(self, name) in ("bleu", "loss"), f"{name} must be 'bleu' or 'loss'")
         _require(0.0 < self.lr_decay <= 1.0, "lr_decay must be in (0, 1]")
         _require(self.min_learning_rate >= 0, "min_learning_rate must be >= 0")
         _require(self.max_minutes >= 0, "max_minutes must be >= 0 (0: no limit)")
@@ -99,16 +101,25 @@ class TrainingConfig:
 
 @dataclass(frozen=True)
 class DecodeConfig:
-    """Greedy decoding limits: a sentence stops at eos or at length_ratio * source + length_offset."""
+    """How to decode: the search, and its limits (a sentence stops at eos or at
+    length_ratio * source + length_offset pieces)."""
 
-    batch_size: int = 64
+    batch_size: int = 64              # sentences decoded together (each with its beam)
     length_ratio: float = 2.0
     length_offset: int = 10
+    beam_size: int = 1                # 1: greedy search, the fastest path
+    length_penalty: float = 0.0       # GNMT's alpha: score = log-prob / ((5 + len) / 6) ** alpha
+    n_best: int = 1                   # hypotheses returned per sentence (<= beam_size)
 
     def __post_init__(self) -> None:
         _require(self.batch_size >= 1, "batch_size must be at least 1")
         _require(self.length_ratio > 0 and self.length_offset >= 0,
                  "length_ratio must be positive and length_offset >= 0")
+        _require(self.beam_size >= 1, "beam_size must be at least 1")
+        _require(self.length_penalty >= 0, "length_penalty must be >= 0 (0: none)")
+        _require(1 <= self.n_best <= self.beam_size,
+                 f"n_best ({self.n_best}) must be between 1 and the beam size "
+                 f"({self.beam_size}); pass --beam-size {self.n_best} or more")
 
 
 @dataclass(frozen=True)

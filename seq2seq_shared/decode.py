@@ -1,39 +1,57 @@
-"""Greedy decoding: ids in, ids out (`GreedyDecoder`); text in, text out (`Translator`).
+"""Decoding, ids in and ids out: greedy search or beam search, batched and compiled.
 
-"Decoding" here means producing the target for a source, one greedy step at a time
-(`Seq2Seq.decode_step`). Both classes run the path of search.py: its source-side rules
-(truncation, length limits), its search and its eos trimming, which the
-SavedModel export traces too, so `translate` and the export cannot disagree.
+"Decoding" here means producing the target for a source with `Seq2Seq.decode_step`:
+greedily (search.py, the default and fastest path) or with a beam (beam.py). Both run the
+source-side rules of search.py (truncation, length limits) and its eos trimming, which
+the SavedModel export traces too, so `translate` and the export cannot disagree. Text in,
+text out is translator.py's.
 """
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from keras import ops
 
 from . import backend
-from .config import DecodeConfig, ModelConfig
+from .beam import beam_search
+from .config import DecodeConfig
 from .data import pad, round_up
 from .model import Seq2Seq
 from .search import greedy_search, prepare_sources, trim_at_eos
-from .tokenizer import PAD_ID, Tokenizer
+from .tokenizer import BOS_ID, EOS_ID, PAD_ID
 
 logger = logging.getLogger(__name__)
 
 
-class GreedyDecoder:
+@dataclass
+class Hypothesis:
+    """One output for a source: its pieces' ids (eos stripped), whether it ended with eos
+    (else its length limit stopped it), its log-probability (what the model gives it
+    under teacher forcing, eos included), its score (the log-probability over the length
+    penalty: what ranks a beam), and its attention weights where asked for."""
+
+    ids: list[int]
+    ended: bool = True
+    log_prob: float | None = None
+    score: float | None = None
+    weights: np.ndarray | None = None  # (pieces + eos, source pieces read)
+
+
+class Decoder:
     """Ids in, ids out: sorts by length, batches, runs the compiled search, restores order.
 
-    Sources are ids in natural order; one longer than `max_source_length` is read up to
-    there, as the SavedModel export reads it (`search.prepare_sources`).
+    `decode_config.beam_size` 1 is greedy search; more is beam search (beam.py), whose
+    `n_best` best hypotheses `search` returns. Sources are ids in natural order; one
+    longer than `max_source_length` is read up to there, as the SavedModel export reads
+    it (`search.prepare_sources`).
 
     The encoder runs on slices of at most `ENCODE_ROWS` sentences of a batch, each padded
     only to its own longest source: a large batch (1,024 sentences) would otherwise pay
     every recurrence step, and the input projection, for its longest sentence. The
-    decoder then steps the whole batch at once, where large matmuls pay. Each `decode`
+    decoder then steps the whole batch at once, where large matmuls pay. Each `search`
     call looks the first layer's input projections up in `Seq2Seq.input_table()`, computed
     once per call (it follows the weights as they train), unless the table would be
     larger than `INPUT_TABLE_BYTES`.
@@ -50,6 +68,7 @@ class GreedyDecoder:
         self._encode = backend.compile_inference(model, self._encode_fn)
         self._search = backend.compile_inference(model, self._search_fn,
                                                  static_argnums=(2, 4))
+        self._log_probs = backend.compile_inference(model, self._log_probs_fn)
         self._input_table = backend.compile_inference(model, model.input_table)
         self.use_input_table = (model.target_vocab_size * 4 * model.hidden_size * 4
                                 <= self.INPUT_TABLE_BYTES)
@@ -61,30 +80,50 @@ class GreedyDecoder:
         return self.model.encode(source), limits
 
     def _search_fn(self, encoded, limits, max_steps, input_table, alignments):
-        found = greedy_search(self.model, encoded, limits, max_steps, input_table=input_table,
-                              alignments=alignments)
-        return (trim_at_eos(found[0]), found[1]) if alignments else trim_at_eos(found)
+        """{"ids": (rows, n, max_steps), eos and after as PAD; beam search adds
+        "log_probs" and "scores" (rows, n); alignments "weights" (rows, n, steps, len)}."""
+        config = self.decode_config
+        if config.beam_size == 1:
+            found = greedy_search(self.model, encoded, limits, max_steps,
+                                  input_table=input_table, alignments=alignments)
+            ids, weights = found if alignments else (found, None)
+            found = {"ids": ids} if weights is None else {"ids": ids, "weights": weights}
+            found = {name: ops.expand_dims(x, 1) for name, x in found.items()}
+        else:
+            found = beam_search(self.model, encoded, limits, max_steps, config.beam_size,
+                                config.length_penalty, config.n_best, input_table, alignments)
+        return {**found, "ids": trim_at_eos_rows(found["ids"])}
 
     def decode(self, sources: Sequence[Sequence[int]], batch_size: int | None = None,
                alignments: bool = False) -> list[list[int]] | tuple[list, list]:
-        """Target ids (eos stripped) for each source, in order; [] for an empty source.
+        """The best target ids (eos stripped) for each source, in order; [] for an empty
+        source. With `alignments` (attention models), also each one's attention weights
+        (see `Hypothesis.weights`)."""
+        best = [hypotheses[0] for hypotheses in self.search(sources, batch_size, alignments)]
+        ids = [h.ids for h in best]
+        return (ids, [h.weights for h in best]) if alignments else ids
 
-        With `alignments` (attention models), also each sentence's attention weights:
-        an array (target pieces + eos, source pieces read), rows summing to 1."""
+    def search(self, sources: Sequence[Sequence[int]], batch_size: int | None = None,
+               alignments: bool = False, scores: bool = False) -> list[list[Hypothesis]]:
+        """The `n_best` best hypotheses of each source (1 with greedy search), best first.
+        Beam search always scores them; greedy search does with `scores` (a teacher-forced
+        pass over its outputs)."""
         batch_size = batch_size or self.decode_config.batch_size
-        results: list[list[int]] = [[] for _ in sources]
-        weights: list[np.ndarray] = [np.zeros((0, 0), "float32") for _ in sources]
+        results: list[list[Hypothesis]] = [
+            [Hypothesis([], True, 0.0, 0.0, np.zeros((0, 0), "float32"))] for _ in sources]
         order = [i for i in np.argsort([len(s) for s in sources], kind="stable") if sources[i]]
         table = self._input_table() if order and self.use_input_table else None
         for start in range(0, len(order), batch_size):
             rows = order[start:start + batch_size]
-            found = self._decode_batch([sources[i] for i in rows], table, alignments)
-            for row, ids, attention in zip(rows, *found):
-                results[row], weights[row] = ids, attention
-        return (results, weights) if alignments else results
+            found = self._search_batch([sources[i] for i in rows], table, alignments)
+            for row, hypotheses in zip(rows, found):
+                results[row] = hypotheses
+        if scores and self.decode_config.beam_size == 1:
+            self._score_greedy([hypotheses[0] for hypotheses in results], sources, batch_size)
+        return results
 
-    def _decode_batch(self, sources: list[Sequence[int]], input_table, alignments: bool
-                      ) -> tuple[list[list[int]], list]:
+    def _search_batch(self, sources: list[Sequence[int]], input_table, alignments: bool
+                      ) -> list[list[Hypothesis]]:
         # Where each shape compiles anew (JAX), pad the batch to a power of two and lengths
         # to a multiple, so the compiled functions see few distinct shapes.
         multiple = backend.shape_multiple()
@@ -95,14 +134,64 @@ class GreedyDecoder:
         encoded = concatenate_encoded([encoded for encoded, _ in slices])
         limits = np.concatenate([ops.convert_to_numpy(x) for _, x in slices])  # (rows,)
         max_steps = round_up(int(limits.max()), 8)
-        found = self._search(encoded, limits, max_steps, input_table, alignments)
-        output = ops.convert_to_numpy(found[0] if alignments else found)
-        ids = [row[row != PAD_ID].tolist() for row in output[:len(sources)]]  # eos trimmed
-        if not alignments:
-            return ids, [None] * len(ids)
-        weights = ops.convert_to_numpy(found[1])  # (rows, max_steps, source_len)
+        found = {name: ops.convert_to_numpy(x) for name, x in
+                 self._search(encoded, limits, max_steps, input_table, alignments).items()}
         read = [min(len(s), self.max_source_length or len(s)) for s in sources]
-        return ids, [weights[i, :len(ids[i]) + 1, :read[i]] for i in range(len(sources))]
+        results = []
+        for i in range(len(sources)):
+            hypotheses = []
+            for n, row in enumerate(found["ids"][i]):
+                ids = row[row != PAD_ID].tolist()
+                hypothesis = Hypothesis(ids, ended=bool(len(ids) < limits[i]))
+                if "log_probs" in found:
+                    hypothesis.log_prob = float(found["log_probs"][i, n])
+                    hypothesis.score = float(found["scores"][i, n])
+                if alignments:
+                    steps = len(ids) + hypothesis.ended  # eos's row, where it was written
+                    hypothesis.weights = found["weights"][i, n, :steps, :read[i]]
+                hypotheses.append(hypothesis)
+            results.append(hypotheses)
+        return results
+
+    # Scoring: what the model gives an output under teacher forcing -----------------------
+
+    def log_probs(self, sources: Sequence[Sequence[int]], targets: Sequence[Sequence[int]],
+                  batch_size: int | None = None) -> list[float]:
+        """The log-probability the model gives each target (ids, eos included where it is
+        to be scored) for its source, under teacher forcing; 0.0 for an empty source."""
+        batch_size = batch_size or self.decode_config.batch_size
+        results = [0.0] * len(sources)
+        order = [i for i in np.argsort([len(t) for t in targets], kind="stable") if sources[i]]
+        multiple = backend.shape_multiple()
+        for start in range(0, len(order), batch_size):
+            rows = order[start:start + batch_size]
+            source = pad([sources[i] for i in rows], multiple)
+            target_output = pad([targets[i] for i in rows], multiple)
+            target_input = pad([[BOS_ID, *targets[i]][:target_output.shape[1]] for i in rows],
+                               multiple)[:, :target_output.shape[1]]
+            sums = ops.convert_to_numpy(self._log_probs(source, target_input, target_output))
+            for row, value in zip(rows, sums):
+                results[row] = float(value)
+        return results
+
+    def _log_probs_fn(self, source_ids, target_input, target_output):
+        source, _ = prepare_sources(source_ids, self.decode_config, self.max_source_length)
+        logits = self.model({"source": source, "target_input": target_input})
+        log_probs = ops.log_softmax(ops.cast(logits, "float32"), axis=-1)
+        picked = ops.take_along_axis(log_probs, ops.expand_dims(target_output, -1), axis=-1)
+        real = ops.cast(ops.not_equal(target_output, PAD_ID), "float32")
+        return ops.sum(ops.squeeze(picked, -1) * real, axis=1)  # (batch,)
+
+    def _score_greedy(self, hypotheses: list[Hypothesis], sources, batch_size: int) -> None:
+        targets = [h.ids + [EOS_ID] * h.ended for h in hypotheses]
+        for hypothesis, value in zip(hypotheses, self.log_probs(sources, targets, batch_size)):
+            hypothesis.log_prob = hypothesis.score = value
+
+
+def trim_at_eos_rows(ids):
+    """`search.trim_at_eos` for ids (batch, n, steps)."""
+    shape = ops.shape(ids)
+    return ops.reshape(trim_at_eos(ops.reshape(ids, (-1, shape[2]))), shape)
 
 
 def concatenate_encoded(slices: list[dict]) -> dict:
@@ -127,69 +216,3 @@ def _pad_length(x, length: int):
     return x if missing == 0 else ops.pad(x, widths)
 
 
-class Translator:
-    """A loaded model ready to translate; load once, call `translate` many times."""
-
-    def __init__(self, model: Seq2Seq, tokenizer: Tokenizer, model_config: ModelConfig,
-                 decode_config: DecodeConfig = DecodeConfig()):
-        self.model, self.tokenizer = model, tokenizer
-        self.model_config, self.decode_config = model_config, decode_config
-        self.decoder = GreedyDecoder(model, decode_config,
-                                     model_config.max_source_length)
-
-    @classmethod
-    def from_model_dir(cls, path: Path | str, decode_config: DecodeConfig = DecodeConfig()
-                       ) -> "Translator":
-        from .model_dir import ModelDir
-
-        model, tokenizer, config = ModelDir(path).load_model()
-        return cls(model, tokenizer, config.model, decode_config)
-
-    def translate(self, lines: Sequence[str], batch_size: int | None = None) -> list[str]:
-        """Translate `lines`; the result has one string per line, in order ("" for "")."""
-        return self._translate_chunk(list(lines), batch_size or self.decode_config.batch_size)
-
-    def translate_stream(self, lines: Iterable[str], batch_size: int | None = None,
-                         chunk_size: int = 4096, eager: bool = False,
-                         alignments: list | None = None) -> Iterator[str]:
-        """Translate a stream, yielding in input order as each chunk is done.
-
-        Chunks hold `chunk_size` lines, sorted by length inside a chunk for batching. With
-        `eager` (for pipes), a chunk never waits for lines that have not arrived yet, so a
-        slow producer gets each translation as soon as its line is in; without it (files),
-        chunks are always full, so batches do not depend on timing. With `alignments` (a
-        list, attention models), each line's alignment (`alignment_record`) is appended
-        to it as its translation is yielded.
-        """
-        from .files import available_chunks, fixed_chunks
-
-        chunks = available_chunks if eager else fixed_chunks
-        for chunk in chunks(lines, chunk_size):
-            yield from self._translate_chunk(chunk, batch_size or self.decode_config.batch_size,
-                                             alignments)
-
-    def _translate_chunk(self, lines: list[str], batch_size: int,
-                         alignments: list | None = None) -> list[str]:
-        sources = self.tokenizer.encode_source(lines)
-        limit = self.model_config.max_source_length
-        for number, ids in enumerate(sources):
-            if len(ids) > limit:  # the decoder reads the first `limit` (`prepare_sources`)
-                logger.warning("input line %d has %d pieces; translating its first %d "
-                               "(the model's max_source_length)", number + 1, len(ids), limit)
-        if alignments is None:
-            targets = self.decoder.decode(sources, batch_size)
-        else:
-            targets, weights = self.decoder.decode(sources, batch_size, alignments=True)
-            alignments.extend(self.alignment_record(source[:limit], target, matrix)
-                              for source, target, matrix in zip(sources, targets, weights))
-        texts = iter(self.tokenizer.decode_target(ids for ids, s in zip(targets, sources) if s))
-        return [next(texts) if s else "" for s in sources]
-
-    def alignment_record(self, source: Sequence[int], target: Sequence[int],
-                         weights: np.ndarray) -> dict:
-        """One line of `translate --alignments`: the source pieces read, the target pieces
-        written (eos last), and `weights[t][s]`, the attention target piece t paid to
-        source piece s (each row sums to 1; [] for an empty line)."""
-        return {"source": self.tokenizer.source_pieces(source),
-                "target": self.tokenizer.target_pieces(target) + ["</s>"] if source else [],
-                "weights": np.round(weights.astype("float64"), 4).tolist()}

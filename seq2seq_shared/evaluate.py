@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from . import backend
+from .config import DecodeConfig
 from .data import ParallelBatches, encoded_batches, read_parallel
 
 
@@ -47,20 +48,24 @@ def quality(hypotheses: list[str], references: list[str]) -> dict[str, Any]:
 
 
 def evaluate(model_dir: Path | str, source_path: Path | str, reference_path: Path | str,
-             batch_size: int | None = None, output_path: Path | None = None) -> dict[str, Any]:
-    """Translate `source_path`, score it against `reference_path`, and add perplexity."""
-    from .decode import Translator
+             batch_size: int | None = None, output_path: Path | None = None,
+             decode_config: DecodeConfig | None = None) -> dict[str, Any]:
+    """Translate `source_path` (greedily unless `decode_config` says otherwise), score it
+    against `reference_path`, and add perplexity."""
+    from .translator import Translator
     from .files import check_output_writable, write_lines
 
     if output_path is not None:
         check_output_writable(Path(output_path))  # fail before the work, not after
     sources, references = read_parallel(source_path, reference_path)
-    translator = Translator.from_model_dir(model_dir)
+    translator = Translator.from_model_dir(model_dir, decode_config or DecodeConfig())
     hypotheses = translator.translate(sources, batch_size=batch_size)
     if output_path is not None:
         write_lines(hypotheses, Path(output_path))  # a file atomically; a device in place
     batches = encoded_batches(translator.tokenizer, sources, references, batch_tokens=4096,
                               multiple=backend.shape_multiple())
     nll = teacher_forced_nll(translator.model, batches)
+    search = translator.decode_config
     return {"source": str(source_path), "reference": str(reference_path),
+            "beam_size": search.beam_size, "length_penalty": search.length_penalty,
             **quality(hypotheses, references), "perplexity": perplexity(nll)}

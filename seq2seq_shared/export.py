@@ -12,7 +12,7 @@ binding (Python, C++, Java, JS) turns text into ids and back.
 The graph is `translate`'s path, traced: `search.prepare_sources` (truncation to the
 model's `max_source_length`, length limits), the encoder (`Seq2Seq.encode`, which reverses
 the source if the model reads it backwards), `search.greedy_search` and
-`search.trim_at_eos`, the very functions `GreedyDecoder` compiles.
+`search.trim_at_eos`, the very functions `Decoder` compiles.
 """
 from __future__ import annotations
 

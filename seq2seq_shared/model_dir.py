@@ -32,11 +32,14 @@ from . import __version__
 from .config import Config
 from .files import atomic_write, atomic_write_bytes, atomic_write_text
 
-# 2: checksums.json; 3: attention and role_signal in the model settings. Earlier formats
-# still load: a directory lacks the settings of later formats, and meant ADDED_SETTINGS.
+# 2: checksums.json; 3: attention, role_signal and plateau_metric. Earlier formats still
+# load: a directory lacks the settings of later formats, and meant ADDED_SETTINGS (a
+# function of its training section: the plateau used to watch the best_metric).
 FORMAT_VERSION = 3
 READABLE_FORMATS = (1, 2, 3)
-ADDED_SETTINGS = {3: {"attention": "none", "role_signal": "none"}}
+ADDED_SETTINGS = {3: lambda training: {
+    "model": {"attention": "none", "role_signal": "none"},
+    "training": {"plateau_metric": training.get("best_metric", "bleu")}}}
 
 CONFIG = "config.json"
 JOINT_SPM, SOURCE_SPM, TARGET_SPM = "sentencepiece.model", "source.model", "target.model"
@@ -130,7 +133,8 @@ class ModelDir:
                              f"use the version that wrote it, or retrain")
         for added_in, settings in ADDED_SETTINGS.items():
             if version < added_in:  # what the directory's version meant
-                document["model"] = {**settings, **document["model"]}
+                for section, values in settings(document.get("training", {})).items():
+                    document[section] = {**values, **document.get(section, {})}
         return document
 
     def read_config(self) -> Config:

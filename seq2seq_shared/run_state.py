@@ -50,7 +50,8 @@ class Window:
 
 @dataclass
 class RunState:
-    best: Best
+    best: Best                      # by best_metric: picks model.weights.h5, early stopping
+    plateau_best: Best              # by plateau_metric: the learning-rate plateau
     epoch: int = 0                  # epochs completed
     batch: int = 0                  # batches completed in the epoch in progress
     step: int = 0                   # optimizer steps taken
@@ -58,14 +59,15 @@ class RunState:
     finished: str | None = None     # why the run stopped, once it has
     lr_scale: float = 1.0           # product of the plateau decays so far
     bad_validations: int = 0        # since the best, for early stopping
-    plateau_validations: int = 0    # since the best or the last decay
+    plateau_validations: int = 0    # since the plateau's best or the last decay
     window: Window = field(default_factory=Window)
     data_sha256: dict[str, str] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def fresh(cls, training: TrainingConfig, data_sha256: dict[str, str]) -> "RunState":
-        return cls(best=Best(training.best_metric), data_sha256=data_sha256)
+        return cls(best=Best(training.best_metric), plateau_best=Best(training.plateau_metric),
+                   data_sha256=data_sha256)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -73,7 +75,10 @@ class RunState:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RunState":
         values = {f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data}
-        return cls(**{**values, "best": Best(**data["best"]), "window": Window(**data["window"])})
+        # Before plateau_metric, the plateau watched the best score itself.
+        plateau = data.get("plateau_best", data["best"])
+        return cls(**{**values, "best": Best(**data["best"]), "plateau_best": Best(**plateau),
+                      "window": Window(**data["window"])})
 
     def summary(self) -> dict[str, Any]:
         """What `train` returns: the last metrics row, why the run stopped, the best score."""
@@ -89,21 +94,30 @@ class RunState:
             rate *= min(1.0, (self.step + 1) / training.warmup_steps)
         return rate
 
-    def record(self, training: TrainingConfig, value: float) -> bool:
-        """Note a validation score; True if it is the best so far (higher BLEU, lower loss)."""
-        if self.best.improved_by(value):
-            self.best.value, self.best.step = value, self.step
-            self.bad_validations = self.plateau_validations = 0
-            return True
-        self.bad_validations += 1
+    def record(self, training: TrainingConfig, scores: dict[str, float]) -> bool:
+        """Note a validation's scores ({"bleu": ..., "loss": ...}); True if it is the best
+        so far by best_metric (higher BLEU, lower loss). The plateau watches plateau_metric:
+        validation loss moves smoothly where BLEU dips by chance (issue 14: one such dip
+        halved the rate and six more halvings followed, wasting a third of an hour)."""
+        improved = self.best.improved_by(scores[self.best.metric])
+        if improved:
+            self.best.value, self.best.step = scores[self.best.metric], self.step
+            self.bad_validations = 0
+        else:
+            self.bad_validations += 1
+        plateau = self.plateau_best
+        if plateau.improved_by(scores[plateau.metric]):
+            plateau.value, plateau.step = scores[plateau.metric], self.step
+            self.plateau_validations = 0
+            return improved
         self.plateau_validations += 1
         if training.lr_patience and self.plateau_validations >= training.lr_patience:
             self.lr_scale *= training.lr_decay
             self.plateau_validations = 0
             logger.info("validation %s has not improved for %d validation(s): learning rate "
-                        "now %g", training.best_metric, training.lr_patience,
+                        "now %g", plateau.metric, training.lr_patience,
                         max(training.learning_rate * self.lr_scale, training.min_learning_rate))
-        return False
+        return improved
 
     def stop_reason(self, training: TrainingConfig, validating: bool) -> str | None:
         """Why training should stop now, or None to go on."""

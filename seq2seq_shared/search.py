@@ -1,6 +1,6 @@
 """Greedy search and the source-side rules it runs under, written once in `keras.ops`.
 
-Two callers take this one path: `GreedyDecoder` (decode.py: what `translate` runs)
+Two callers take this one path: `Decoder` (decode.py: what `translate` runs)
 compiles it, and the SavedModel export (export.py) traces it into its serving graph. So
 each rule exists once: an over-long source is cut to the model's `max_source_length`
 pieces, a sentence may run

@@ -297,10 +297,11 @@ class TrainingRun:
         if not self.validator:
             self.directory.save_weights(self.model)  # the latest is the one to use
             return
-        metric = self.training.best_metric
-        if self.state.record(self.training, row["valid_bleu" if metric == "bleu" else "valid_loss"]):
+        if self.state.record(self.training, {"bleu": row["valid_bleu"],
+                                             "loss": row["valid_loss"]}):
             self.directory.save_weights(self.model)
-            logger.info("new best validation %s: %s (saved)", metric, self.state.best.value)
+            logger.info("new best validation %s: %s (saved)", self.state.best.metric,
+                        self.state.best.value)
 
 
 def _training_row(state: RunState, batches_per_epoch: int, learning_rate: float

@@ -25,7 +25,7 @@ class Validator:
 
     def __init__(self, model, tokenizer: Tokenizer, config: Config, sources: list[str],
                  references: list[str], batches: ParallelBatches):
-        from .decode import Translator
+        from .translator import Translator
 
         self.model, self.sources, self.references = model, sources, references
         self.batches = batches

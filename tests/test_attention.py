@@ -10,7 +10,7 @@ import pytest
 keras = pytest.importorskip("keras")
 from keras import ops  # noqa: E402
 
-from seq2seq_shared.decode import GreedyDecoder  # noqa: E402
+from seq2seq_shared.decode import Decoder  # noqa: E402
 from seq2seq_shared.model import expected_parameter_count  # noqa: E402
 from tests.test_model import SHAPE, V, H, build, random_ids, randomize  # noqa: E402
 
@@ -100,14 +100,15 @@ def test_greedy_alignments_match_the_teacher_forced_weights():
     randomize(model, scale=0.3)
     rng = np.random.default_rng(8)
     sources = [rng.integers(4, V, size=n).tolist() for n in (5, 0, 9, 3, 7)]
-    decoder = GreedyDecoder(model)
+    decoder = Decoder(model)
     targets, alignments = decoder.decode(sources, 5, alignments=True)
     assert decoder.decode(sources, 2) == targets
     for source, target, weights in zip(sources, targets, alignments):
         if not source:
             assert target == [] and weights.shape == (0, 0)
             continue
-        assert weights.shape == (len(target) + 1, len(source))
+        assert weights.shape[1] == len(source)
+        assert weights.shape[0] in (len(target), len(target) + 1)  # eos, unless the limit
         alone = decoder.decode([source], 1, alignments=True)[1][0]
         np.testing.assert_allclose(weights, alone, atol=1e-6)
         target_input = np.array([[2] + target], dtype="int32")
@@ -119,7 +120,7 @@ def test_greedy_alignments_match_the_teacher_forced_weights():
 def test_a_format_2_model_directory_loads_and_translates_as_before(tmp_path):
     """tests/data/format2_model was written by the version before attention (format 2):
     its logits and translations are those recorded then."""
-    from seq2seq_shared.decode import Translator
+    from seq2seq_shared.translator import Translator
     from seq2seq_shared.model_dir import ModelDir
 
     model_dir = tmp_path / "old"
@@ -135,3 +136,44 @@ def test_a_format_2_model_directory_loads_and_translates_as_before(tmp_path):
     lines = (Path(__file__).parents[1] / "data" / "test.de").read_text().splitlines()[:20]
     expected = (FIXTURES / "format2_model.expected.en").read_text().splitlines()
     assert Translator(model, tokenizer, config.model).translate(lines) == expected
+
+
+def test_train_translate_alignments_and_info_through_the_cli(numbers_corpus, trained, tmp_path):
+    from click.testing import CliRunner
+
+    from conftest import TINY
+    from seq2seq_shared.cli import main
+
+    def run(*args):
+        return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+    model_dir = tmp_path / "attention"
+    result = run("train", numbers_corpus / "train.en", numbers_corpus / "train.de",
+                 "--model-dir", model_dir, *TINY, "--attention", "general",
+                 "--role-signal", "bias")
+    assert result.exit_code == 0, result.output
+    source = tmp_path / "in.txt"
+    source.write_text("one hundred\n\ntwelve\n", encoding="utf-8")
+    output, alignments = tmp_path / "out.txt", tmp_path / "align.jsonl"
+    result = run("translate", "--model-dir", model_dir, "-i", source, "-o", output,
+                 "--alignments", alignments)
+    assert result.exit_code == 0, result.output
+    translations = output.read_text(encoding="utf-8").split("\n")[:-1]
+    records = [json.loads(line) for line in alignments.read_text(encoding="utf-8").splitlines()]
+    assert len(records) == len(translations) == 3
+    assert records[1] == {"source": [], "target": [], "weights": []}
+    for record, translation in zip(records[::2], translations[::2]):
+        weights = np.array(record["weights"])
+        assert weights.shape == (len(record["target"]), len(record["source"]))
+        pieces = [p for p in record["target"] if p != "</s>"]  # eos, unless the limit hit
+        assert "".join(pieces).replace("\u2581", " ").strip() == translation
+        np.testing.assert_allclose(weights.sum(1), 1.0, atol=1e-3)  # rounded to 4 places
+
+    result = run("info", "--model-dir", model_dir, "--json")
+    rows = {row["name"]: row for row in json.loads(result.stdout)["components"]}
+    assert rows["attention/score"]["parameters"] == rows["attention/combine"]["parameters"] / 2
+    assert rows["role_signal"]["parameters"] == 2 * 4 * 32
+    assert json.loads(result.stdout)["total"] == json.loads(result.stdout)["formula"]
+
+    result = run("translate", "--model-dir", trained, "-i", source, "--alignments", alignments)
+    assert result.exit_code == 2 and "has no attention" in result.output

@@ -47,7 +47,7 @@ def test_stdin_to_stdout_and_batch_size_do_not_change_the_output(trained):
 
 
 def test_save_then_load_gives_identical_translations(trained, tmp_path):
-    from seq2seq_shared.decode import Translator
+    from seq2seq_shared.translator import Translator
     from seq2seq_shared.model_dir import ModelDir
 
     lines = ["one hundred twenty-one", "seven", "forty-two"]

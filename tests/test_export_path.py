@@ -11,7 +11,7 @@ pytestmark = pytest.mark.skipif(os.environ.get("KERAS_BACKEND", "tensorflow") !=
 def test_export_truncates_over_long_inputs_as_translate_does(trained, tmp_path):
     import tensorflow as tf
 
-    from seq2seq_shared.decode import Translator
+    from seq2seq_shared.translator import Translator
     from seq2seq_shared.export import export_saved_model
 
     translator = Translator.from_model_dir(trained)

@@ -2,7 +2,7 @@
 from make_numbers_data import english, german
 
 from seq2seq_shared.config import Config
-from seq2seq_shared.decode import Translator
+from seq2seq_shared.translator import Translator
 from seq2seq_shared.train import train
 
 

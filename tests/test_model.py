@@ -5,7 +5,7 @@ keras = pytest.importorskip("keras")
 from keras import ops  # noqa: E402
 
 from seq2seq_shared import backend  # noqa: E402
-from seq2seq_shared.decode import GreedyDecoder  # noqa: E402
+from seq2seq_shared.decode import Decoder  # noqa: E402
 from seq2seq_shared.model import Seq2Seq, expected_parameter_count, lstm_parameter_count  # noqa: E402
 from seq2seq_shared.search import greedy_search  # noqa: E402
 
@@ -152,12 +152,12 @@ def test_greedy_search_equals_a_plain_python_loop(options, compact):
 
 
 def test_batching_and_encoder_slices_do_not_change_translations():
-    """`GreedyDecoder` sorts, batches and encodes in slices of `ENCODE_ROWS`; any batch size
+    """`Decoder` sorts, batches and encodes in slices of `ENCODE_ROWS`; any batch size
     gives each sentence what it gets alone, in input order, [] for an empty source."""
     model = build(feed_context=True)
     rng = np.random.default_rng(8)
     sources = [rng.integers(4, V, size=n).tolist() for n in rng.integers(0, 12, size=80)]
-    decoder = GreedyDecoder(model)
+    decoder = Decoder(model)
     alone = [decoder.decode([source], 1)[0] for source in sources]
     assert decoder.decode(sources, 80) == alone  # two encoder slices: 64 + the rest
     assert decoder.decode(sources, 7) == alone

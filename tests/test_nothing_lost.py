@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from seq2seq_shared import files
 from seq2seq_shared.cli import main
-from seq2seq_shared.decode import Translator
+from seq2seq_shared.translator import Translator
 from seq2seq_shared.run_dir import RunDir
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -108,7 +108,7 @@ def test_kill_9_at_random_moments_then_resume_ends_as_an_uninterrupted_run(
     assert_same_run(model_dir, reference)
     assert not [p for p in model_dir.rglob(".*.tmp-*")], "temporary files left behind"
 
-    from seq2seq_shared.decode import Translator
+    from seq2seq_shared.translator import Translator
     assert len(Translator.from_model_dir(model_dir).translate(["seven", "", "twelve"])) == 3
 
 

@@ -21,29 +21,30 @@ def test_warm_up_is_linear_then_flat():
 
 def test_plateaus_halve_the_rate_down_to_the_floor_and_patience_stops():
     training = TrainingConfig(learning_rate=0.01, warmup_steps=0, lr_patience=2, lr_decay=0.5,
-                              min_learning_rate=0.003, patience=5, best_metric="bleu")
+                              min_learning_rate=0.003, patience=5, best_metric="bleu",
+                              plateau_metric="bleu")
     state = state_at(training)
-    assert state.record(training, 10.0) and state.best.value == 10.0
-    assert not state.record(training, 9.0) and state.learning_rate(training) == 0.01
-    assert not state.record(training, 10.0)  # equal is not better
+    assert state.record(training, {"bleu": 10.0, "loss": 0.0}) and state.best.value == 10.0
+    assert not state.record(training, {"bleu": 9.0, "loss": 0.0}) and state.learning_rate(training) == 0.01
+    assert not state.record(training, {"bleu": 10.0, "loss": 0.0})  # equal is not better
     assert state.learning_rate(training) == pytest.approx(0.005)
-    assert state.record(training, 11.0) and state.bad_validations == 0
+    assert state.record(training, {"bleu": 11.0, "loss": 0.0}) and state.bad_validations == 0
     for _ in range(4):
-        state.record(training, 1.0)
+        state.record(training, {"bleu": 1.0, "loss": 0.0})
     assert state.learning_rate(training) == pytest.approx(0.003)  # 0.0025, floored
     assert state.stop_reason(training, validating=True) is None
-    state.record(training, 1.0)
+    state.record(training, {"bleu": 1.0, "loss": 0.0})
     assert "early stopping" in state.stop_reason(training, validating=True)
 
 
 def test_loss_is_better_when_lower_and_limits_stop_the_run():
     training = TrainingConfig(best_metric="loss", epochs=3, max_minutes=2, patience=1)
     state = state_at(training)
-    assert state.record(training, 3.0) and state.record(training, 2.5)
+    assert state.record(training, {"bleu": 0.0, "loss": 3.0}) and state.record(training, {"bleu": 0.0, "loss": 2.5})
     assert state.best.step == 0 and state.best.metric == "loss"
     state.seconds = 119.0
     assert state.stop_reason(training, validating=False) is None
-    assert not state.record(training, 2.6)
+    assert not state.record(training, {"bleu": 0.0, "loss": 2.6})
     assert state.stop_reason(training, validating=False) is None  # no validation: no patience
     state.seconds = 120.0
     assert state.stop_reason(training, validating=True) == "time limit of 2 minutes reached"
@@ -55,7 +56,7 @@ def test_the_state_survives_json_and_reads_the_untyped_dicts_of_format_1():
     training = TrainingConfig()
     state = state_at(training, step=7, epoch=1)
     state.window.add(loss=2.0, nll=1.5, tokens=10, seconds=0.5)
-    state.record(training, 12.5)
+    state.record(training, {"bleu": 12.5, "loss": 2.0})
     state.history.append({"step": 7, "valid_bleu": 12.5})
     assert RunState.from_dict(json.loads(json.dumps(state.to_dict()))) == state
     old = {"epoch": 1, "batch": 3, "step": 7, "seconds": 4.0, "finished": None, "lr_scale": 0.5,
@@ -65,4 +66,26 @@ def test_the_state_survives_json_and_reads_the_untyped_dicts_of_format_1():
            "data_sha256": {"train_source": "x"}, "history": [], "checkpoint": "checkpoints/x"}
     restored = RunState.from_dict(old)
     assert restored.lr_scale == 0.5 and restored.best.step == 4 and restored.window.tokens == 2
-    assert restored.to_dict() == {k: v for k, v in old.items() if k != "checkpoint"}
+    # Before plateau_metric the plateau watched the best score: its best is that one.
+    assert restored.plateau_best == restored.best
+    assert restored.to_dict() == {**{k: v for k, v in old.items() if k != "checkpoint"},
+                                  "plateau_best": old["best"]}
+
+
+def test_a_chance_dip_of_bleu_does_not_decay_the_rate_when_the_plateau_watches_loss():
+    """The recipe's failure on a faster host: one noisy BLEU dip (13.36 -> 12.74) while
+    validation loss still fell halved the rate. Watching loss, the rate holds until loss
+    itself stops improving; BLEU still picks the best model."""
+    rates = {}
+    for plateau_metric in ("bleu", "loss"):
+        training = TrainingConfig(learning_rate=0.01, warmup_steps=0, lr_patience=1,
+                                  best_metric="bleu", plateau_metric=plateau_metric)
+        state = state_at(training)
+        for bleu, loss in ((12.0, 2.10), (13.36, 2.05), (12.74, 2.02), (14.0, 2.00)):
+            state.record(training, {"bleu": bleu, "loss": loss})
+        assert state.best.value == 14.0
+        rates[plateau_metric] = state.learning_rate(training)
+        state.record(training, {"bleu": 14.5, "loss": 2.01})  # loss turns: overfitting
+        rates[plateau_metric + " after loss rose"] = state.learning_rate(training)
+    assert rates == pytest.approx({"bleu": 0.005, "bleu after loss rose": 0.005,
+                                   "loss": 0.01, "loss after loss rose": 0.005})

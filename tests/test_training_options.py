@@ -73,7 +73,8 @@ def test_separate_vocab_translates_with_each_side_s_own_model(separate_vocab, nu
     is what the loaded network gives on ids from one and decoded by the other."""
     import sentencepiece
 
-    from seq2seq_shared.decode import GreedyDecoder, Translator
+    from seq2seq_shared.decode import Decoder
+    from seq2seq_shared.translator import Translator
 
     lines = ["one hundred twenty-one", "seven", "", "forty-two", "one hundred ninety-nine"]
     result = run("translate", "--model-dir", separate_vocab, input="".join(f"{x}\n" for x in lines))
@@ -85,7 +86,7 @@ def test_separate_vocab_translates_with_each_side_s_own_model(separate_vocab, nu
     source, target = (sentencepiece.SentencePieceProcessor(
         model_file=str(separate_vocab / name)) for name in ("source.model", "target.model"))
     model = Translator.from_model_dir(separate_vocab).model
-    decoded = GreedyDecoder(model).decode(source.encode(lines))
+    decoded = Decoder(model).decode(source.encode(lines))
     assert output == [target.decode(ids) for ids in decoded]
     # The model writes something (so a wrong path shows), in German pieces only.
     assert sum(map(len, decoded)) > 0
