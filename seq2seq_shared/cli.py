@@ -353,6 +353,23 @@ def export(model_dir: Path, output: Path) -> None:
 
 
 @main.command()
+@click.option("--model-dir", required=True, type=click.Path(path_type=Path),
+              help="A model directory with the run's checkpoints.")
+@click.option("--last", type=click.IntRange(1), default=5, show_default=True,
+              help="Average the newest N checkpoints (train with --keep-checkpoints N or more).")
+@click.option("--output", required=True, type=click.Path(path_type=Path),
+              help="A new model directory for the averaged model.")
+def average(model_dir: Path, last: int, output: Path) -> None:
+    """Average the weights of a run's newest checkpoints into a new model directory."""
+    _import_keras_quietly()
+    from .average import average_checkpoints
+
+    result = average_checkpoints(model_dir, last, output)
+    steps = ", ".join(map(str, result["steps"]))
+    click.echo(f"averaged the checkpoints at steps {steps} into {result['output']}")
+
+
+@main.command()
 @click.option("--model-dir", required=True, type=click.Path(path_type=Path), help="A trained model.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 def info(model_dir: Path, as_json: bool) -> None:

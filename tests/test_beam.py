@@ -192,3 +192,51 @@ def test_translate_cli_beam_n_best_and_scores(trained, tmp_path):
     assert best.stdout.splitlines()[0] == lines[0]["hypotheses"][0]["translation"]
     refused = run("--beam-size", "2", "--n-best", "3")
     assert refused.exit_code == 2 and "--beam-size 3" in refused.output
+
+
+def test_averaging_identical_checkpoints_gives_their_weights_and_a_loadable_model(
+        trained, tmp_path):
+    """Three copies of the newest checkpoint average to its own weights; averaging the
+    run's real checkpoints gives a model `translate` loads, of other weights."""
+    import shutil
+
+    from click.testing import CliRunner
+
+    from seq2seq_shared import checkpoint
+    from seq2seq_shared.cli import main
+    from seq2seq_shared.model_dir import ModelDir
+    from seq2seq_shared.run_dir import RunDir
+
+    run = RunDir(trained)
+    copy = tmp_path / "copy"
+    shutil.copytree(trained, copy)
+    (last_step, newest), = RunDir(copy).checkpoints()[-1:]
+    for step in (last_step + 1, last_step + 2):  # two newer checkpoints, identical to it
+        shutil.copy(newest, newest.with_name(f"step-{step:09d}.npz"))
+    result = CliRunner().invoke(main, ["average", "--model-dir", str(copy), "--last", "3",
+                                       "--output", str(tmp_path / "same")])
+    assert result.exit_code == 0, result.output
+    averaged, _, _ = ModelDir(tmp_path / "same").load_model()
+    arrays, _ = checkpoint.read(newest)
+    compared = 0
+    for index, variable in enumerate(averaged.variables):
+        if variable.trainable:  # (dropout's seed state is not a weight: h5 files omit it)
+            np.testing.assert_array_equal(np.asarray(variable), arrays[f"model/{index:04d}"])
+            compared += 1
+    assert compared == len(averaged.trainable_variables) >= 3
+
+    kept = len(run.checkpoints())
+    assert kept >= 2
+    result = CliRunner().invoke(main, ["average", "--model-dir", str(trained), "--last",
+                                       str(kept), "--output", str(tmp_path / "mean")])
+    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(main, ["translate", "--model-dir", str(tmp_path / "mean")],
+                                input="twelve\n")
+    assert result.exit_code == 0 and len(result.stdout.splitlines()) == 1
+    mean, _, _ = ModelDir(tmp_path / "mean").load_model()
+    assert not all(np.array_equal(np.asarray(a), np.asarray(b))
+                   for a, b in zip(mean.trainable_variables, averaged.trainable_variables))
+    refused = CliRunner().invoke(main, ["average", "--model-dir", str(trained), "--last",
+                                        str(kept + 1), "--output", str(tmp_path / "more")])
+    assert refused.exit_code == 1 and "--keep-checkpoints" in refused.output
+    assert not (tmp_path / "more").exists()
