@@ -226,6 +226,8 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--gpus", default=os.environ.get("CUDA_VISIBLE_DEVICES", ""),
                         help="comma-separated GPU ids, one worker per GPU in turn")
     parser.add_argument("--errors", choices=["strict", "replace"], default="strict")
+    parser.add_argument("--beam-size", type=int, default=1, help="1: greedy search")
+    parser.add_argument("--length-penalty", type=float, default=0.0, help="GNMT alpha")
     parser.add_argument("--keep-shards", action="store_true")
     return parser.parse_args()
 
@@ -233,7 +235,11 @@ def parse_arguments() -> argparse.Namespace:
 def run(args: argparse.Namespace) -> None:
     if not args.input.is_file():
         raise SystemExit(f"error: {args.input}: no such file")
-    decode_config = DecodeConfig(batch_size=args.batch_size)
+    try:
+        decode_config = DecodeConfig(batch_size=args.batch_size, beam_size=args.beam_size,
+                                     length_penalty=args.length_penalty)
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from None
     # Before the split: a missing or damaged model fails now, not after streaming the input.
     translation = translation_identity(args.model_dir, args.errors, decode_config)
     shard_dir = args.output.with_name(args.output.name + ".shards")

@@ -24,6 +24,12 @@ RSS is its own) and prints one JSON line; the summary is one JSON document on st
   weights, so their outputs must agree; the share of identical sentences is reported.
 - start-up: with --model-dir M, the wall time of `seq2seq-shared translate --model-dir M` on one
   line, as a whole process.
+- --attention-cases: training tokens/s of the recipe's shape (tied output, fed context)
+  without attention, with "dot" and with "general" attention, alternating, on the same
+  batches; each beside "none" as a ratio.
+- --search-model M --search-source F: sentences/s of `Translator` on the lines of F at
+  batch 64, greedy beside beam 5 and beam 10 (a trained model: real sentence lengths and
+  eos), alternating; each beside greedy as a ratio.
 """
 from __future__ import annotations
 
@@ -118,17 +124,19 @@ def multi30k_data(directory: Path, work: Path) -> dict:
 
 # Our side: one measurement per process ------------------------------------------------
 
-def build_model(vocab_size: int, embedding_dim: int, hidden_size: int, seed: int = 0):
+def build_model(vocab_size: int, embedding_dim: int, hidden_size: int, seed: int = 0,
+                attention: str = "none", recipe_shape: bool = False):
     import keras
 
     from seq2seq_shared.model import Seq2Seq
 
     keras.utils.set_random_seed(seed)
-    # The reference's model, whatever the product's defaults: one layer, untied, no context.
+    # The reference's model, whatever the product's defaults: one layer, untied, no context;
+    # or the recipe's shape (tied output, fed context), for the attention cases.
     model = Seq2Seq(source_vocab_size=vocab_size, target_vocab_size=vocab_size,
                     embedding_dim=embedding_dim, hidden_size=hidden_size, num_layers=1,
-                    share_lstm=True, share_embeddings=True, tie_output=False,
-                    feed_context=False, attention="none", role_signal="none")
+                    share_lstm=True, share_embeddings=True, tie_output=recipe_shape,
+                    feed_context=recipe_shape, attention=attention, role_signal="none")
     model.build()
     return model
 
@@ -143,7 +151,8 @@ def worker_train(args) -> dict:
     from seq2seq_shared.train import compile_for_training, train_step
 
     batches = [Batch(*b) for b in load_batches(args.batches)]
-    model = build_model(args.vocab_size, args.embedding_dim, args.hidden_size)
+    model = build_model(args.vocab_size, args.embedding_dim, args.hidden_size,
+                        attention=args.attention, recipe_shape=args.recipe_shape)
     compile_for_training(model, TrainingConfig())
     start = time.perf_counter()
     for batch in batches:  # warm-up: every batch shape once (tracing, compiling)
@@ -194,6 +203,27 @@ def worker_decode(args) -> dict:
                 all_sentences_per_s=[round(r, 1) for r in rates], warmup_s=round(warmup_s, 2))
 
 
+def worker_search(args) -> dict:
+    """Sentences/s of a trained model's `Translator` with the given beam (1: greedy)."""
+    from seq2seq_shared.config import DecodeConfig
+    from seq2seq_shared.translator import Translator
+
+    lines = Path(args.sources).read_text(encoding="utf-8").splitlines()
+    translator = Translator.from_model_dir(args.model_dir, DecodeConfig(
+        batch_size=args.batch_size, beam_size=args.beam_size))
+    start = time.perf_counter()
+    translator.translate(lines)  # warm-up pass: every shape once
+    warmup_s = time.perf_counter() - start
+    rates = []
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        translator.translate(lines)
+        rates.append(len(lines) / (time.perf_counter() - t0))
+    return dict(mode="search", beam_size=args.beam_size, batch_size=args.batch_size,
+                sentences=len(lines), sentences_per_s=round(statistics.median(rates), 1),
+                all_sentences_per_s=[round(r, 1) for r in rates], warmup_s=round(warmup_s, 2))
+
+
 def reference_variables(model) -> list[tuple[str, object]]:
     """Our model's variables by their names in the reference's weights file."""
     lstm = model.encoder_lstms[0].cell
@@ -216,7 +246,11 @@ def load_reference_weights(model, weights) -> None:
 
 def run_worker(argv: list[str]) -> dict:
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=["train", "decode"])
+    parser.add_argument("mode", choices=["train", "decode", "search"])
+    parser.add_argument("--attention", default="none")
+    parser.add_argument("--recipe-shape", action="store_true")
+    parser.add_argument("--model-dir")
+    parser.add_argument("--beam-size", type=int, default=1)
     parser.add_argument("--batches")
     parser.add_argument("--sources")
     parser.add_argument("--weights")
@@ -229,7 +263,8 @@ def run_worker(argv: list[str]) -> dict:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--max-steps", type=int, default=30)
     args = parser.parse_args(argv)
-    result = worker_train(args) if args.mode == "train" else worker_decode(args)
+    workers = {"train": worker_train, "decode": worker_decode, "search": worker_search}
+    result = workers[args.mode](args)
     from seq2seq_shared import backend
 
     result.update(implementation="seq2seq-shared", backend=backend.name(),
@@ -306,6 +341,19 @@ def main() -> None:
         work.mkdir(parents=True, exist_ok=True)
         if args.scaling:
             summary["cases"] = scaling(me, work, args)
+        elif args.attention_cases:
+            summary["cases"] = alternating(me, work, args, "tokens_per_s", {
+                kind: ["train", "--recipe-shape", "--attention", kind, "--steps",
+                       str(args.steps), "--batches", str(attention_batches(work, args))]
+                for kind in ("none", "dot", "general")})
+        elif args.search_model:
+            if not args.search_source:
+                raise SystemExit("error: --search-model needs --search-source")
+            summary["cases"] = alternating(me, work, args, "sentences_per_s", {
+                f"beam {k}": ["search", "--model-dir", str(args.search_model), "--sources",
+                              str(args.search_source), "--beam-size", str(k),
+                              "--batch-size", "64", "--repeats", "2"]
+                for k in (1, 5, 10)})
         else:
             comparisons(me, work, args, summary)
     print(json.dumps(summary, indent=1))
@@ -325,6 +373,12 @@ def parse_arguments() -> argparse.Namespace:
                         help="instead: ours alone, batch 16, 64, 256 x hidden 256, 512, 1024")
     parser.add_argument("--skip-decode", action="store_true")
     parser.add_argument("--skip-train", action="store_true")
+    parser.add_argument("--attention-cases", action="store_true",
+                        help="instead: training tokens/s of the recipe's shape, attention "
+                             "none / dot / general")
+    parser.add_argument("--search-model", type=Path,
+                        help="instead: a trained model's sentences/s, greedy beside beam 5, 10")
+    parser.add_argument("--search-source", type=Path, help="source lines for --search-model")
     parser.add_argument("--work-dir", type=Path,
                         help="keep the batches, sources and weights here (default: a temporary "
                              "directory)")
@@ -377,6 +431,30 @@ def decode_cases(me: list[str], torch: list[str] | None, work: Path, sources: di
                 row["identical_outputs"] = agreement(ours_ids, torch_ids)
             rows.append(row)
     return rows
+
+
+def attention_batches(work: Path, args) -> Path:
+    """Multi30k's batches with --multi30k, else synthetic ones."""
+    if args.multi30k:
+        multi30k_data(args.multi30k, work)
+        return work / "multi30k_batches.npz"
+    path = work / "synthetic.npz"
+    save_batches(path, synthetic_batches(8000, 64))
+    return path
+
+
+def alternating(me: list[str], work: Path, args, key: str, cases: dict[str, list[str]]
+                ) -> list[dict]:
+    """Each case's median of `key` over --rounds alternations, and its ratio to the first
+    case's (measured in the same run: this host drifts)."""
+    runs: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(args.rounds):
+        for name, command in cases.items():
+            runs[name].append(measure(me + command)[key])
+    first = statistics.median(next(iter(runs.values())))
+    return [{"case": name, key: round(statistics.median(values), 1),
+             "all": values, "ratio_to_" + next(iter(cases)).replace(" ", "_"):
+             round(statistics.median(values) / first, 3)} for name, values in runs.items()]
 
 
 def scaling(me: list[str], work: Path, args) -> list[dict]:

@@ -56,3 +56,16 @@ def test_agreement_compares_up_to_the_first_eos(tmp_path):
     np.save(tmp_path / "a.npy", ours)
     np.save(tmp_path / "b.npy", theirs)
     assert benchmark.agreement(tmp_path / "a.npy", tmp_path / "b.npy") == round(1 / 3, 4)
+
+
+def test_attention_train_and_search_workers(tmp_path, trained):
+    batches = tmp_path / "b.npz"
+    benchmark.save_batches(batches, benchmark.synthetic_batches(50, 4, count=2))
+    train = worker("train", "--batches", str(batches), "--steps", "2", "--repeats", "1",
+                   "--recipe-shape", "--attention", "general", *SIZE)
+    assert train["tokens_per_s"] > 0
+    lines = tmp_path / "lines.txt"
+    lines.write_text("twelve\none hundred\n", encoding="utf-8")
+    search = worker("search", "--model-dir", str(trained), "--sources", str(lines),
+                    "--beam-size", "3", "--batch-size", "2", "--repeats", "1")
+    assert search["sentences"] == 2 and search["sentences_per_s"] > 0
