@@ -12,7 +12,8 @@ def parameter_report(model_dir: Path | str) -> dict[str, Any]:
 
     Loads the model as `translate` does, so a missing or swapped file is refused alike.
     """
-    from .model import Seq2Seq, expected_parameter_count, shape_arguments
+    from .model import Seq2Seq, shape_arguments
+    from .parameters import expected_parameter_count
 
     directory = ModelDir(model_dir)
     document = directory.read_config_document()

@@ -11,7 +11,7 @@ keras = pytest.importorskip("keras")
 from keras import ops  # noqa: E402
 
 from seq2seq_shared.decode import Decoder  # noqa: E402
-from seq2seq_shared.model import expected_parameter_count  # noqa: E402
+from seq2seq_shared.parameters import expected_parameter_count  # noqa: E402
 from tests.test_model import SHAPE, V, H, build, random_ids, randomize  # noqa: E402
 
 FIXTURES = Path(__file__).parent / "data"

@@ -1,4 +1,5 @@
 """The same code under KERAS_BACKEND=jax: a small train-then-translate run, in a fresh process."""
+import json
 import os
 import subprocess
 import sys
@@ -15,10 +16,18 @@ def test_train_then_translate_under_jax(numbers_corpus, tmp_path):
     subprocess.run([*command, "train", str(corpus / "train.en"), str(corpus / "train.de"),
                     "--model-dir", str(tmp_path / "m"), "--valid", str(corpus / "train.en"),
                     str(corpus / "train.de"), "--embedding-dim", "16", "--hidden-size", "32",
-                    "--vocab-size", "120", "--epochs", "1", "--batch-tokens", "512", "--quiet"],
+                    "--vocab-size", "120", "--epochs", "1", "--batch-tokens", "512", "--quiet",
+                    "--attention", "general", "--role-signal", "bias"],
                    env=environment, check=True, capture_output=True, text=True)
     assert "jax" in (tmp_path / "m" / "train.log").read_text()
     result = subprocess.run([*command, "translate", "--model-dir", str(tmp_path / "m")],
                             input="one hundred\n\nseven\n", env=environment, check=True,
                             capture_output=True, text=True)
     assert result.stdout.count("\n") == 3 and result.stdout.split("\n")[1] == ""
+    alignments = tmp_path / "alignments.jsonl"
+    beam = subprocess.run([*command, "translate", "--model-dir", str(tmp_path / "m"),
+                           "--beam-size", "3", "--n-best", "2", "--alignments", str(alignments)],
+                          input="one hundred\n\nseven\n", env=environment, check=True,
+                          capture_output=True, text=True)
+    assert [len(json.loads(line)["hypotheses"]) for line in beam.stdout.splitlines()] == [2, 1, 2]
+    assert len(alignments.read_text().splitlines()) == 3

@@ -6,7 +6,8 @@ from keras import ops  # noqa: E402
 
 from seq2seq_shared import backend  # noqa: E402
 from seq2seq_shared.decode import Decoder  # noqa: E402
-from seq2seq_shared.model import Seq2Seq, expected_parameter_count, lstm_parameter_count  # noqa: E402
+from seq2seq_shared.model import Seq2Seq  # noqa: E402
+from seq2seq_shared.parameters import expected_parameter_count, lstm_parameter_count  # noqa: E402
 from seq2seq_shared.search import greedy_search  # noqa: E402
 
 V, E, H = 37, 8, 12
