@@ -162,6 +162,10 @@ RULES = [
     (TrainingConfig, "patience", -1, 0, "patience must be >= 0"),
     (TrainingConfig, "checkpoint_every", -1, 0, "checkpoint_every must be >= 0"),
     (TrainingConfig, "best_metric", "BLEU", "loss", "best_metric must be 'bleu' or 'loss'"),
+    (TrainingConfig, "plateau_metric", "ppl", "bleu", "plateau_metric must be 'bleu' or 'loss'"),
+    (ModelConfig, "attention", "bahdanau", "dot", "attention must be 'none', 'dot' or 'general'"),
+    (ModelConfig, "role_signal", "both", "bias",
+     "role_signal must be 'none', 'bias' or 'embedding'"),
     (TrainingConfig, "lr_decay", 0.0, 1.0, r"lr_decay must be in \(0, 1\]"),
     (TrainingConfig, "lr_decay", 1.5, 0.01, r"lr_decay must be in \(0, 1\]"),
     (TrainingConfig, "min_learning_rate", -1e-6, 0.0, "min_learning_rate must be >= 0"),
@@ -170,6 +174,9 @@ RULES = [
     (DecodeConfig, "batch_size", 0, 1, "batch_size must be at least 1"),
     (DecodeConfig, "length_ratio", 0.0, 0.1, "length_ratio must be positive and length_offset"),
     (DecodeConfig, "length_offset", -1, 0, "length_ratio must be positive and length_offset >= 0"),
+    (DecodeConfig, "beam_size", 0, 1, "beam_size must be at least 1"),
+    (DecodeConfig, "length_penalty", -0.5, 0.0, r"length_penalty must be >= 0 \(0: none\)"),
+    (DecodeConfig, "n_best", 0, 1, r"n_best \(0\) must be between 1 and the beam size"),
 ]
 
 
