@@ -48,7 +48,10 @@ class Attention(layers.Layer):
         target_len, hidden) and the weights (batch, target_len, source_len)."""
         scores = ops.matmul(queries, ops.transpose(memory["keys"], (0, 2, 1)))  # (b, T, S)
         real = ops.expand_dims(memory["mask"], 1)  # (batch, 1, source_len)
-        weights = ops.softmax(ops.where(real, scores, _EXCLUDED), axis=-1)
+        scores = ops.where(real, scores, _EXCLUDED)
+        # The softmax written out: Keras's warns on a one-piece source (an axis of size 1).
+        weights = ops.exp(scores - ops.max(scores, axis=-1, keepdims=True))
+        weights = weights / ops.sum(weights, axis=-1, keepdims=True)
         context = ops.matmul(weights, memory["memory"])  # (batch, target_len, hidden)
         return self.combine(ops.concatenate([context, queries], axis=-1)), weights
 

@@ -27,7 +27,7 @@ class ModelConfig:
     dropout: float = 0.3              # on embeddings and LSTM outputs, never inside the recurrence
     reverse_source: bool = True       # feed the source backwards (Sutskever et al., 2014)
     feed_context: bool = True         # the decoder reads the encoder's final state every step
-    attention: str = "none"           # "dot" or "general": Luong attention over the source
+    attention: str = "dot"            # Luong attention over the source: "dot", "general" or "none"
     role_signal: str = "none"         # "bias" or "embedding": the LSTM knows reading from writing
     max_source_length: int = 128      # pieces; longer training pairs are dropped, inputs truncated
 

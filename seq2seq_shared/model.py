@@ -127,7 +127,7 @@ class Seq2Seq(keras.Model):
         return self.encoder_lstms if self.share_lstm else self._decoder_lstms
 
     def build(self, input_shape=None) -> None:
-        source = ops.ones((1, 2), dtype="int32")  # softmax over one position warns
+        source = ops.ones((1, 1), dtype="int32")
         self.call({"source": source, "target_input": source})
         self.built = True
 

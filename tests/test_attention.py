@@ -138,7 +138,7 @@ def test_a_format_2_model_directory_loads_and_translates_as_before(tmp_path):
     assert Translator(model, tokenizer, config.model).translate(lines) == expected
 
 
-def test_train_translate_alignments_and_info_through_the_cli(numbers_corpus, trained, tmp_path):
+def test_train_translate_alignments_and_info_through_the_cli(numbers_corpus, tmp_path):
     from click.testing import CliRunner
 
     from conftest import TINY
@@ -175,5 +175,7 @@ def test_train_translate_alignments_and_info_through_the_cli(numbers_corpus, tra
     assert rows["role_signal"]["parameters"] == 2 * 4 * 32
     assert json.loads(result.stdout)["total"] == json.loads(result.stdout)["formula"]
 
-    result = run("translate", "--model-dir", trained, "-i", source, "--alignments", alignments)
+    shutil.copytree(FIXTURES / "format2_model", tmp_path / "plain")  # no attention
+    result = run("translate", "--model-dir", tmp_path / "plain", "-i", source, "--alignments",
+                 alignments)
     assert result.exit_code == 2 and "has no attention" in result.output
