@@ -28,7 +28,7 @@ class ModelConfig:
     reverse_source: bool = True       # feed the source backwards (Sutskever et al., 2014)
     feed_context: bool = True         # the decoder reads the encoder's final state every step
     attention: str = "dot"            # Luong attention over the source: "dot", "general" or "none"
-    role_signal: str = "none"         # "bias" or "embedding": the LSTM knows reading from writing
+    role_signal: str = "bias"         # the LSTM knows reading from writing: "bias", "embedding", "none"
     max_source_length: int = 128      # pieces; longer training pairs are dropped, inputs truncated
 
     def __post_init__(self) -> None:
