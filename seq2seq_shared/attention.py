@@ -3,7 +3,8 @@ decoder side.
 
 The memory is the encoder's top-layer outputs: the same shared LSTM run over the source,
 in natural order. The decoder's recurrence runs first, unchanged (one call over all target
-steps in training, so the fast recurrence and the cuDNN path survive); each of its top
+steps in training, so the fast recurrence survives, and Keras's cuDNN kernel where no
+role bias is added to the gates); each of its top
 states `h_t` then asks the memory for a context `c_t`, and the output projection reads
 the attentional state `tanh(W_c [c_t; h_t])`. Scores are `h_t . m_s` ("dot") or
 `h_t . (W_a m_s)` ("general"); the memory's side (`W_a m_s`, the *keys*) is computed once

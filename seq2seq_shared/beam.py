@@ -55,6 +55,8 @@ def beam_search(model: Seq2Seq, encoded: dict, limits, max_steps: int, beam_size
     constants = {name: repeat(x) for name, x in model.decoder_constants(encoded).items()}
     states = [[repeat(h), repeat(c)] for h, c in encoded["states"]]
     positions = ops.reshape(ops.arange(max_steps, dtype="int32"), (1, 1, max_steps))
+    vocabulary = ops.arange(vocab, dtype="int32")
+    never = ops.expand_dims((vocabulary == PAD_ID) | (vocabulary == BOS_ID), 0)  # (1, vocab)
     source_len = ops.shape(encoded["memory"])[1] if alignments else 0
     steps_shape = (batch, K, max_steps, source_len) if alignments else (batch, K, 0, 0)
 
@@ -69,6 +71,8 @@ def beam_search(model: Seq2Seq, encoded: dict, limits, max_steps: int, beam_size
         else:
             logits, states = model.decode_step(token, states, constants, input_table)
         log_probs = ops.log_softmax(ops.cast(logits, "float32"), axis=-1)  # (batch * K, vocab)
+        # Pad and bos are never outputs: only eos ends a hypothesis (as in fairseq).
+        log_probs = ops.where(never, _NONE, log_probs)
         totals = ops.expand_dims(open_log_probs, -1) + ops.reshape(log_probs, (batch, K, vocab))
         values, index = ops.top_k(ops.reshape(totals, (batch, K * vocab)), 2 * K)  # (batch, 2K)
         parent, word = index // vocab, ops.cast(index % vocab, "int32")
@@ -82,10 +86,10 @@ def beam_search(model: Seq2Seq, encoded: dict, limits, max_steps: int, beam_size
             weights = ops.where(here, ops.take_along_axis(rows, parent[:, :, None, None],
                                                           axis=1), weights)
         at_limit = ops.expand_dims(step + 1 >= limits, 1)  # (batch, 1)
-        # Only the best K may end (as in fairseq), so that K = 1 is greedy search; a pad
-        # ends a hypothesis as it ends a greedy one (search.trim_at_eos).
-        in_top_k = ops.expand_dims(ops.arange(2 * K) < K, 0)  # (1, 2K)
-        stops = ops.equal(word, EOS_ID) | ops.equal(word, PAD_ID) | at_limit
+        # Only the best K may end (as in fairseq), so that K = 1 (without a length
+        # penalty) is greedy search.
+        in_top_k = ops.expand_dims(ops.arange(2 * K, dtype="int32") < K, 0)  # (1, 2K)
+        stops = ops.equal(word, EOS_ID) | at_limit
         real = values > _NONE / 2  # not a continuation of an empty slot
         ending = stops & in_top_k & real & ops.expand_dims(ops.logical_not(done), 1)
         scores = ops.where(ending, values / length_penalty(step + 1, alpha), _NONE)
@@ -97,7 +101,8 @@ def beam_search(model: Seq2Seq, encoded: dict, limits, max_steps: int, beam_size
         if alignments:
             open_weights = ops.take_along_axis(weights, keep[:, :, None, None], axis=1)
         parent = ops.take_along_axis(parent, keep, axis=1)  # (batch, K)
-        rows = ops.reshape(parent + ops.expand_dims(ops.arange(batch) * K, 1), (-1,))
+        rows = ops.reshape(parent + ops.expand_dims(ops.arange(batch, dtype="int32") * K, 1),
+                           (-1,))
         states = [[ops.take(h, rows, axis=0), ops.take(c, rows, axis=0)] for h, c in states]
         token = ops.reshape(ops.take_along_axis(word, keep, axis=1), (-1,))
         # Done: the n-th best finished score beats what the best open one could reach.

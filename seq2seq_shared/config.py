@@ -117,6 +117,8 @@ class DecodeConfig:
                  "length_ratio must be positive and length_offset >= 0")
         _require(self.beam_size >= 1, "beam_size must be at least 1")
         _require(self.length_penalty >= 0, "length_penalty must be >= 0 (0: none)")
+        _require(self.beam_size > 1 or self.length_penalty == 0,
+                 "length_penalty ranks a beam's hypotheses: it needs --beam-size 2 or more")
         _require(1 <= self.n_best <= self.beam_size,
                  f"n_best ({self.n_best}) must be between 1 and the beam size "
                  f"({self.beam_size}); pass --beam-size {self.n_best} or more")

@@ -152,10 +152,12 @@ def test_greedy_search_equals_a_plain_python_loop(options, compact):
     assert (output[:3, 0] == 3).any() and not (output[:3, 0] == 3).all()
 
 
-def test_batching_and_encoder_slices_do_not_change_translations():
+@pytest.mark.parametrize("options", [{}, {"attention": "dot", "role_signal": "bias"}])
+def test_batching_and_encoder_slices_do_not_change_translations(options):
     """`Decoder` sorts, batches and encodes in slices of `ENCODE_ROWS`; any batch size
-    gives each sentence what it gets alone, in input order, [] for an empty source."""
-    model = build(feed_context=True)
+    gives each sentence what it gets alone, in input order, [] for an empty source (with
+    attention, the slices' memories padded to one length)."""
+    model = build(feed_context=True, **options)
     rng = np.random.default_rng(8)
     sources = [rng.integers(4, V, size=n).tolist() for n in rng.integers(0, 12, size=80)]
     decoder = Decoder(model)
