@@ -41,6 +41,9 @@ def test_defaults_are_the_documented_recipe():
             training.warmup_steps, training.batch_tokens) == (0.3, 0.1, 2e-3, 100, 3072)
     assert (training.best_metric, training.validate_every, training.tensorboard) == (
         "bleu", 0, True)
+    # Screened on val (README): dot attention with the role bias; the plateau watches loss.
+    assert (model.attention, model.role_signal, training.plateau_metric) == ("dot", "bias",
+                                                                             "loss")
 
 
 def test_toml_and_json_files_give_the_same_config(tmp_path):
