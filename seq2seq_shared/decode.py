@@ -18,10 +18,10 @@ from keras import ops
 from . import backend
 from .beam import beam_search
 from .config import DecodeConfig
-from .data import pad, round_up
+from .data import pad, round_up, teacher_forcing
 from .model import Seq2Seq
 from .search import greedy_search, prepare_sources, trim_at_eos
-from .tokenizer import BOS_ID, EOS_ID, PAD_ID
+from .tokenizer import PAD_ID
 
 logger = logging.getLogger(__name__)
 
@@ -156,19 +156,27 @@ class Decoder:
     # Scoring: what the model gives an output under teacher forcing -----------------------
 
     def log_probs(self, sources: Sequence[Sequence[int]], targets: Sequence[Sequence[int]],
-                  batch_size: int | None = None) -> list[float]:
-        """The log-probability the model gives each target (ids, eos included where it is
-        to be scored) for its source, under teacher forcing; 0.0 for an empty source."""
+                  ended: Sequence[bool] | None = None, batch_size: int | None = None
+                  ) -> list[float]:
+        """The log-probability the model gives each target (pieces' ids, no eos) for its
+        source under teacher forcing, eos included where `ended` says the target ended
+        with it (everywhere by default); 0.0 for an empty source."""
         batch_size = batch_size or self.decode_config.batch_size
+        ended = [True] * len(targets) if ended is None else ended
+        shifted = []  # (decoder input, labels): the one shift, without eos's where not ended
+        for target, with_eos in zip(targets, ended):
+            target_input, target_output = teacher_forcing(target)
+            shifted.append((target_input, target_output) if with_eos
+                           else (target_input[:-1], target_output[:-1]))
         results = [0.0] * len(sources)
-        order = [i for i in np.argsort([len(t) for t in targets], kind="stable") if sources[i]]
+        order = [i for i in np.argsort([len(t) for t, _ in shifted], kind="stable")
+                 if sources[i]]
         multiple = backend.shape_multiple()
         for start in range(0, len(order), batch_size):
             rows = order[start:start + batch_size]
             source = pad([sources[i] for i in rows], multiple)
-            target_output = pad([targets[i] for i in rows], multiple)
-            target_input = pad([[BOS_ID, *targets[i]][:target_output.shape[1]] for i in rows],
-                               multiple)[:, :target_output.shape[1]]
+            target_input = pad([shifted[i][0] for i in rows], multiple)
+            target_output = pad([shifted[i][1] for i in rows], multiple)
             sums = ops.convert_to_numpy(self._log_probs(source, target_input, target_output))
             for row, value in zip(rows, sums):
                 results[row] = float(value)
@@ -183,8 +191,9 @@ class Decoder:
         return ops.sum(ops.squeeze(picked, -1) * real, axis=1)  # (batch,)
 
     def _score_greedy(self, hypotheses: list[Hypothesis], sources, batch_size: int) -> None:
-        targets = [h.ids + [EOS_ID] * h.ended for h in hypotheses]
-        for hypothesis, value in zip(hypotheses, self.log_probs(sources, targets, batch_size)):
+        values = self.log_probs(sources, [h.ids for h in hypotheses],
+                                [h.ended for h in hypotheses], batch_size)
+        for hypothesis, value in zip(hypotheses, values):
             hypothesis.log_prob = hypothesis.score = value
 
 
