@@ -240,3 +240,42 @@ def test_averaging_identical_checkpoints_gives_their_weights_and_a_loadable_mode
                                         str(kept + 1), "--output", str(tmp_path / "more")])
     assert refused.exit_code == 1 and "--keep-checkpoints" in refused.output
     assert not (tmp_path / "more").exists()
+
+
+def test_the_compacting_loop_equals_the_masked_one_alignments_included():
+    """TensorFlow drops done sentences from the loop; JAX keeps every row. Both give the
+    same hypotheses, scores and alignments, empty sources included."""
+    from tests.test_model import V, build, randomize
+
+    model = build(attention="dot", feed_context=True, reverse_source=True)
+    randomize(model, scale=0.5)
+    rng = np.random.default_rng(3)
+    lengths = (6, 0, 2, 9, 4, 1)
+    source = np.zeros((len(lengths), max(lengths)), "int32")
+    for row, n in enumerate(lengths):
+        source[row, :n] = rng.integers(4, V, size=n)
+    encoded = model.encode(source)
+    limits = np.array([2 * n + 1 if n else 0 for n in lengths], "int32")
+    runs = [beam_search(model, encoded, limits, 19, beam_size=3, alpha=0.6, n_best=3,
+                        alignments=True, compact=compact) for compact in (True, False)]
+    for name in ("ids", "log_probs", "scores", "weights"):
+        np.testing.assert_allclose(*(ops.convert_to_numpy(run[name]) for run in runs),
+                                   atol=1e-5, err_msg=name)
+    assert ops.convert_to_numpy(runs[0]["ids"])[1].sum() == 0  # the empty source
+
+
+def test_pad_and_bos_are_never_written_even_where_the_model_prefers_them():
+    model = MarkovModel()
+    table = np.full((6, 6), 1e-9)
+    table[:, 0], table[:, 2], table[:, B], table[:, EOS] = 0.5, 0.4, 0.06, 0.04
+    model.log_table = ops.convert_to_tensor(np.log(table).astype("float32"))
+    encoded = {"states": [[ops.zeros((2, 1)), ops.zeros((2, 1))]]}
+    for compact in (True, False):
+        found = beam_search(model, encoded, np.array([4, 3], "int32"), 4, beam_size=2,
+                            n_best=2, compact=compact)
+        ids = ops.convert_to_numpy(found["ids"])
+        # Pad (0.5) and bos (0.4) are masked, not renormalised away: eos alone (0.04)
+        # is best, then B eos (0.06 x 0.04), for both sentences.
+        assert ids[:, :, :3].tolist() == [[[EOS, 0, 0], [B, EOS, 0]]] * 2
+        np.testing.assert_allclose(ops.convert_to_numpy(found["log_probs"]),
+                                   np.log([[0.04, 0.06 * 0.04]] * 2), atol=1e-5)
