@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from .config import Config, DecodeConfig, ModelConfig, TrainingConfig, load_config_file
+from .serve.command import serve
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up chatter
 
@@ -392,6 +393,8 @@ def info(model_dir: Path, as_json: bool) -> None:
     for line in report["notes"]:
         click.echo(line)
 
+
+main.add_command(serve)  # serve/command.py: FastAPI and uvicorn imported only when it runs
 
 if __name__ == "__main__":
     main()

@@ -156,8 +156,10 @@ def test_help_does_not_import_tensorflow():
     code = ("import sys; from click.testing import CliRunner; from seq2seq_shared.cli import main;"
             "r = CliRunner().invoke(main, ['--help']); r2 = CliRunner().invoke(main, ['train', '--help']);"
             "r3 = CliRunner().invoke(main, ['translate', '--help']);"
-            "assert r.exit_code == r2.exit_code == r3.exit_code == 0;"
+            "r4 = CliRunner().invoke(main, ['serve', '--help']);"
+            "assert r.exit_code == r2.exit_code == r3.exit_code == r4.exit_code == 0;"
             "import seq2seq_shared;"
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'jax')))")
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', "
+            "'jax', 'fastapi', 'uvicorn')))")
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert output.stdout.strip() == "[]"

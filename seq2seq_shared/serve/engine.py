@@ -1,0 +1,98 @@
+"""What the server translates with: a loaded model and a `Translator` per search setting."""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..config import DecodeConfig
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Options:
+    """A request's decoding options. Lines are batched only with lines of equal options."""
+
+    beam_size: int = 1
+    length_penalty: float = 0.0
+    n_best: int = 1
+    scores: bool = False
+    alignments: bool = False
+
+
+class Engine:
+    """The model, loaded once; `translate` runs on one thread at a time (the batcher's)."""
+
+    def __init__(self, model_dir: Path | str, batch_size: int = 64, max_beam_size: int = 16):
+        from ..model_dir import ModelDir
+        from ..report import parameter_report
+
+        self.model_dir = Path(model_dir)
+        self.model, self.tokenizer, self.config = ModelDir(model_dir).load_model()
+        self.batch_size, self.max_beam_size = batch_size, max_beam_size
+        self.info = parameter_report(model_dir)  # what `info --json` says
+        self.attention = self.model.attention is not None
+        self._translators: dict[tuple, object] = {}
+
+    def check(self, options: Options) -> None:
+        """ValueError with a message for the client if these options cannot be served."""
+        if options.beam_size > self.max_beam_size:
+            raise ValueError(f"beam_size {options.beam_size} is over this server's limit "
+                             f"({self.max_beam_size}, --max-beam-size)")
+        if options.alignments and not self.attention:
+            raise ValueError("alignments: this model has no attention (trained with "
+                             "--attention none), so there are no alignments to return")
+        try:
+            self._decode_config(options)  # its own checks (n_best <= beam_size, ...)
+        except ValueError as error:  # (worded for the command line)
+            raise ValueError(str(error).replace("--beam-size", "beam_size")) from None
+
+    def _decode_config(self, options: Options) -> DecodeConfig:
+        return DecodeConfig(batch_size=self.batch_size, beam_size=options.beam_size,
+                            length_penalty=options.length_penalty, n_best=options.n_best)
+
+    def translator(self, options: Options):
+        from ..translator import Translator
+
+        key = (options.beam_size, options.length_penalty, options.n_best)
+        if key not in self._translators:
+            self._translators[key] = Translator(self.model, self.tokenizer, self.config.model,
+                                                self._decode_config(options))
+        return self._translators[key]
+
+    def translate(self, lines: list[str], options: Options) -> list[dict]:
+        """One JSON-ready result per line, in order: {"text"}, with `scores` its
+        "log_prob" and "score", with n_best > 1 its "hypotheses", with `alignments` its
+        "alignment" (as `translate --alignments` writes it)."""
+        done = self.translator(options).translate_details(
+            lines, scores=options.scores, alignments=options.alignments)
+        results = []
+        for translation in done:
+            result: dict = {"text": translation.text}
+            if options.scores:
+                best = translation.hypotheses[0]
+                result.update(log_prob=best["log_prob"], score=best["score"])
+            if options.n_best > 1:
+                result["hypotheses"] = translation.hypotheses
+            if options.alignments:
+                result["alignment"] = translation.alignment
+            results.append(result)
+        return results
+
+    def warm_up(self) -> float:
+        """Compile greedy search before the port opens, so no client waits for it.
+        Returns the seconds it took."""
+        started = time.perf_counter()
+        for lines in (["a"], ["a b c d e f g h"] * 3):
+            self.translate(lines, Options())
+        seconds = time.perf_counter() - started
+        logger.info("compiled greedy search in %.1f s", seconds)
+        return seconds
+
+    def describe(self) -> dict:
+        return {"model_dir": str(self.model_dir), "attention": self.attention,
+                "batch_size": self.batch_size, "max_beam_size": self.max_beam_size,
+                "defaults": dataclasses.asdict(Options())}

@@ -1,0 +1,107 @@
+"""How the server says no: one JSON shape, {"error": message, "status": code}, for every
+refusal (400 invalid JSON, 413 too large, 422 wrong fields or values, 404/405, 503
+timed out, 500), and a body-size limit applied before a body is read whole."""
+from __future__ import annotations
+
+import json
+import unicodedata
+
+
+class ClientError(Exception):
+    """A request the server refuses with `status` and a message naming the problem."""
+
+    def __init__(self, status: int, message: str, headers: dict | None = None):
+        super().__init__(message)
+        self.status, self.message, self.headers = status, message, headers or {}
+
+
+def body(status: int, message: str, **extra) -> dict:
+    return {"error": message, "status": status, **extra}
+
+
+def validation_error(errors: list[dict]) -> tuple[int, dict]:
+    """Pydantic's validation errors -> (422, a body naming each wrong field)."""
+    problems = []
+    for error in errors:
+        location = _location(error.get("loc", ()))
+        problems.append(f"{location}: {error.get('msg', 'invalid')}" if location
+                        else error.get("msg", "invalid"))
+    return 422, body(422, "; ".join(problems), details=[
+        {"field": _location(e.get("loc", ())), "problem": e.get("msg")} for e in errors])
+
+
+def _location(parts) -> str:
+    """('body', 'text', 2) -> 'text[2]'."""
+    text = ""
+    for part in parts:
+        if part == "body" and not text:
+            continue
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def check_lines(lines: list[str], max_lines: int, max_chars: int) -> None:
+    """ClientError (413) for too much text, (422) for a line no translation can come from:
+    a control character (tab excepted) or a lone surrogate (invalid Unicode)."""
+    if len(lines) > max_lines:
+        raise ClientError(413, f"{len(lines)} lines is over this server's limit of {max_lines} "
+                               f"per request (--max-lines); send them in several requests")
+    total = sum(map(len, lines))
+    if total > max_chars:
+        raise ClientError(413, f"{total} characters is over this server's limit of {max_chars} "
+                               f"per request (--max-chars); send them in several requests")
+    for number, line in enumerate(lines):
+        for position, character in enumerate(line):
+            if character != "\t" and unicodedata.category(character) in ("Cc", "Cs"):
+                kind = ("a lone surrogate (not valid Unicode)"
+                        if unicodedata.category(character) == "Cs" else "a control character")
+                raise ClientError(422, f"text[{number}] has {kind}, U+{ord(character):04X}, at "
+                                       f"position {position}: send one line per item, without "
+                                       f"line breaks or control characters (tab is allowed)")
+
+
+class BodyLimit:
+    """ASGI middleware: 413 for a body over `max_bytes`, by its Content-Length, or for a
+    chunked body as soon as the bytes read pass the limit. A body within it is read here,
+    whole, and handed on."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope.get("headers", [])).get(b"content-length", b"")
+        if length.isdigit() and int(length) > self.max_bytes:
+            return await self._refuse(send, int(length))
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return  # the client left mid-body: nothing to answer
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.max_bytes:
+                return await self._refuse(send, size)
+            if not message.get("more_body", False):
+                break
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if replayed:
+                return await receive()  # (what comes after the body: a disconnect)
+            replayed = True
+            return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, send, size: int) -> None:
+        content = json.dumps(body(413, f"the body ({size} bytes or more) is over this server's "
+                                       f"limit of {self.max_bytes} bytes; send fewer lines per "
+                                       f"request")).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(content)).encode()),
+                                (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": content})
