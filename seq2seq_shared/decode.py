@@ -66,8 +66,11 @@ class Decoder:
         self.model, self.decode_config = model, decode_config
         self.max_source_length = max_source_length  # None: sources are never cut
         self._encode = backend.compile_inference(model, self._encode_fn)
-        self._search = backend.compile_inference(model, self._search_fn,
-                                                 static_argnums=(2, 4))
+        # Where shapes are dynamic (TensorFlow) the step limit is an argument like any other,
+        # so one trace serves every batch; elsewhere (JAX) it fixes shapes, so it is static
+        # and rounded up to a multiple of 8 (few compiles).
+        self._search = backend.compile_inference(
+            model, self._search_fn, static_argnums=(4,) if backend.dynamic_shapes() else (2, 4))
         self._log_probs = backend.compile_inference(model, self._log_probs_fn)
         self._input_table = backend.compile_inference(model, model.input_table)
         self.use_input_table = (model.target_vocab_size * 4 * model.hidden_size * 4
@@ -133,7 +136,8 @@ class Decoder:
                   for i in range(0, rows, self.ENCODE_ROWS)]  # (encoded, limits) per slice
         encoded = concatenate_encoded([encoded for encoded, _ in slices])
         limits = np.concatenate([ops.convert_to_numpy(x) for _, x in slices])  # (rows,)
-        max_steps = round_up(int(limits.max()), 8)
+        max_steps = (np.int32(limits.max()) if backend.dynamic_shapes()
+                     else round_up(int(limits.max()), 8))
         found = {name: ops.convert_to_numpy(x) for name, x in
                  self._search(encoded, limits, max_steps, input_table, alignments).items()}
         read = [min(len(s), self.max_source_length or len(s)) for s in sources]

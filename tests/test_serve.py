@@ -356,3 +356,26 @@ def test_the_page_in_a_real_browser_types_translates_and_shows_an_alignment(trai
             assert len(columns) == 1 + len(engine.tokenizer.encode_source(["one hundred"])[0])
     finally:
         driver.quit()
+
+
+def test_the_load_test_script_checks_every_answer_against_offline_translate(
+        trained, numbers_corpus, tmp_path):
+    """scripts/load_test.py, shrunk: 3 clients for 2 seconds. Every answer must match the
+    offline translation of its line, and the server must stop with exit code 0."""
+    output = tmp_path / "load.json"
+    result = subprocess.run(
+        [sys.executable, "scripts/load_test.py", "--model-dir", str(trained), "--lines",
+         str(numbers_corpus / "train.en"), "--clients", "3", "--seconds", "2", "--warmup",
+         "0.5", "--lines-per-request", "2", "--output", str(output), "--",
+         "--max-wait-ms", "2"],
+        capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(__file__)),
+        timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(output.read_text())
+    (run,) = report["runs"]
+    assert run["requests"] > 0 and run["lines"] == 2 * run["requests"]
+    assert run["errors"] == 0 and run["mismatches"] == 0, run["examples"]
+    assert run["latency_ms"]["p50"] <= run["latency_ms"]["p99"]
+    assert report["offline_lines_per_second"] > 0 and report["sigterm_exit_code"] == 0
+    assert report["serve_options"] == ["--max-wait-ms", "2"]
+    assert report["batching"]["lines"] >= run["lines"]

@@ -1,0 +1,197 @@
+#!/usr/bin/env python3
+"""Load test of `seq2seq-shared serve`: concurrent clients on loopback, beside offline
+`translate` on the same lines in the same run.
+
+    python scripts/load_test.py --model-dir M --lines test2016.de [--clients 64,32]
+        [--seconds 60] [--lines-per-request 1] [--output result.json] [-- SERVE OPTIONS]
+
+1. Offline: `Translator.translate` (what `seq2seq-shared translate` runs: length-sorted
+   batches of 64) on every non-empty line of --lines, timed after a warm-up, gives the
+   reference lines/s and the expected translation of each line.
+2. The server is started as `seq2seq-shared serve --port 0` (options after `--` go to it),
+   and, for each --clients value, C clients each send requests of --lines-per-request
+   lines (drawn in a seeded shuffled order) one after another for --seconds, after
+   --warmup seconds that are not counted. Every answer is checked against the offline
+   translation of its lines; its latency is recorded.
+3. Reported as one JSON document: lines/s and its ratio to offline, latency p50/p95/p99,
+   errors, mismatches, the server's RSS sampled every second, its batching statistics,
+   and that SIGTERM stopped it with exit code 0.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+
+def offline(model_dir: Path, lines: list[str]) -> tuple[list[str], float]:
+    """The offline translations and lines/s (after a warm-up on 64 lines)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from seq2seq_shared.translator import Translator
+
+    translator = Translator.from_model_dir(model_dir)
+    translator.translate(lines[:64])
+    started = time.perf_counter()
+    translations = translator.translate(lines)
+    return translations, len(lines) / (time.perf_counter() - started)
+
+
+class Server:
+    """`seq2seq-shared serve` in a child process, its URL, its RSS."""
+
+    def __init__(self, model_dir: Path, options: list[str]):
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "seq2seq_shared.cli", "serve", "--model-dir", str(model_dir),
+             "--port", "0", *options], stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        self.url = None
+        for line in self.process.stderr:
+            found = re.search(r"on (http://[^/\s]+)/", line)
+            if found:
+                self.url = found.group(1)
+                break
+        if self.url is None:
+            raise SystemExit(f"the server did not start (exit code {self.process.wait()})")
+        threading.Thread(target=self.process.stderr.read, daemon=True).start()  # drain
+
+    def rss_mb(self) -> float | None:
+        try:
+            text = Path(f"/proc/{self.process.pid}/status").read_text()
+        except OSError:  # (it has exited)
+            return None
+        return int(re.search(r"VmRSS:\s+(\d+)", text).group(1)) / 1024
+
+    def stop(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(120)
+
+
+async def load(url: str, clients: int, seconds: float, warmup: float, per_request: int,
+               lines: list[str], expected: dict[str, str], seed: int) -> dict:
+    order = list(range(len(lines)))
+    random.Random(seed).shuffle(order)
+    cursor = 0
+    counted = {"requests": 0, "lines": 0, "errors": 0, "mismatches": 0}
+    latencies: list[float] = []
+    examples: list[dict] = []
+    start = time.perf_counter()
+    measure_from, end = start + warmup, start + warmup + seconds
+
+    async def client(http: httpx.AsyncClient):
+        nonlocal cursor
+        while time.perf_counter() < end:
+            chosen = [lines[order[(cursor + i) % len(order)]] for i in range(per_request)]
+            cursor += per_request
+            sent = time.perf_counter()
+            try:
+                response = await http.post("/v1/translate", json={"text": chosen})
+                answer = response.json()
+                got = ([t["text"] for t in answer["translations"]]
+                       if response.status_code == 200 else None)
+            except (httpx.HTTPError, ValueError, KeyError) as error:
+                response, got = None, None
+                answer = {"error": f"{type(error).__name__}: {error}"}
+            done = time.perf_counter()
+            if sent < measure_from or done > end:
+                continue
+            counted["requests"] += 1
+            counted["lines"] += per_request
+            latencies.append(done - sent)
+            if got is None:
+                counted["errors"] += 1
+                if len(examples) < 5:
+                    examples.append({"status": getattr(response, "status_code", None),
+                                     "answer": answer})
+            elif got != [expected[line] for line in chosen]:
+                counted["mismatches"] += 1
+                if len(examples) < 5:
+                    examples.append({"lines": chosen, "got": got,
+                                     "offline": [expected[line] for line in chosen]})
+
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as http:
+        await asyncio.gather(*(client(http) for _ in range(clients)))
+    latencies.sort()
+
+    def percentile(p: float) -> float:
+        return round(1000 * latencies[min(len(latencies) - 1, int(p * len(latencies)))], 1)
+
+    return {"clients": clients, "seconds": seconds, **counted,
+            "lines_per_second": round(counted["lines"] / seconds, 1),
+            "latency_ms": ({"p50": percentile(0.50), "p95": percentile(0.95),
+                            "p99": percentile(0.99), "max": round(1000 * latencies[-1], 1)}
+                           if latencies else None),
+            "examples": examples}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model-dir", type=Path, required=True)
+    parser.add_argument("--lines", type=Path, required=True, help="source lines, one per line")
+    parser.add_argument("--clients", default="64,32", help="comma-separated client counts")
+    parser.add_argument("--seconds", type=float, default=60.0, help="measured, per count")
+    parser.add_argument("--warmup", type=float, default=5.0, help="not measured, per count")
+    parser.add_argument("--lines-per-request", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output", type=Path)
+    argv = sys.argv[1:]
+    split = argv.index("--") if "--" in argv else len(argv)
+    args = parser.parse_args(argv[:split])
+    serve_options = argv[split + 1:]
+
+    lines = [line for line in args.lines.read_text(encoding="utf-8").splitlines() if line]
+    translations, offline_rate = offline(args.model_dir, lines)
+    expected = dict(zip(lines, translations))
+    server = Server(args.model_dir, serve_options)
+    rss = [server.rss_mb()]
+    sampling = threading.Event()
+
+    def sample():
+        while not sampling.wait(1.0):
+            value = server.rss_mb()
+            if value is not None:
+                rss.append(value)
+
+    threading.Thread(target=sample, daemon=True).start()
+    runs = []
+    try:
+        for clients in (int(c) for c in args.clients.split(",")):
+            run = asyncio.run(load(server.url, clients, args.seconds, args.warmup,
+                                   args.lines_per_request, lines, expected, args.seed))
+            run["ratio_to_offline"] = round(run["lines_per_second"] / offline_rate, 3)
+            runs.append(run)
+            print(json.dumps({k: v for k, v in run.items() if k != "examples"}),
+                  file=sys.stderr)
+        batching = httpx.get(server.url + "/health").json()["batching"]
+    finally:
+        sampling.set()
+        exit_code = server.stop()
+    result = {"model_dir": str(args.model_dir), "lines_file": str(args.lines),
+              "distinct_lines": len(lines), "lines_per_request": args.lines_per_request,
+              "serve_options": serve_options,
+              "offline_lines_per_second": round(offline_rate, 1), "runs": runs,
+              "server_rss_mb": {"start": round(rss[0], 1), "end": round(rss[-1], 1),
+                                "max": round(max(rss), 1)},
+              "batching": batching, "sigterm_exit_code": exit_code,
+              "host": {"cpus": os.cpu_count(), "python": platform.python_version()}}
+    text = json.dumps(result, indent=2)
+    if args.output:
+        args.output.write_text(text + "\n", encoding="utf-8")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
