@@ -13,21 +13,23 @@
    lines (drawn in a seeded shuffled order) one after another for --seconds, after
    --warmup seconds that are not counted. Every answer is checked against the offline
    translation of its lines; its latency is recorded.
-3. Reported as one JSON document: lines/s and its ratio to offline, latency p50/p95/p99,
-   errors, mismatches, the server's RSS sampled every second, its batching statistics,
-   and that SIGTERM stopped it with exit code 0.
+3. Reported as one JSON document: lines/s (lines answered inside the window, and as
+   offline) and its ratio to offline, latency p50/p95/p99 (nearest rank, every request
+   answered inside the window), errors, mismatches, the CPU used by the clients and by
+   the server (in cores: both share this machine), the server's RSS sampled every second,
+   its batching statistics, and that SIGTERM stopped it with exit code 0.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
+import math
 import os
 import platform
 import random
 import re
 import signal
-import statistics
 import subprocess
 import sys
 import threading
@@ -105,10 +107,9 @@ async def load(url: str, clients: int, seconds: float, warmup: float, per_reques
                 response, got = None, None
                 answer = {"error": f"{type(error).__name__}: {error}"}
             done = time.perf_counter()
-            if sent < measure_from or done > end:
+            if not measure_from <= done <= end:  # answered inside the window: counted
                 continue
             counted["requests"] += 1
-            counted["lines"] += per_request
             latencies.append(done - sent)
             if got is None:
                 counted["errors"] += 1
@@ -120,21 +121,33 @@ async def load(url: str, clients: int, seconds: float, warmup: float, per_reques
                 if len(examples) < 5:
                     examples.append({"lines": chosen, "got": got,
                                      "offline": [expected[line] for line in chosen]})
+            else:
+                counted["lines"] += per_request  # answered, and as offline
 
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    client_cpu = time.process_time()
     async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as http:
         await asyncio.gather(*(client(http) for _ in range(clients)))
+    client_cpu = time.process_time() - client_cpu
+    elapsed = time.perf_counter() - start
     latencies.sort()
 
-    def percentile(p: float) -> float:
-        return round(1000 * latencies[min(len(latencies) - 1, int(p * len(latencies)))], 1)
+    def percentile(p: float) -> float:  # nearest rank
+        return round(1000 * latencies[max(0, math.ceil(p * len(latencies)) - 1)], 1)
 
     return {"clients": clients, "seconds": seconds, **counted,
+            "client_cpu_share": round(client_cpu / elapsed, 3),  # of one core, this process
             "lines_per_second": round(counted["lines"] / seconds, 1),
             "latency_ms": ({"p50": percentile(0.50), "p95": percentile(0.95),
                             "p99": percentile(0.99), "max": round(1000 * latencies[-1], 1)}
                            if latencies else None),
             "examples": examples}
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:
@@ -169,8 +182,11 @@ def main() -> None:
     runs = []
     try:
         for clients in (int(c) for c in args.clients.split(",")):
+            server_cpu, started = cpu_seconds(server.process.pid), time.perf_counter()
             run = asyncio.run(load(server.url, clients, args.seconds, args.warmup,
                                    args.lines_per_request, lines, expected, args.seed))
+            run["server_cpu_share"] = round((cpu_seconds(server.process.pid) - server_cpu)
+                                            / (time.perf_counter() - started), 3)
             run["ratio_to_offline"] = round(run["lines_per_second"] / offline_rate, 3)
             runs.append(run)
             print(json.dumps({k: v for k, v in run.items() if k != "examples"}),

@@ -51,6 +51,9 @@ def beam_search(model: Seq2Seq, encoded: dict, limits, max_steps: int, beam_size
     if alignments and model.attention is None:
         raise ValueError("alignments need a model with attention")
     compact = backend.dynamic_shapes() if compact is None else compact
+    if compact and not backend.dynamic_shapes():
+        raise ValueError(f"a compacting beam search needs dynamic shapes (TensorFlow), not "
+                         f"{backend.name()}")
     limits = ops.convert_to_tensor(limits, "int32")
     beam = _Beam(model, beam_size, alpha, n_best, max_steps, input_table,
                  ops.shape(encoded["memory"])[1] if alignments else None)
@@ -140,7 +143,8 @@ class _Beam:
                                 ops.take_along_axis(rows, parent[:, :, None, None], axis=1),
                                 weights)
         limits, done = s["limits"], s["done"]
-        at_limit = ops.expand_dims(step + 1 >= limits, 1)  # (going, 1)
+        # (The loop's own end counts as a limit: what is open then is finished there.)
+        at_limit = ops.expand_dims((step + 1 >= limits) | (step + 1 >= self.max_steps), 1)
         # Only the best K may end (as in fairseq), so that K = 1 (without a length
         # penalty) is greedy search.
         in_top_k = ops.expand_dims(ops.arange(2 * K, dtype="int32") < K, 0)  # (1, 2K)

@@ -24,6 +24,7 @@ class Translation:
     text: str
     hypotheses: list[dict]
     alignment: dict | None = None
+    truncated: bool = False  # the source was longer than max_source_length: its start read
 
 
 class Translator:
@@ -95,7 +96,8 @@ class Translator:
                       for h in hypotheses]
             alignment = (self.alignment_record(source[:limit], hypotheses[0])
                          if alignments else None)
-            results.append(Translation(listed[0]["translation"], listed, alignment))
+            results.append(Translation(listed[0]["translation"], listed, alignment,
+                                       len(source) > limit))
         return results
 
     def alignment_record(self, source: Sequence[int], hypothesis: Hypothesis) -> dict:

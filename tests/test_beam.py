@@ -256,12 +256,35 @@ def test_the_compacting_loop_equals_the_masked_one_alignments_included():
         source[row, :n] = rng.integers(4, V, size=n)
     encoded = model.encode(source)
     limits = np.array([2 * n + 1 if n else 0 for n in lengths], "int32")
-    runs = [beam_search(model, encoded, limits, 19, beam_size=3, alpha=0.6, n_best=3,
-                        alignments=True, compact=compact) for compact in (True, False)]
-    for name in ("ids", "log_probs", "scores", "weights"):
-        np.testing.assert_allclose(*(ops.convert_to_numpy(run[name]) for run in runs),
-                                   atol=1e-5, err_msg=name)
-    assert ops.convert_to_numpy(runs[0]["ids"])[1].sum() == 0  # the empty source
+    for max_steps in (19, 5):  # 5: sentences still open when the loop ends
+        runs = [beam_search(model, encoded, limits, max_steps, beam_size=3, alpha=0.6,
+                            n_best=3, alignments=True, compact=compact)
+                for compact in (True, False)]
+        for name in ("ids", "log_probs", "scores", "weights"):
+            np.testing.assert_allclose(*(ops.convert_to_numpy(run[name]) for run in runs),
+                                       atol=1e-5, err_msg=f"{name}, {max_steps} steps")
+        assert ops.convert_to_numpy(runs[0]["ids"])[1].sum() == 0  # the empty source
+    assert (ops.convert_to_numpy(runs[0]["scores"])[[0, 3]] > -1e8).all()  # cut, but kept
+
+
+def test_one_trace_serves_every_batch_shape_and_step_limit(trained, numbers_corpus):
+    """On TensorFlow the decoder's search is traced once, whatever the batch's size,
+    source lengths and step limit (a retrace costs seconds; a server sees every shape)."""
+    from seq2seq_shared import backend
+
+    if not backend.dynamic_shapes():
+        pytest.skip("JAX compiles per shape, by design (rounded to few shapes)")
+    model, tokenizer, config = trained_parts(trained)
+    lines = numbers(numbers_corpus, 200)
+    for beam_size in (1, 3):
+        decoder = Decoder(model, DecodeConfig(beam_size=beam_size),
+                          config.model.max_source_length)
+        for size in (1, 5, 17):
+            decoder.decode(tokenizer.encode_source(lines[size * 3:size * 4]))
+        decoder.decode(tokenizer.encode_source(["one", "one hundred ninety-nine thousand"]))
+        assert len(decoder._search.traced) == 1, list(decoder._search.traced)
+        (function,) = decoder._search.traced.values()
+        assert function.experimental_get_tracing_count() == 1
 
 
 def test_pad_and_bos_are_never_written_even_where_the_model_prefers_them():

@@ -25,13 +25,15 @@ from seq2seq_shared.serve.engine import Options  # noqa: E402
 
 class FakeEngine:
     """Translates a line by reversing it (beam_size > 1 adds a "+" per extra beam), after
-    `delay` seconds per call; "boom" fails the call. Records every call."""
+    `delay` seconds per call; "boom" fails the call; "hold" waits for `release`. Records
+    every call."""
 
     attention = False
     info = {"total": 7, "config": {"model": {"attention": "none"}}}
 
     def __init__(self, delay: float = 0.0):
         self.delay, self.calls = delay, []
+        self.release = threading.Event()
 
     def check(self, options: Options) -> None:
         if options.beam_size > 4:
@@ -40,6 +42,8 @@ class FakeEngine:
     def translate(self, lines, options):
         self.calls.append((list(lines), options))
         time.sleep(self.delay)
+        if "hold" in lines:
+            self.release.wait(30)
         if "boom" in lines:
             raise RuntimeError("the decoder broke")
         return [{"text": line[::-1] + "+" * (options.beam_size - 1)} for line in lines]
@@ -70,11 +74,21 @@ class LiveServer:
     def post(self, body, **kwargs):
         if not isinstance(body, (bytes, str)):
             body = json.dumps(body)
-        return httpx.post(self.url + "/v1/translate", content=body, timeout=60, **kwargs)
+        headers = {"Content-Type": "application/json", **kwargs.pop("headers", {})}
+        return httpx.post(self.url + "/v1/translate", content=body, timeout=60,
+                          headers=headers, **kwargs)
 
     def healthy(self) -> bool:
         response = httpx.get(self.url + "/health", timeout=10)
         return response.status_code == 200 and response.json()["status"] == "ok"
+
+    def wait_pending(self, lines: int) -> None:
+        """Until at least `lines` lines are in progress (timing-free ordering)."""
+        for _ in range(1000):
+            if httpx.get(self.url + "/health").json()["batching"]["pending_lines"] >= lines:
+                return
+            time.sleep(0.005)
+        raise AssertionError(f"{lines} lines never showed as in progress")
 
     def stop(self):
         self.server.should_exit = True
@@ -98,7 +112,8 @@ def serve():
 BAD_REQUESTS = [  # (body, status, words the message must have)
     (b'{"text": ["a"', 400, "not valid JSON"),
     (b'{"text": ["\xff\xfe"]}', 400, "not UTF-8"),
-    (b"[" * 3000, 400, "nested too deeply"),
+    (b"[" * 3000, 400, "JSON"),  # (3.11, 3.12: nested too deeply; 3.13: not valid)
+    (b'{"text": ["a"], "beam_size": 1' + b"0" * 4400 + b"}", 400, "JSON cannot be read"),
     (b"", 400, "not valid JSON"),
     (b'["a"]', 422, "not an object"),
     (b'{"text": "a line"}', 422, "text: Input should be a valid list"),
@@ -109,6 +124,7 @@ BAD_REQUESTS = [  # (body, status, words the message must have)
     (b'{"text": ["a"], "beam_size": 0}', 422, "beam_size: Input should be greater than"),
     (b'{"text": ["a"], "beam_size": 9}', 422, "over this server's limit"),
     (b'{"text": ["a"], "length_penalty": NaN, "beam_size": 2}', 422, "length_penalty"),
+    (b'{"text": ["a"], "length_penalty": 1e300, "beam_size": 2}', 422, "length_penalty"),
     (b'{"text": ["a"], "scores": "yes"}', 422, "scores: Input should be a valid boolean"),
     (b'{"text": ["a\\u0007b"]}', 422, "text[0] has a control character, U+0007, at position 1"),
     (b'{"text": ["ok", "two\\nlines"]}', 422, "text[1] has a control character, U+000A"),
@@ -142,13 +158,19 @@ def test_a_body_over_the_limit_is_refused_by_its_length_and_when_chunked(serve):
         for _ in range(limit // 1000 + 2):
             yield b" " * 1000
 
-    response = httpx.post(server.url + "/v1/translate", content=chunks(), timeout=30)
+    response = httpx.post(server.url + "/v1/translate", content=chunks(), timeout=30,
+                          headers={"Content-Type": "application/json"})
     assert response.status_code == 413
     assert server.healthy()
 
 
-def test_unknown_paths_and_methods_answer_in_the_same_json_shape(serve):
+def test_unknown_paths_methods_and_content_types_answer_in_the_same_json_shape(serve):
     server = serve()
+    for kind in ("text/plain", None):  # what a browser may send cross-site without asking
+        response = httpx.post(server.url + "/v1/translate", content=b'{"text": ["a"]}',
+                              headers={"Content-Type": kind} if kind else {})
+        assert response.status_code == 415, response.text
+        assert "Content-Type must be application/json" in response.json()["error"]
     response = httpx.get(server.url + "/v1/nothing")
     assert response.status_code == 404 and response.json() == {"error": "Not Found",
                                                                 "status": 404}
@@ -166,12 +188,26 @@ def test_clients_that_leave_mid_request_do_not_hurt_the_server(serve):
         client.sendall(f"{head}Content-Length: {len(body) + 50}\r\n\r\n".encode() + body[:5])
     with socket.create_connection(("127.0.0.1", server.port)) as client:  # mid-headers
         client.sendall(head.encode()[:30])
-    with socket.create_connection(("127.0.0.1", server.port)) as client:  # before the answer
-        client.sendall(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
-        time.sleep(0.1)
     assert server.healthy()
     assert server.post({"text": ["still here"]}).json()["translations"] == [
         {"text": "ereh llits"}]
+
+
+def test_a_client_that_leaves_while_its_lines_wait_has_them_dropped(serve):
+    engine = FakeEngine(delay=0.6)
+    server = serve(engine, max_wait_ms=0)
+    first = threading.Thread(target=server.post, args=({"text": ["busy"]},))
+    first.start()  # decoding for 0.6 s
+    server.wait_pending(1)
+    body = json.dumps({"text": ["gone"]}).encode()
+    with socket.create_connection(("127.0.0.1", server.port)) as client:  # queued, leaves
+        client.sendall(b"POST /v1/translate HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                       b"application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        time.sleep(0.1)
+    first.join(10)
+    time.sleep(0.8)
+    assert [lines for lines, _ in engine.calls] == [["busy"]]  # "gone" never decoded
+    assert httpx.get(server.url + "/health").json()["batching"]["abandoned_lines"] == 1
 
 
 def test_a_request_that_waits_too_long_gets_503_and_its_lines_are_dropped(serve):
@@ -187,12 +223,41 @@ def test_a_request_that_waits_too_long_gets_503_and_its_lines_are_dropped(serve)
     assert stats["abandoned_lines"] == 4 and stats["pending_lines"] == 0
 
 
-def test_a_failing_decode_answers_500_and_the_server_goes_on(serve):
-    server = serve()
-    response = server.post({"text": ["boom"]})
-    assert response.status_code == 500 and "the decoder broke" in response.json()["error"]
+def test_a_failing_decode_answers_500_to_its_own_request_only(serve):
+    engine = FakeEngine()
+    server = serve(engine)
+    answers = {}
+    threads = [threading.Thread(target=lambda t=text: answers.update({t: server.post(
+        {"text": [t]})})) for text in ("hold", "boom", "fine")]
+    for count, thread in enumerate(threads, 1):  # "boom" and "fine" queue behind "hold"
+        thread.start()
+        server.wait_pending(count)
+    engine.release.set()  # then go in one call, which fails; then each alone
+    for thread in threads:
+        thread.join(30)
+    assert [lines for lines, _ in engine.calls] == [["hold"], ["boom", "fine"], ["boom"],
+                                                     ["fine"]]
+    assert answers["boom"].status_code == 500
+    assert "the decoder broke" in answers["boom"].json()["error"]
+    assert answers["fine"].json()["translations"] == [{"text": "enif"}]
     assert server.post({"text": ["ok"]}).json()["translations"] == [{"text": "ko"}]
-    assert httpx.get(server.url + "/health").json()["batching"]["errors"] == 1
+
+
+def test_a_full_queue_answers_503_at_once_and_health_tells_a_dead_decoder(serve):
+    engine = FakeEngine(delay=0.5)
+    server = serve(engine, max_pending_lines=3)
+    first = threading.Thread(target=server.post, args=({"text": ["a", "b", "c"]},))
+    first.start()
+    server.wait_pending(3)
+    started = time.perf_counter()
+    response = server.post({"text": ["d"]})
+    assert response.status_code == 503 and "--max-pending-lines 3" in response.json()["error"]
+    assert time.perf_counter() - started < 0.4
+    first.join(10)
+    assert server.post({"text": ["d"]}).status_code == 200
+    server.server.config.app.state.batcher.stop()  # (what a crashed decoding thread looks like)
+    health = httpx.get(server.url + "/health")
+    assert health.status_code == 503 and health.json()["status"] == "decoder stopped"
 
 
 def test_concurrent_requests_share_batches_and_each_gets_exactly_its_own_lines(serve):
@@ -221,13 +286,21 @@ def test_concurrent_requests_share_batches_and_each_gets_exactly_its_own_lines(s
         assert {int(line[1:].split("-")[0]) % 2 for line in lines} == {options.beam_size - 1}
 
 
-def test_a_long_request_is_cut_into_pieces_and_answered_in_order(serve):
-    engine = FakeEngine()
-    server = serve(engine, max_batch_lines=4)
-    lines = [f"line {i}" for i in range(10)]
-    translations = server.post({"text": lines}).json()["translations"]
-    assert [t["text"] for t in translations] == [line[::-1] for line in lines]
-    assert max(len(lines) for lines, _ in engine.calls) <= 4
+def test_a_long_request_is_cut_into_pieces_and_others_are_decoded_between_them(serve):
+    engine = FakeEngine(delay=0.2)
+    server = serve(engine, max_batch_lines=2, max_wait_ms=0)
+    lines = [f"line {i}" for i in range(6)]
+    answers = {}
+    long = threading.Thread(target=lambda: answers.update(long=server.post({"text": lines})))
+    long.start()
+    server.wait_pending(6)  # the long request's first piece is decoding
+    assert server.post({"text": ["short"]}).json()["translations"] == [{"text": "trohs"}]
+    long.join(10)
+    assert [t["text"] for t in answers["long"].json()["translations"]] == [
+        line[::-1] for line in lines]
+    calls = [lines for lines, _ in engine.calls]
+    assert max(map(len, calls)) <= 2
+    assert calls.index(["short"]) < calls.index(["line 4", "line 5"])
 
 
 def test_the_page_the_model_description_and_the_api_docs(serve):
@@ -292,6 +365,7 @@ def test_serve_loads_then_listens_and_sigterm_finishes_the_requests_in_flight(tr
                 url = found.group(1)
                 break
         assert url, "serve never said where it listens"
+        threading.Thread(target=process.stderr.read, daemon=True).start()  # (keep it drained)
         assert httpx.get(url + "/health", timeout=10).json()["status"] == "ok"
         lines = [f"{word} hundred" for word in ("one", "two", "three", "four")] * 40
         result = {}
@@ -302,15 +376,18 @@ def test_serve_loads_then_listens_and_sigterm_finishes_the_requests_in_flight(tr
             if httpx.get(url + "/health", timeout=10).json()["batching"]["pending_lines"]:
                 break
             time.sleep(0.01)
+        else:
+            pytest.fail("the request never showed as in flight")
         process.send_signal(signal.SIGTERM)
         client.join(120)
+        assert "response" in result, "the client thread failed"
         response = result["response"]
         assert response.status_code == 200 and len(response.json()["translations"]) == 160
         assert process.wait(60) == 0
     finally:
         if process.poll() is None:
             process.kill()
-        process.stderr.close()
+        pass
 
 
 def test_the_page_in_a_real_browser_types_translates_and_shows_an_alignment(trained, serve):

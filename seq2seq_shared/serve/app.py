@@ -29,11 +29,13 @@ class Limits:
     max_batch_lines: int = 64       # lines decoded together, across requests
     max_wait_ms: float = 5.0        # how long a batch waits for more lines
     request_timeout: float = 60.0   # seconds a request may wait for its translations
+    max_pending_lines: int = 4096   # lines waiting or decoding; more: 503 at once
 
     @property
     def max_body_bytes(self) -> int:
-        """Room for max_chars characters JSON-escaped (\\uXXXX: 6 bytes) and the framing."""
-        return 6 * self.max_chars + 8 * self.max_lines + 4096
+        """Room for max_chars characters JSON-escaped (up to 12 bytes: a surrogate pair
+        of \\uXXXX) and the framing."""
+        return 12 * self.max_chars + 8 * self.max_lines + 4096
 
 
 class TranslateRequest(BaseModel):
@@ -42,7 +44,7 @@ class TranslateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     text: list[str] = Field(description="One line per item; \"\" gives \"\".")
     beam_size: int = Field(1, ge=1, description="1: greedy search (the fastest).")
-    length_penalty: float = Field(0.0, ge=0, allow_inf_nan=False,
+    length_penalty: float = Field(0.0, ge=0, le=10, allow_inf_nan=False,
                                   description="GNMT alpha; needs beam_size > 1.")
     n_best: int = Field(1, ge=1, description="Hypotheses per line (<= beam_size).")
     scores: bool = Field(False, description="Add each translation's log-probability.")
@@ -65,7 +67,9 @@ def parse_request(raw: bytes) -> TranslateRequest:
         raise ClientError(400, f"the body is not valid JSON ({error.msg} at line {error.lineno}"
                                f", column {error.colno}); send JSON such as "
                                f"{{\"text\": [\"a line\"]}}") from None
-    except RecursionError:
+    except (RecursionError, ValueError) as error:  # (ValueError: an integer of 4,300+ digits)
+        if not isinstance(error, RecursionError):
+            raise ClientError(400, f"the body's JSON cannot be read: {error}") from None
         raise ClientError(400, "the body's JSON is nested too deeply; send "
                                "{\"text\": [\"a line\", ...]}") from None
     if not isinstance(document, dict):
@@ -76,6 +80,12 @@ def parse_request(raw: bytes) -> TranslateRequest:
     except ValidationError as error:
         status, content = validation_error(error.errors())
         raise ClientError(status, content["error"]) from None
+
+
+async def _disconnect(request: Request) -> None:
+    """Returns when the client has gone (after the body: uvicorn reports the disconnect)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 def create_app(engine, limits: Limits = Limits()) -> FastAPI:
@@ -96,6 +106,12 @@ def create_app(engine, limits: Limits = Limits()) -> FastAPI:
         return JSONResponse(body(error.status_code, str(error.detail)),
                             status_code=error.status_code, headers=error.headers)
 
+    @app.exception_handler(Exception)
+    async def failed(request: Request, error: Exception):
+        logger.exception("unexpected error answering %s", request.url.path)
+        return JSONResponse(body(500, f"internal error: {type(error).__name__}: {error}"),
+                            status_code=500)
+
     @app.exception_handler(ClientError)
     async def client_error(request: Request, error: ClientError):
         return JSONResponse(body(error.status, error.message), status_code=error.status,
@@ -103,9 +119,14 @@ def create_app(engine, limits: Limits = Limits()) -> FastAPI:
 
     @app.post("/v1/translate", openapi_extra=_JSON_BODY)
     async def translate(request: Request):
-        """Translations of `text`, in order: {"translations": [{"text", ...}], "elapsed_ms"}.
-        The body is JSON (any Content-Type is read as JSON)."""
+        """Translations of `text`, in order: {"translations": [{"text", ...}], "elapsed_ms"}."""
         started = time.perf_counter()
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if kind != "application/json":
+            # (A browser sends text/plain or a form cross-site without asking first; JSON
+            # it must ask for, and this server grants no other site that.)
+            raise ClientError(415, f"Content-Type must be application/json, not "
+                                   f"{kind or 'missing'}")
         asked = parse_request(await request.body())
         check_lines(asked.text, limits.max_lines, limits.max_chars)
         options = Options(asked.beam_size, asked.length_penalty, asked.n_best, asked.scores,
@@ -114,16 +135,28 @@ def create_app(engine, limits: Limits = Limits()) -> FastAPI:
             engine.check(options)
         except ValueError as error:
             raise ClientError(422, str(error)) from None
-        try:
-            results = await asyncio.wait_for(batcher.translate(asked.text, options),
-                                             limits.request_timeout)
-        except TimeoutError:
+        if batcher.stats.pending_lines + len(asked.text) > limits.max_pending_lines:
+            raise ClientError(503, f"{batcher.stats.pending_lines} lines are waiting already "
+                                   f"(--max-pending-lines {limits.max_pending_lines}): the "
+                                   f"server is busy; retry later", {"Retry-After": "5"})
+        work = asyncio.ensure_future(batcher.translate(asked.text, options))
+        gone = asyncio.ensure_future(_disconnect(request))
+        done, _ = await asyncio.wait({work, gone}, timeout=limits.request_timeout,
+                                     return_when=asyncio.FIRST_COMPLETED)
+        gone.cancel()
+        if work not in done:
+            work.cancel()  # its lines not yet decoding are dropped
+            with contextlib.suppress(asyncio.CancelledError):
+                await work
+            if gone in done:
+                return JSONResponse(body(499, "the client went away"), status_code=499)
             raise ClientError(503, f"not translated within {limits.request_timeout:g} s "
                                    f"(--request-timeout): the server is busy; retry later or "
-                                   f"send fewer lines", {"Retry-After": "5"}) from None
-        except Exception as error:  # logged by the batcher; the server goes on
-            return JSONResponse(body(500, f"translation failed: {error}"), status_code=500)
-        return JSONResponse({"translations": results,
+                                   f"send fewer lines", {"Retry-After": "5"})
+        if work.exception() is not None:  # logged by the batcher; the server goes on
+            return JSONResponse(body(500, f"translation failed: {work.exception()}"),
+                                status_code=500)
+        return JSONResponse({"translations": work.result(),
                              "elapsed_ms": round(1000 * (time.perf_counter() - started), 1)})
 
     @app.get("/v1/model")
@@ -133,8 +166,11 @@ def create_app(engine, limits: Limits = Limits()) -> FastAPI:
 
     @app.get("/health")
     async def health():
-        return JSONResponse({"status": "ok", **engine.describe(),
-                             "batching": batcher.stats.as_dict()})
+        """200 {"status": "ok"} while the decoding thread runs; 503 if it has died."""
+        alive = batcher.alive()
+        return JSONResponse({"status": "ok" if alive else "decoder stopped",
+                             **engine.describe(), "batching": batcher.stats.as_dict()},
+                            status_code=200 if alive else 503)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page():

@@ -32,11 +32,11 @@ class _Piece:
 class Stats:
     batches: int = 0
     lines: int = 0
-    pending_lines: int = 0  # accepted, not yet decoded
+    pending_lines: int = 0  # of the requests in progress
     largest_batch: int = 0
     errors: int = 0
     decode_seconds: float = 0.0
-    abandoned_lines: int = 0  # their client timed out or left before decoding began
+    abandoned_lines: int = 0  # never decoded: their request timed out or its client left
 
     def as_dict(self) -> dict:
         return {name: round(value, 3) if isinstance(value, float) else value
@@ -53,7 +53,7 @@ class Batcher:
     def __post_init__(self) -> None:
         self._queue: queue.Queue = queue.Queue()
         self._held: _Piece | None = None
-        self._lock = threading.Lock()  # guards stats.pending_lines
+        self._lock = threading.Lock()  # guards pending_lines and abandoned_lines
         self._thread = threading.Thread(target=self._run, name="decoder", daemon=True)
 
     def start(self) -> None:
@@ -67,18 +67,27 @@ class Batcher:
     async def translate(self, lines: list[str], options) -> list:
         """The results for `lines`, in order; cancelling (a timeout, a client gone) drops
         the pieces not yet decoding."""
-        if not lines:
-            return []
         loop = asyncio.get_running_loop()
-        size = self.max_batch_lines
-        pieces = [_Piece(lines[i:i + size], options, loop.create_future(), loop)
-                  for i in range(0, len(lines), size)]
+        size, results, queued = self.max_batch_lines, [], 0
         with self._lock:
             self.stats.pending_lines += len(lines)
-        for piece in pieces:
-            self._queue.put(piece)
-        done = await asyncio.gather(*(piece.future for piece in pieces))
-        return [result for results in done for result in results]
+        try:
+            for start in range(0, len(lines), size):
+                piece = _Piece(lines[start:start + size], options, loop.create_future(), loop)
+                self._queue.put(piece)
+                queued += len(piece.lines)
+                results += await piece.future
+                if len(results) != start + len(piece.lines):
+                    raise RuntimeError(f"the decoder returned {len(results) - start} results "
+                                       f"for {len(piece.lines)} lines")
+        finally:
+            with self._lock:
+                self.stats.pending_lines -= len(lines)
+                self.stats.abandoned_lines += len(lines) - queued  # (never queued)
+        return results
+
+    def alive(self) -> bool:
+        return self._thread.is_alive()
 
     def _next(self, timeout: float | None) -> _Piece | None:
         """The held piece, else the queue's next (None: the stop signal). queue.Empty
@@ -116,38 +125,46 @@ class Batcher:
                 self._queue.put(None)  # after whatever queued behind it
 
     def _decode(self, batch: list[_Piece]) -> None:
-        try:
-            self._decode_groups(batch)
-        finally:
-            with self._lock:
-                self.stats.pending_lines -= sum(len(piece.lines) for piece in batch)
-
-    def _decode_groups(self, batch: list[_Piece]) -> None:
         live = [piece for piece in batch if not piece.future.cancelled()]
-        self.stats.abandoned_lines += sum(len(p.lines) for p in batch if p not in live)
+        with self._lock:
+            self.stats.abandoned_lines += sum(len(p.lines) for p in batch if p not in live)
         groups: dict[object, list[_Piece]] = {}
         for piece in live:
             groups.setdefault(piece.options, []).append(piece)
         for options, pieces in groups.items():
-            lines = [line for piece in pieces for line in piece.lines]
-            started = time.perf_counter()
             try:
-                results = self.translate_lines(lines, options)
-            except Exception as error:  # the requests fail; the server goes on
-                logger.exception("decoding %d lines failed", len(lines))
-                self.stats.errors += 1
-                for piece in pieces:
-                    piece.loop.call_soon_threadsafe(_fail, piece.future, error)
-                continue
-            self.stats.decode_seconds += time.perf_counter() - started
-            self.stats.batches += 1
-            self.stats.lines += len(lines)
-            self.stats.largest_batch = max(self.stats.largest_batch, len(lines))
-            start = 0
-            for piece in pieces:
-                share = results[start:start + len(piece.lines)]
-                start += len(piece.lines)
-                piece.loop.call_soon_threadsafe(_succeed, piece.future, share)
+                self._decode_group(options, pieces)
+            except Exception:
+                if len(pieces) == 1:
+                    continue
+                for piece in pieces:  # alone, so only the request that fails gets a 500
+                    try:
+                        self._decode_group(options, [piece])
+                    except Exception:
+                        pass
+
+    def _decode_group(self, options, pieces: list[_Piece]) -> None:
+        """Decode the pieces' lines in one call and hand each piece its results; on a
+        failure, logged, fail a lone piece's request and re-raise."""
+        lines = [line for piece in pieces for line in piece.lines]
+        started = time.perf_counter()
+        try:
+            results = self.translate_lines(lines, options)
+        except Exception as error:  # the requests fail; the server goes on
+            logger.exception("decoding %d lines failed", len(lines))
+            self.stats.errors += 1
+            if len(pieces) == 1:
+                pieces[0].loop.call_soon_threadsafe(_fail, pieces[0].future, error)
+            raise
+        self.stats.decode_seconds += time.perf_counter() - started
+        self.stats.batches += 1
+        self.stats.lines += len(lines)
+        self.stats.largest_batch = max(self.stats.largest_batch, len(lines))
+        start = 0
+        for piece in pieces:
+            share = results[start:start + len(piece.lines)]
+            start += len(piece.lines)
+            piece.loop.call_soon_threadsafe(_succeed, piece.future, share)
 
 
 def _succeed(future: asyncio.Future, value) -> None:

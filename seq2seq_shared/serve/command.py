@@ -68,9 +68,16 @@ def serve(model_dir: Path, host: str, port: int, max_batch_lines: int, max_wait_
                             timeout_graceful_shutdown=request_timeout + 5)
     # uvicorn stops gracefully on SIGTERM/SIGINT, then raises the signal again for the
     # handler that was there before it: this one ignores it, so a graceful stop exits 0.
-    for number in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(number, lambda *_: None)
-    uvicorn.Server(config).run(sockets=[listener])
+    saved = {number: signal.signal(number, lambda *_: None)
+             for number in (signal.SIGTERM, signal.SIGINT)}
+    server = uvicorn.Server(config)
+    try:
+        server.run(sockets=[listener])
+    finally:
+        for number, handler in saved.items():
+            signal.signal(number, handler)
+    if not server.started:
+        raise click.ClickException("the server did not start (see the messages above)")
     click.echo("stopped: every request in flight was answered", err=True)
 
 

@@ -26,6 +26,8 @@ class Options:
 class Engine:
     """The model, loaded once; `translate` runs on one thread at a time (the batcher's)."""
 
+    TRANSLATORS = 8  # search settings kept compiled, the least recently used dropped
+
     def __init__(self, model_dir: Path | str, batch_size: int = 64, max_beam_size: int = 16):
         from ..model_dir import ModelDir
         from ..report import parameter_report
@@ -58,13 +60,18 @@ class Engine:
         from ..translator import Translator
 
         key = (options.beam_size, options.length_penalty, options.n_best)
-        if key not in self._translators:
-            self._translators[key] = Translator(self.model, self.tokenizer, self.config.model,
-                                                self._decode_config(options))
-        return self._translators[key]
+        translator = self._translators.pop(key, None)  # (re-inserted: the newest)
+        if translator is None:  # each compiles its search once: keep a few
+            translator = Translator(self.model, self.tokenizer, self.config.model,
+                                    self._decode_config(options))
+            if len(self._translators) >= self.TRANSLATORS:
+                self._translators.pop(next(iter(self._translators)))  # the least recent
+        self._translators[key] = translator
+        return translator
 
     def translate(self, lines: list[str], options: Options) -> list[dict]:
-        """One JSON-ready result per line, in order: {"text"}, with `scores` its
+        """One JSON-ready result per line, in order: {"text"} ("truncated": true where the
+        line was longer than the model reads), with `scores` its
         "log_prob" and "score", with n_best > 1 its "hypotheses", with `alignments` its
         "alignment" (as `translate --alignments` writes it)."""
         done = self.translator(options).translate_details(
@@ -72,6 +79,8 @@ class Engine:
         results = []
         for translation in done:
             result: dict = {"text": translation.text}
+            if translation.truncated:
+                result["truncated"] = True  # only the first max_source_length pieces read
             if options.scores:
                 best = translation.hypotheses[0]
                 result.update(log_prob=best["log_prob"], score=best["score"])
@@ -94,5 +103,6 @@ class Engine:
 
     def describe(self) -> dict:
         return {"model_dir": str(self.model_dir), "attention": self.attention,
+                "max_source_length": self.config.model.max_source_length,
                 "batch_size": self.batch_size, "max_beam_size": self.max_beam_size,
                 "defaults": dataclasses.asdict(Options())}

@@ -65,14 +65,28 @@ class BodyLimit:
     chunked body as soon as the bytes read pass the limit. A body within it is read here,
     whole, and handed on."""
 
+    # Read (and drop) up to this much of a refused body, so that the client, still
+    # sending, reads the 413 instead of a connection reset; past it, just close.
+    DRAIN = 1 << 20
+
     def __init__(self, app, max_bytes: int):
         self.app, self.max_bytes = app, max_bytes
+
+    @staticmethod
+    async def _drain(receive, budget: int = DRAIN) -> None:
+        while budget > 0:
+            message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                return
+            budget -= len(message.get("body", b""))
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         length = dict(scope.get("headers", [])).get(b"content-length", b"")
         if length.isdigit() and int(length) > self.max_bytes:
+            if int(length) <= self.max_bytes + self.DRAIN:
+                await self._drain(receive)
             return await self._refuse(send, int(length))
         chunks, size = [], 0
         while True:
@@ -82,6 +96,8 @@ class BodyLimit:
             chunks.append(message.get("body", b""))
             size += len(chunks[-1])
             if size > self.max_bytes:
+                if message.get("more_body", False):
+                    await self._drain(receive, self.max_bytes + self.DRAIN - size)
                 return await self._refuse(send, size)
             if not message.get("more_body", False):
                 break
