@@ -31,13 +31,16 @@ class Translator:
     """A loaded model ready to translate; load once, call `translate` many times.
 
     `decode_config` chooses the search (greedy, or a beam with its length penalty and
-    `n_best`) and the length limits."""
+    `n_best`) and the length limits. `fixed_weights`: nothing will train the model while
+    this translator lives (true of a model loaded from its directory), so what depends
+    only on the weights is computed once (`Decoder`)."""
 
     def __init__(self, model: Seq2Seq, tokenizer: Tokenizer, model_config: ModelConfig,
-                 decode_config: DecodeConfig = DecodeConfig()):
+                 decode_config: DecodeConfig = DecodeConfig(), fixed_weights: bool = False):
         self.model, self.tokenizer = model, tokenizer
         self.model_config, self.decode_config = model_config, decode_config
-        self.decoder = Decoder(model, decode_config, model_config.max_source_length)
+        self.decoder = Decoder(model, decode_config, model_config.max_source_length,
+                               fixed_weights)
 
     @classmethod
     def from_model_dir(cls, path: Path | str, decode_config: DecodeConfig = DecodeConfig()
@@ -45,7 +48,7 @@ class Translator:
         from .model_dir import ModelDir
 
         model, tokenizer, config = ModelDir(path).load_model()
-        return cls(model, tokenizer, config.model, decode_config)
+        return cls(model, tokenizer, config.model, decode_config, fixed_weights=True)
 
     def translate(self, lines: Sequence[str], batch_size: int | None = None) -> list[str]:
         """Translate `lines`; the result has one string per line, in order ("" for "")."""

@@ -63,7 +63,7 @@ class Engine:
         translator = self._translators.pop(key, None)  # (re-inserted: the newest)
         if translator is None:  # each compiles its search once: keep a few
             translator = Translator(self.model, self.tokenizer, self.config.model,
-                                    self._decode_config(options))
+                                    self._decode_config(options), fixed_weights=True)
             if len(self._translators) >= self.TRANSLATORS:
                 self._translators.pop(next(iter(self._translators)))  # the least recent
         self._translators[key] = translator

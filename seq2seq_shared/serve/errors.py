@@ -4,6 +4,7 @@ timed out, 500), and a body-size limit applied before a body is read whole."""
 from __future__ import annotations
 
 import json
+import re
 import unicodedata
 
 
@@ -51,13 +52,18 @@ def check_lines(lines: list[str], max_lines: int, max_chars: int) -> None:
         raise ClientError(413, f"{total} characters is over this server's limit of {max_chars} "
                                f"per request (--max-chars); send them in several requests")
     for number, line in enumerate(lines):
-        for position, character in enumerate(line):
-            if character != "\t" and unicodedata.category(character) in ("Cc", "Cs"):
-                kind = ("a lone surrogate (not valid Unicode)"
-                        if unicodedata.category(character) == "Cs" else "a control character")
-                raise ClientError(422, f"text[{number}] has {kind}, U+{ord(character):04X}, at "
-                                       f"position {position}: send one line per item, without "
-                                       f"line breaks or control characters (tab is allowed)")
+        found = _UNTRANSLATABLE.search(line)
+        if found:
+            character, position = found.group(), found.start()
+            kind = ("a lone surrogate (not valid Unicode)"
+                    if unicodedata.category(character) == "Cs" else "a control character")
+            raise ClientError(422, f"text[{number}] has {kind}, U+{ord(character):04X}, at "
+                                   f"position {position}: send one line per item, without "
+                                   f"line breaks or control characters (tab is allowed)")
+
+
+# Unicode's control characters (category Cc) but tab, and lone surrogates (Cs).
+_UNTRANSLATABLE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 class BodyLimit:
