@@ -292,12 +292,11 @@ def translate(model_dir: Path, input_path: Path | None, output_path: Path | None
     translations = translator.translate_stream(
         lines, batch_size=batch_size, eager=input_path is None, details=True, scores=scores,
         alignments=alignments_path is not None)
-    alignments: list[str] = []
 
-    def output_lines():
+    def output_lines(write_alignment):
         for translation in translations:
-            if alignments_path is not None:
-                alignments.append(json.dumps(translation.alignment, ensure_ascii=False))
+            if write_alignment is not None:
+                write_alignment(json.dumps(translation.alignment, ensure_ascii=False))
             if n_best > 1:
                 yield json.dumps({"hypotheses": translation.hypotheses}, ensure_ascii=False)
             elif scores:
@@ -305,9 +304,11 @@ def translate(model_dir: Path, input_path: Path | None, output_path: Path | None
             else:
                 yield translation.text
 
-    files.write_lines(output_lines(), output_path)
-    if alignments_path is not None:
-        files.write_lines(alignments, alignments_path)
+    if alignments_path is None:
+        files.write_lines(output_lines(None), output_path)
+    else:  # (streamed beside the translations: never all held in memory)
+        files.write_lines_during(alignments_path, lambda write_alignment: files.write_lines(
+            output_lines(write_alignment), output_path))
 
 
 @main.command()

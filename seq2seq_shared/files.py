@@ -228,6 +228,29 @@ def write_lines(lines: Iterable[str], path: Path | None) -> int:
     return count
 
 
+def write_lines_during(path: Path, body: Callable[[Callable[[str], None]], None]) -> None:
+    """Run `body(write_line)`; the lines it writes go to `path` as they come, so none is
+    held in memory: a device or FIFO directly, a regular file through a temporary file
+    that replaces `path` only once `body` has returned (a failure or a kill leaves no
+    part of it). For a second output written beside another one (`--alignments`)."""
+    if _writes_through(path):
+        with open(path, "w", encoding="utf-8", newline="\n") as file:
+            body(lambda line: file.write(line + "\n"))
+        return
+    target = _regular_target(path)
+
+    def write(temporary: Path) -> None:
+        with open(temporary, "w", encoding="utf-8", newline="\n") as file:
+            body(lambda line: file.write(line + "\n"))
+
+    try:
+        atomic_write(target, write)
+    except WriteError as error:  # name the path the user gave, not a symlink's target
+        if Path(error.path) != target:
+            raise  # (the other output's error)
+        raise WriteError(path, error.reason, error.errno) from None
+
+
 def discard_stdout() -> None:
     """Point stdout at /dev/null after it failed (a full disk, a closed pipe), so that the
     interpreter's own flush at exit fails no more and prints nothing."""
