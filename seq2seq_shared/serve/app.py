@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException
 
 from .batcher import Batcher
 from .engine import Options
-from .errors import BodyLimit, ClientError, body, check_lines, validation_error
+from .errors import BodyLimit, ClientError, body, check_lines, validation_message
 
 logger = logging.getLogger(__name__)
 
@@ -78,8 +78,7 @@ def parse_request(raw: bytes) -> TranslateRequest:
     try:
         return TranslateRequest.model_validate(document)
     except ValidationError as error:
-        status, content = validation_error(error.errors())
-        raise ClientError(status, content["error"]) from None
+        raise ClientError(422, validation_message(error.errors())) from None
 
 
 async def _disconnect(request: Request) -> None:

@@ -20,15 +20,14 @@ def body(status: int, message: str, **extra) -> dict:
     return {"error": message, "status": status, **extra}
 
 
-def validation_error(errors: list[dict]) -> tuple[int, dict]:
-    """Pydantic's validation errors -> (422, a body naming each wrong field)."""
+def validation_message(errors: list[dict]) -> str:
+    """Pydantic's validation errors as one message naming each wrong field."""
     problems = []
     for error in errors:
         location = _location(error.get("loc", ()))
         problems.append(f"{location}: {error.get('msg', 'invalid')}" if location
                         else error.get("msg", "invalid"))
-    return 422, body(422, "; ".join(problems), details=[
-        {"field": _location(e.get("loc", ())), "problem": e.get("msg")} for e in errors])
+    return "; ".join(problems)
 
 
 def _location(parts) -> str:
