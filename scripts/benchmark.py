@@ -30,6 +30,10 @@ RSS is its own) and prints one JSON line; the summary is one JSON document on st
 - --search-model M --search-source F: sentences/s of `Translator` on the lines of F at
   batch 64, greedy beside beam 5 and beam 10 (a trained model: real sentence lengths and
   eos), alternating; each beside greedy as a ratio.
+- --baseline DIR: this checkout beside another (DIR: a checkout of an earlier version,
+  e.g. `git worktree add /tmp/before HEAD~3`), alternating on the same data: training
+  tokens/s of the recipe's shape with dot attention, and greedy decoding sentences/s at
+  batch 64; each as a ratio to the baseline ("nothing got slower", measured).
 """
 from __future__ import annotations
 
@@ -274,8 +278,8 @@ def run_worker(argv: list[str]) -> dict:
 
 # The driver ----------------------------------------------------------------------------
 
-def measure(command: list[str]) -> dict:
-    done = subprocess.run(command, capture_output=True, text=True)
+def measure(command: list[str], env: dict | None = None) -> dict:
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
     if done.returncode != 0:
         raise SystemExit(f"error: {' '.join(command)} failed:\n{done.stderr[-3000:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
@@ -346,6 +350,8 @@ def main() -> None:
                 kind: ["train", "--recipe-shape", "--attention", kind, "--steps",
                        str(args.steps), "--batches", str(attention_batches(work, args))]
                 for kind in ("none", "dot", "general")})
+        elif args.baseline:
+            summary["cases"] = against_baseline(me, work, args)
         elif args.search_model:
             if not args.search_source:
                 raise SystemExit("error: --search-model needs --search-source")
@@ -379,6 +385,9 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--search-model", type=Path,
                         help="instead: a trained model's sentences/s, greedy beside beam 5, 10")
     parser.add_argument("--search-source", type=Path, help="source lines for --search-model")
+    parser.add_argument("--baseline", type=Path,
+                        help="instead: this checkout beside the one in this directory "
+                             "(training and decoding, alternating)")
     parser.add_argument("--work-dir", type=Path,
                         help="keep the batches, sources and weights here (default: a temporary "
                              "directory)")
@@ -455,6 +464,39 @@ def alternating(me: list[str], work: Path, args, key: str, cases: dict[str, list
     return [{"case": name, key: round(statistics.median(values), 1),
              "all": values, "ratio_to_" + next(iter(cases)).replace(" ", "_"):
              round(statistics.median(values) / first, 3)} for name, values in runs.items()]
+
+
+def against_baseline(me: list[str], work: Path, args) -> list[dict]:
+    """Training and decoding, this checkout and the one in --baseline alternating on the
+    same batches, sources and weights; medians and the ratio this / baseline."""
+    baseline = args.baseline.resolve()
+    if not (baseline / "scripts" / "benchmark.py").is_file():
+        raise SystemExit(f"error: {baseline}: not a seq2seq-shared checkout "
+                         f"(no scripts/benchmark.py)")
+    theirs = [sys.executable, str(baseline / "scripts" / "benchmark.py"), "worker"]
+    env = {**os.environ, "PYTHONPATH": str(baseline)}
+    weights = work / "weights.npz"
+    save_reference_weights(weights, argparse.Namespace(vocab_size=8000, embedding_dim=256,
+                                                       hidden_size=512))
+    sources = work / "synthetic_sources.npz"
+    save_sources(sources, [list(row[row != PAD]) for b in synthetic_batches(8000, 64, seed=1)
+                           for row in b[0]])
+    cases = {"train (recipe shape, dot attention)": (
+                 ["train", "--recipe-shape", "--attention", "dot", "--steps", str(args.steps),
+                  "--batches", str(attention_batches(work, args))], "tokens_per_s"),
+             "decode (batch 64)": (["decode", "--sources", str(sources), "--weights",
+                                    str(weights), "--batch-size", "64"], "sentences_per_s")}
+    rows = []
+    for name, (command, key) in cases.items():
+        ours, before = [], []
+        for _ in range(args.rounds):
+            ours.append(measure(me + command)[key])
+            before.append(measure(theirs + command, env)[key])
+        rows.append({"case": name, "unit": key, "this": statistics.median(ours),
+                     "baseline": statistics.median(before), "all_this": ours,
+                     "all_baseline": before,
+                     "ratio": round(statistics.median(ours) / statistics.median(before), 3)})
+    return rows
 
 
 def scaling(me: list[str], work: Path, args) -> list[dict]:

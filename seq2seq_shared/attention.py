@@ -12,12 +12,16 @@ per sentence. Padded source positions get exactly zero weight.
 """
 from __future__ import annotations
 
-from keras import layers, ops
+from keras import backend, layers, ops
 
 KINDS = ("none", "dot", "general")
 
-# A score no softmax can pick: exp(-1e9 - max) is exactly 0 in float32.
-_EXCLUDED = -1e9
+
+def _excluded(dtype) -> float:
+    """A score no softmax can pick: exp(-1e9 - max) is exactly 0 in float32 and bfloat16.
+    float16 (at most 65504) would hold -1e9 as -inf, and a row with no real position
+    (-inf - -inf) as NaN; exp(-3e4 - max) is exactly 0 there too."""
+    return -3e4 if backend.standardize_dtype(dtype) == "float16" else -1e9
 
 
 class Attention(layers.Layer):
@@ -49,7 +53,7 @@ class Attention(layers.Layer):
         target_len, hidden) and the weights (batch, target_len, source_len)."""
         scores = ops.matmul(queries, ops.transpose(memory["keys"], (0, 2, 1)))  # (b, T, S)
         real = ops.expand_dims(memory["mask"], 1)  # (batch, 1, source_len)
-        scores = ops.where(real, scores, _EXCLUDED)
+        scores = ops.where(real, scores, _excluded(scores.dtype))
         # The softmax written out: Keras's warns on a one-piece source (an axis of size 1).
         weights = ops.exp(scores - ops.max(scores, axis=-1, keepdims=True))
         weights = weights / ops.sum(weights, axis=-1, keepdims=True)

@@ -1,18 +1,20 @@
 """The one place that knows which Keras backend runs: compiling functions, loops, devices.
 
-Every other module asks here (`name()`, `dynamic_shapes()`, `fused_lstm()`, ...) instead of
+Every other module asks here (`name()`, `dynamic_shapes()`, `on_gpu()`, ...) instead of
 calling `keras.backend.backend()`. TensorFlow and JAX are imported here lazily, inside
 functions; the only other module that imports TensorFlow is `export.py` (the SavedModel
 export, a TensorFlow-only feature).
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import weakref
 from collections.abc import Callable
 
 import keras
+import numpy as np
 
 
 def name() -> str:
@@ -43,8 +45,9 @@ def compile_inference(model: keras.Model, function: Callable, static_argnums: tu
 
 
 def compiled_step(model: keras.Model, training: bool) -> Callable:
-    """`step(source, target_input, target_output) -> logs`: one compiled `model.train_step`
-    (an optimizer update) or `model.test_step`, with the metrics reset first.
+    """`step(source, target_input, target_output, loss_weight=None) -> logs`: one compiled
+    `model.train_step` (an optimizer update) or `model.test_step`, with the metrics reset
+    first. `loss_weight` (a number) scales the loss (`Seq2Seq.compute_loss`'s weights).
 
     TensorFlow: traced once with free dimensions (see `_shape_free`). Keras's own
     `train_on_batch` traces its first batch's exact shape and relaxes only at the second,
@@ -66,15 +69,29 @@ _STEPS: "weakref.WeakKeyDictionary[keras.Model, dict]" = weakref.WeakKeyDictiona
 def _compile_step(model: keras.Model, training: bool) -> Callable:
     if name() != "tensorflow":
         method = model.train_on_batch if training else model.test_on_batch
-        return lambda source, target_input, target_output: method(
-            {"source": source, "target_input": target_input}, target_output, return_dict=True)
-    method = model.train_step if training else model.test_step
-    compiled = _shape_free(lambda source, target_input, target_output: method(
-        ({"source": source, "target_input": target_input}, target_output)))
 
-    def step(source, target_input, target_output):
+        def step(source, target_input, target_output, loss_weight=None):
+            weights = (None if loss_weight is None
+                       else np.full(len(source), loss_weight, dtype="float32"))
+            return method({"source": source, "target_input": target_input}, target_output,
+                          sample_weight=weights, return_dict=True)
+
+        return step
+    method = model.train_step if training else model.test_step
+
+    def data(source, target_input, target_output, loss_weight):
+        x = {"source": source, "target_input": target_input}
+        if loss_weight is None:
+            return x, target_output
+        return x, target_output, keras.ops.full((keras.ops.shape(source)[0],), loss_weight)
+
+    compiled = _shape_free(lambda *arrays: method(data(*arrays)))
+
+    def step(source, target_input, target_output, loss_weight=None):
         model.reset_metrics()
-        return compiled(source, target_input, target_output)
+        if loss_weight is not None:
+            loss_weight = np.float32(loss_weight)
+        return compiled(source, target_input, target_output, loss_weight)
 
     return step
 
@@ -166,6 +183,41 @@ def shape_multiple() -> int:
     return 1 if dynamic_shapes() else 8
 
 
+def use_compile_cache(path) -> None:
+    """JAX: keep compiled programs in `path` (JAX's persistent compilation cache), so a
+    resumed or repeated run loads them instead of compiling again; a cache directory the
+    user set (JAX_COMPILATION_CACHE_DIR) wins. Programs are counted from here on
+    (`compile_counts`). Elsewhere nothing: TensorFlow traces in seconds and keeps no cache."""
+    if name() != "jax":
+        return
+    import jax
+    from jax.experimental.compilation_cache import compilation_cache
+
+    if not jax.config.jax_compilation_cache_dir:
+        jax.config.update("jax_compilation_cache_dir", str(path))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+        compilation_cache.reset_cache()  # takes the new directory even after a compile
+    if not _COMPILES:
+        _COMPILES.update(compiled=0, cached=0)
+        jax.monitoring.register_event_listener(_count_compile)
+
+
+_COMPILES: dict[str, int] = {}
+_COMPILE_EVENTS = {"/jax/compilation_cache/cache_misses": "compiled",
+                   "/jax/compilation_cache/cache_hits": "cached"}
+
+
+def _count_compile(event: str, **kwargs) -> None:
+    if event in _COMPILE_EVENTS:
+        _COMPILES[_COMPILE_EVENTS[event]] += 1
+
+
+def compile_counts() -> dict[str, int]:
+    """Programs compiled, and loaded from the compile cache, since `use_compile_cache`
+    (JAX); empty elsewhere."""
+    return dict(_COMPILES)
+
+
 def dynamic_shapes() -> bool:
     """Whether a compiled step may take data-dependent shapes (TensorFlow: yes; JAX: no)."""
     return name() == "tensorflow"
@@ -185,10 +237,55 @@ def accelerator() -> str:
     return "CPU"
 
 
-def fused_lstm() -> bool:
-    """Whether `LSTM` hands its recurrence to Keras's fused cuDNN kernel: TensorFlow on a
-    GPU (Keras then checks its own conditions for it). Elsewhere `kernels.lstm_recurrence`."""
-    return name() == "tensorflow" and accelerator() == "GPU"
+def on_gpu() -> bool:
+    """Whether the device path is taken: the backend sees a GPU, and no `portable_graph()`
+    is being traced. Every GPU-only choice below asks here, so a test can force it."""
+    return accelerator() == "GPU" and not _PORTABLE
+
+
+_PORTABLE = False
+
+
+@contextlib.contextmanager
+def portable_graph():
+    """Trace without device-only choices (no cuDNN op in the graph), for graphs that are
+    saved and may run on another machine: `export` traces the SavedModel inside this."""
+    global _PORTABLE
+    before, _PORTABLE = _PORTABLE, True
+    try:
+        yield
+    finally:
+        _PORTABLE = before
+
+
+def fused_lstm_kernel(masked: bool) -> Callable | None:
+    """Keras's fused LSTM for this backend (`keras.src.backend.lstm`: cuDNN) where it may
+    apply: on a GPU, TensorFlow for any pass (cuDNN takes right-padded masks), JAX for an
+    unmasked pass (its cuDNN path takes no mask). None elsewhere: `kernels.lstm_recurrence`
+    runs. The kernel itself raises NotImplementedError where it declines (Keras's checks,
+    float32 only on JAX); the caller then falls back to the project's recurrence."""
+    if not on_gpu() or name() not in ("tensorflow", "jax") or (masked and name() == "jax"):
+        return None
+    from keras.src.backend import lstm  # the active backend's; not in Keras's public API
+
+    return lstm
+
+
+def gather_real_tokens() -> bool:
+    """Whether the loss gathers the real target positions before the output projection
+    (`ops.nonzero`: a data-dependent shape). Only on a CPU under TensorFlow: JAX compiles
+    static shapes, and on a GPU the host would wait for the device at every step to learn
+    the count, where projecting the padding too costs little."""
+    return dynamic_shapes() and not on_gpu()
+
+
+def scatter_label_gradient() -> bool:
+    """Whether the loss's gradient is corrected at the labels by a scatter (fewest passes
+    over the (tokens, vocabulary) array) or by subtracting a one-hot array. TensorFlow
+    with op determinism (the default) runs scatters on the host: on a GPU the whole array,
+    about 100 MB at 3,072 tokens and 8,000 pieces, would cross to the CPU and back at
+    every step. JAX scatters on the device."""
+    return not (on_gpu() and name() == "tensorflow")
 
 
 def gradients_per_output(upstream: tuple) -> tuple:

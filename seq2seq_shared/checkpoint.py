@@ -4,6 +4,12 @@ A checkpoint is one `.npz` file (a zip whose members carry CRC-32 checksums): ev
 variable (dropout's random-seed states included) as `model/NNNN`, every optimizer
 variable as `optimizer/NNNN`, in the order Keras lists them, and the run's state as JSON
 under `state`. Where the file lives and how many are kept is `model_dir.py`'s business.
+
+Under mixed_float16 Keras wraps the optimizer in a `LossScaleOptimizer`. Its Adam's
+variables are then the `optimizer/NNNN` (the same as in a run without it), and the loss
+scale goes apart, as `loss_scale/0000` (the scale) and `loss_scale/0001` (the steps since
+it changed), read only by a run that scales its loss: so a run resumes under another
+precision (a float32 checkpoint under mixed_float16 starts Keras's initial scale).
 """
 from __future__ import annotations
 
@@ -13,8 +19,17 @@ from typing import Any
 
 import numpy as np
 
+LOSS_SCALE = "loss_scale"  # the one optional group
+
+
 def _variables(model) -> dict[str, list]:
-    return {"model": model.variables, "optimizer": model.optimizer.variables}
+    from keras.optimizers import LossScaleOptimizer
+
+    optimizer = model.optimizer
+    if not isinstance(optimizer, LossScaleOptimizer):
+        return {"model": model.variables, "optimizer": optimizer.variables}
+    return {"model": model.variables, "optimizer": optimizer.inner_optimizer.variables,
+            LOSS_SCALE: [optimizer.dynamic_scale, optimizer.step_counter]}
 
 
 def arrays_of(model) -> dict[str, np.ndarray]:
@@ -48,6 +63,8 @@ def assign(model, arrays: dict[str, np.ndarray], source: str) -> None:
     checkpoint of another model, naming `source`."""
     for group, variables in _variables(model).items():
         saved = [key for key in arrays if key.startswith(group + "/")]
+        if group == LOSS_SCALE and not saved:
+            continue  # saved without loss scaling: the scale starts at Keras's initial one
         if len(saved) != len(variables):
             raise ValueError(f"{source}: holds {len(saved)} {group} variables, the model has "
                              f"{len(variables)}; it belongs to another model; pass --overwrite "

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import click
 
-from .config import Config, DecodeConfig, ModelConfig, TrainingConfig, load_config_file
+from .config import (PRECISIONS, Config, DecodeConfig, ModelConfig, TrainingConfig,
+                     load_config_file)
 from .serve.command import serve
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up chatter
@@ -167,6 +168,16 @@ TRAINING_OPTIONS = [
     _setting("keep_checkpoints", click.IntRange(1), "How many checkpoints to keep.",
              TrainingConfig),
     _switch("tensorboard", "Write TensorBoard logs to MODEL_DIR/tensorboard.", TrainingConfig),
+    _setting("log_every", click.IntRange(0),
+             "Read the loss back from the device every N steps (0: every step on a CPU, "
+             "every 50 on a GPU).", TrainingConfig),
+    _setting("accumulate_steps", click.IntRange(1),
+             "Batches per optimizer step: one step over N batches, equal to one batch N "
+             "times larger (gradient accumulation).", TrainingConfig),
+    _setting("precision", click.Choice(PRECISIONS),
+             "Training computation: mixed_* runs layers in float16 or bfloat16 (float16 with "
+             "loss scaling); weights, the loss, validation and translation stay float32.",
+             TrainingConfig),
 ]
 
 

@@ -11,6 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+# Keras dtype policies a run may train under: float32, or float16 / bfloat16 computation on
+# float32 variables (loss scaling comes with float16).
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -73,11 +77,20 @@ class TrainingConfig:
     keep_checkpoints: int = 3
     deterministic: bool = True        # deterministic kernels (TensorFlow), for bitwise resume
     tensorboard: bool = True          # TensorBoard logs in the model directory (TensorFlow backend)
+    # Steps between reads of the loss from the device (progress bar, divergence check);
+    # 0: every step on a CPU, where it costs nothing, every 50 on a GPU, which would wait.
+    log_every: int = 0
+    # Batches per optimizer step: N > 1 steps once over N batches, as on one batch N times
+    # larger (a large effective batch on a small GPU); steps and warm-up count updates.
+    accumulate_steps: int = 1
+    precision: str = "float32"        # training computation: PRECISIONS; weights stay float32
 
-    # The settings a resumed run may change: when to stop, how often to checkpoint, and
-    # the step size (to recover from divergence). Changing the latter ends exactness.
+    # The settings a resumed run may change: when to stop, how often to checkpoint and to
+    # read the loss, the step size (to recover from divergence) and the precision (the
+    # weights are float32 in every one). Changing the latter two ends exactness.
     RESUMABLE = ("epochs", "patience", "max_minutes", "checkpoint_every", "keep_checkpoints",
-                 "tensorboard", "learning_rate", "clip_norm", "warmup_steps")
+                 "tensorboard", "learning_rate", "clip_norm", "warmup_steps", "log_every",
+                 "precision")
 
     def __post_init__(self) -> None:
         _require(self.epochs >= 1, "epochs must be at least 1")
@@ -89,7 +102,7 @@ class TrainingConfig:
         _require(self.sentencepiece_model_type in ("unigram", "bpe"),
                  "sentencepiece_model_type must be 'unigram' or 'bpe'")
         for name in ("warmup_steps", "validate_every", "lr_patience", "patience",
-                     "checkpoint_every"):
+                     "checkpoint_every", "log_every"):
             _require(getattr(self, name) >= 0, f"{name} must be >= 0")
         for name in ("best_metric", "plateau_metric"):
             _require(getattr(self, name) in ("bleu", "loss"), f"{name} must be 'bleu' or 'loss'")
@@ -97,6 +110,9 @@ class TrainingConfig:
         _require(self.min_learning_rate >= 0, "min_learning_rate must be >= 0")
         _require(self.max_minutes >= 0, "max_minutes must be >= 0 (0: no limit)")
         _require(self.keep_checkpoints >= 1, "keep_checkpoints must be at least 1")
+        _require(self.accumulate_steps >= 1, "accumulate_steps must be at least 1")
+        _require(self.precision in PRECISIONS,
+                 f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
 
 
 @dataclass(frozen=True)

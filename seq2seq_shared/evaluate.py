@@ -63,7 +63,8 @@ def evaluate(model_dir: Path | str, source_path: Path | str, reference_path: Pat
     if output_path is not None:
         write_lines(hypotheses, Path(output_path))  # a file atomically; a device in place
     batches = encoded_batches(translator.tokenizer, sources, references, batch_tokens=4096,
-                              multiple=backend.shape_multiple())
+                              multiple=backend.shape_multiple(),
+                              fixed_shapes=not backend.dynamic_shapes())
     nll = teacher_forced_nll(translator.model, batches)
     search = translator.decode_config
     return {"source": str(source_path), "reference": str(reference_path),

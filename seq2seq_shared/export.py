@@ -52,9 +52,10 @@ def export_saved_model(model_dir: Path | str, output: Path | str,
     if output.exists() and any(output.iterdir()):
         raise ValueError(f"{output}: exists and is not empty; choose a new --output")
     directory = ModelDir(model_dir)
-    model, _, config = directory.load_model()
-    module = _serving_module(model, config, decode_config)
-    tf.saved_model.save(module, str(output), signatures={"serving_default": module.serve})
+    with backend.portable_graph():  # no cuDNN op in the graph: it runs on any machine
+        model, _, config = directory.load_model()
+        module = _serving_module(model, config, decode_config)
+        tf.saved_model.save(module, str(output), signatures={"serving_default": module.serve})
     files = directory.sentencepiece_files()
     for path in files.values():
         shutil.copy2(path, output / path.name)

@@ -117,7 +117,7 @@ _recurrence = _recurrence_with_gradient(masked=False)
 _masked_recurrence = _recurrence_with_gradient(masked=True)
 
 
-def smoothed_cross_entropy(logits, labels, smoothing: float):
+def smoothed_cross_entropy(logits, labels, smoothing: float, scatter: bool = True):
     """Per-row label-smoothed cross-entropy and plain nll, with a hand-written gradient.
 
     logits (..., vocab), labels (...). loss = (1 - s) * nll + s * (lse - mean(logits)):
@@ -125,7 +125,8 @@ def smoothed_cross_entropy(logits, labels, smoothing: float):
     softmax - (1 - s) * one-hot - s / vocab, computed from the forward's exponentials in one
     pass and corrected at the labels; automatic differentiation of logsumexp makes several
     passes over the (rows, vocab) array, which on a CPU cost as much as the projection
-    matmul itself.
+    matmul itself. `scatter=False` makes that correction by subtracting a one-hot array
+    instead (`backend.scatter_label_gradient()` says which: the same values, no scatter op).
     """
     @ops.custom_gradient
     def forward(logits):
@@ -142,19 +143,24 @@ def smoothed_cross_entropy(logits, labels, smoothing: float):
 
         def backward(*upstream):
             scale = ops.expand_dims(backend.gradients_per_output(upstream)[0], -1)  # (rows, 1)
-            return _cross_entropy_gradient(logits, labels, smoothing, exps, sums, scale)
+            return _cross_entropy_gradient(logits, labels, smoothing, exps, sums, scale,
+                                          scatter)
 
         return (loss, nll), backward
 
     return forward(logits)
 
 
-def _cross_entropy_gradient(logits, labels, smoothing: float, exps, sums, scale):
+def _cross_entropy_gradient(logits, labels, smoothing: float, exps, sums, scale,
+                            scatter: bool):
     """`scale * (softmax - (1 - s) * one-hot - s / vocab)`, shaped like `logits`."""
     vocab = ops.shape(logits)[-1]
     gradient = exps * (scale / sums)
     if smoothing:
         gradient = gradient - scale * (smoothing / ops.cast(vocab, logits.dtype))
+    if not scatter:  # one more pass over (rows, vocab), all on the device
+        one_hot = ops.one_hot(labels, logits.shape[-1], dtype=logits.dtype)  # (..., vocab)
+        return gradient - one_hot * ((1.0 - smoothing) * scale)
     # Minus (1 - s) * scale at each row's label: written into those entries alone,
     # where a one-hot target would take more passes over (rows, vocab).
     flat = ops.reshape(gradient, (-1, vocab))  # (rows, vocab)

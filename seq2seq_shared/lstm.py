@@ -12,8 +12,8 @@ intermediate and does T skinny matmuls for each weight gradient. This `LSTM` ins
 The maths and the variables (`cell.kernel`, `cell.recurrent_kernel`, `cell.bias`, gate
 order i, f, c, o) are Keras's, so `cell(x, states)` still runs one step of the same LSTM,
 and the tests check both passes against `keras.layers.LSTM`. It is written in `keras.ops`
-alone and runs under TensorFlow and JAX; where `backend.fused_lstm()` says so (TensorFlow
-on a GPU), Keras's fused cuDNN kernel runs instead, under Keras's own conditions for it.
+alone and runs under TensorFlow and JAX; where `backend.fused_lstm_kernel()` offers one (a
+GPU), Keras's fused cuDNN kernel runs instead, under Keras's own conditions for it.
 """
 from __future__ import annotations
 
@@ -66,14 +66,12 @@ class LSTM(layers.LSTM):
 
     def call(self, sequences, initial_state=None, mask=None, training=False, context=None,
              gate_bias=None):
-        if backend.fused_lstm() and gate_bias is None:  # Keras's cuDNN kernel
-            missing = self.cell.kernel.shape[0] - sequences.shape[-1]
-            if missing:
-                batch, steps = ops.shape(sequences)[0], ops.shape(sequences)[1]
-                filler = (ops.zeros((batch, steps, missing), sequences.dtype) if context is None
-                          else ops.repeat(ops.expand_dims(context, 1), steps, axis=1))
-                sequences = ops.concatenate([sequences, filler], -1)
-            return super().call(sequences, initial_state, mask=mask, training=training)
+        fused = backend.fused_lstm_kernel(masked=mask is not None)
+        if fused is not None:
+            try:
+                return self._fused(fused, sequences, initial_state, mask, context, gate_bias)
+            except NotImplementedError:  # Keras declined (its conditions for cuDNN)
+                pass
         time_major = ops.transpose(sequences, (1, 0, 2))  # (steps, batch, width)
         projected = self.input_projection(time_major)  # (steps, batch, 4H)
         if context is not None:
@@ -90,3 +88,26 @@ class LSTM(layers.LSTM):
         outputs, h, c = lstm_recurrence(projected, initial_state[0], initial_state[1],
                                         recurrent_kernel, steps_mask)
         return ops.transpose(outputs, (1, 0, 2)), h, c
+
+    def _fused(self, kernel_function, sequences, initial_state, mask, context, gate_bias):
+        """The same LSTM through Keras's fused kernel (`backend.fused_lstm_kernel`), which
+        reads the full input and one bias: the context (or zeros) fills the input's
+        missing features, and the role's gate bias joins the layer's bias."""
+        batch, steps = ops.shape(sequences)[0], ops.shape(sequences)[1]
+        missing = self.cell.kernel.shape[0] - sequences.shape[-1]
+        if missing:
+            filler = (ops.zeros((batch, steps, missing), sequences.dtype) if context is None
+                      else ops.repeat(ops.expand_dims(context, 1), steps, axis=1))
+            sequences = ops.concatenate([sequences, filler], -1)  # (batch, steps, width)
+        if initial_state is None:
+            initial_state = self.get_initial_state(batch)
+        bias = ops.convert_to_tensor(self.cell.bias)
+        if gate_bias is not None:
+            bias = bias + gate_bias
+        _, outputs, (h, c) = kernel_function(
+            sequences, initial_state[0], initial_state[1], mask,
+            kernel=ops.convert_to_tensor(self.cell.kernel),
+            recurrent_kernel=ops.convert_to_tensor(self.cell.recurrent_kernel), bias=bias,
+            activation=self.cell.activation, recurrent_activation=self.cell.recurrent_activation,
+            return_sequences=True)
+        return outputs, h, c

@@ -243,7 +243,11 @@ class Seq2Seq(keras.Model):
             return self.projection(x)
         if self.output_bridge is not None:
             x = self.output_bridge(x)
-        return ops.matmul(x, ops.transpose(self.target_embedding.embeddings))
+        # The table in x's dtype: under a mixed policy `compute_loss` calls this outside the
+        # model's call, where Keras's autocasting does not reach, and a float32 table would
+        # make the largest matmul float32.
+        table = ops.cast(self.target_embedding.embeddings, x.dtype)  # (vocab, embedding_dim)
+        return ops.matmul(x, ops.transpose(table))
 
     def call(self, inputs: dict, training: bool = False):
         """Logits (batch, target_len, vocab); in training, the decoder's top states instead.
@@ -258,23 +262,33 @@ class Seq2Seq(keras.Model):
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         """Label-smoothed cross-entropy averaged over real target tokens (padding masked).
 
-        `y_pred` is the top decoder states in training (see `call`), logits otherwise."""
+        `y_pred` is the top decoder states in training (see `call`), logits otherwise.
+        `sample_weight` (batch,), if given, weights each sentence's tokens in the sum (still
+        divided by the number of real tokens): gradient accumulation's weights
+        (accumulation.py). The nll, a metric, is never weighted."""
         real = ops.not_equal(y, PAD_ID)  # (batch, target_len)
+        weights = (None if sample_weight is None else  # (batch, target_len)
+                   ops.broadcast_to(ops.expand_dims(ops.cast(sample_weight, "float32"), 1),
+                                    ops.shape(y)))
         if training:
             width = ops.shape(y_pred)[-1]
-            if backend.dynamic_shapes():  # only the real positions: (tokens, hidden)
+            if backend.gather_real_tokens():  # only the real positions: (tokens, hidden)
                 rows = ops.nonzero(ops.reshape(real, (-1,)))[0]
                 y_pred = ops.take(ops.reshape(y_pred, (-1, width)), rows, axis=0)
                 y, real = ops.take(ops.reshape(y, (-1,)), rows), None
+                if weights is not None:
+                    weights = ops.take(ops.reshape(weights, (-1,)), rows)
             y_pred = self.logits(y_pred)
-        loss, nll = smoothed_cross_entropy(ops.cast(y_pred, "float32"), y, self.label_smoothing)
+        loss, nll = smoothed_cross_entropy(ops.cast(y_pred, "float32"), y, self.label_smoothing,
+                                           scatter=backend.scatter_label_gradient())
         if real is None:
             tokens = ops.cast(ops.maximum(ops.shape(nll)[0], 1), "float32")
-            total_nll, total_loss = ops.sum(nll), ops.sum(loss)
+            total_nll = ops.sum(nll)
         else:
             mask = ops.cast(real, "float32")
             tokens = ops.maximum(ops.sum(mask), 1.0)
-            total_nll, total_loss = ops.sum(nll * mask), ops.sum(loss * mask)
+            total_nll, loss = ops.sum(nll * mask), loss * mask
+        total_loss = ops.sum(loss if weights is None else loss * weights)
         self.nll_tracker.update_state(total_nll / tokens, sample_weight=tokens)
         return total_loss / tokens
 

@@ -15,6 +15,8 @@
     metrics.csv            one row per validation (or epoch)
     train.log              the training log
     tensorboard/           TensorBoard event files (TensorFlow backend)
+    compile_cache/         JAX's compiled programs, so a resume compiles nothing again
+                           (JAX backend; specific to the machine, safe to delete)
 
 Every file is written through `files.atomic_write`: a crash leaves the old or the new
 file, never half of one.
@@ -51,6 +53,7 @@ METRICS = "metrics.csv"
 LOG = "train.log"
 CHECKPOINTS = "checkpoints"
 TENSORBOARD = "tensorboard"
+COMPILE_CACHE = "compile_cache"
 CHECKPOINT_NAME = re.compile(r"step-(\d+)\.npz")
 MANAGED = (CONFIG, JOINT_SPM, SOURCE_SPM, TARGET_SPM, WEIGHTS, CHECKSUMS, STATE, METRICS, LOG)
 
@@ -85,6 +88,10 @@ class ModelDir:
     @property
     def config_path(self) -> Path:
         return self.path / CONFIG
+
+    @property
+    def compile_cache_path(self) -> Path:
+        return self.path / COMPILE_CACHE
 
     @property
     def tensorboard_path(self) -> Path:

@@ -25,8 +25,8 @@ import numpy as np
 from . import checkpoint
 from .config import Config
 from .files import atomic_write, atomic_write_text
-from .model_dir import (CHECKPOINT_NAME, CHECKPOINTS, LOCK, LOG, MANAGED, METRICS, STATE,
-                        TENSORBOARD, ModelDir)
+from .model_dir import (CHECKPOINT_NAME, CHECKPOINTS, COMPILE_CACHE, LOCK, LOG, MANAGED,
+                        METRICS, STATE, TENSORBOARD, ModelDir)
 from .run_state import RunState
 
 logger = logging.getLogger(__name__)
@@ -40,7 +40,8 @@ class RunDir(ModelDir):
 
     def holds_only_run_leftovers(self) -> bool:
         """True if all that is here is what a run writes before its config (log, temporaries)."""
-        return all(path.name in (LOG, CHECKPOINTS, TENSORBOARD) or path.name.startswith(".")
+        return all(path.name in (LOG, CHECKPOINTS, TENSORBOARD, COMPILE_CACHE)
+                   or path.name.startswith(".")
                    for path in self.path.iterdir())
 
     def has_config(self) -> bool:
@@ -50,7 +51,7 @@ class RunDir(ModelDir):
         """Delete what a training run writes here (for --overwrite); other files stay."""
         for name in MANAGED:
             (self.path / name).unlink(missing_ok=True)
-        for name in (CHECKPOINTS, TENSORBOARD):
+        for name in (CHECKPOINTS, TENSORBOARD, COMPILE_CACHE):
             shutil.rmtree(self.path / name, ignore_errors=True)
         self.remove_temporaries()
 

@@ -12,10 +12,13 @@ import logging
 import math
 import signal
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from . import checkpoint
+from .accumulation import Accumulation
 from .config import Config, TrainingConfig
 from .data import Batch, ParallelBatches, encoded_batches, read_parallel
 from .model_dir import file_sha256
@@ -64,23 +67,44 @@ def _run(directory: RunDir, config: Config, source_path: Path, target_path: Path
         return run.run(resuming)
 
 
+@contextmanager
+def precision_policy(precision: str) -> Iterator[None]:
+    """Keras's global dtype policy set to `precision` (config.PRECISIONS) inside the block,
+    restored after it. A layer keeps the policy current when it is made, and `compile`
+    wraps the optimizer for loss scaling by the model's, so building and compiling the
+    model in the block is enough; outside it, models (a float32 copy for validation,
+    the next run in the process, tests) are built as usual."""
+    import keras
+
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(precision)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
 def compile_for_training(model, training: TrainingConfig) -> None:
     """Adam with global-norm clipping, built now so checkpoints can hold its variables; the
-    loss's label smoothing (a training setting, not part of the model's shape)."""
+    loss's label smoothing (a training setting, not part of the model's shape). Under
+    mixed_float16 Keras wraps the Adam in a `LossScaleOptimizer` (checkpoint.py)."""
     import keras
 
     model.label_smoothing = training.label_smoothing
     model.compile(optimizer=keras.optimizers.Adam(
-        learning_rate=training.learning_rate, global_clipnorm=training.clip_norm or None))
+        learning_rate=training.learning_rate, global_clipnorm=training.clip_norm or None,
+        gradient_accumulation_steps=(training.accumulate_steps
+                                     if training.accumulate_steps > 1 else None)))
     model.optimizer.build(model.trainable_variables)
 
 
-def train_step(model, batch: Batch) -> dict[str, Any]:
-    """One optimizer step on one batch (the compiled step); returns loss and nll."""
+def train_step(model, batch: Batch, loss_weight: float | None = None) -> dict[str, Any]:
+    """One optimizer call on one batch (the compiled step), its loss scaled by
+    `loss_weight` if given (accumulation.py); returns loss and nll."""
     from . import backend
 
     step = backend.compiled_step(model, training=True)
-    return step(batch.source, batch.target_input, batch.target_output)
+    return step(batch.source, batch.target_input, batch.target_output, loss_weight)
 
 
 def _new_tokenizer(config: Config, sources: list[str], targets: list[str]) -> Tokenizer:
@@ -100,7 +124,8 @@ def _batches(tokenizer: Tokenizer, config: Config, pairs: tuple[list[str], list[
     return encoded_batches(tokenizer, *pairs, batch_tokens=training.batch_tokens,
                            multiple=backend.shape_multiple(), seed=training.seed, shuffle=shuffle,
                            max_lengths=(config.model.max_source_length,
-                                        training.max_target_length))
+                                        training.max_target_length),
+                           fixed_shapes=not backend.dynamic_shapes())
 
 
 class TrainingRun:
@@ -117,8 +142,13 @@ class TrainingRun:
         self.stop_requests: list[int] = []
         self.tokenizer: Tokenizer | None = None
         self.model = self.batches = self.validator = self.tensorboard = None
+        self.accumulation: Accumulation | None = None  # with --accumulate-steps 2 or more
         self.checkpointed_step: int | None = None  # the last good checkpoint, for messages
         self.learning_rate: float | None = None    # the rate the optimizer holds now
+        # Steps whose loss is still on the device: (logs, target tokens, seconds), read back
+        # every `sync_every` steps, so a GPU is not made to wait for the host at every step.
+        self.unread: list[tuple[dict, int, float]] = []
+        self.sync_every = 1
         self.started = time.perf_counter()  # minus the seconds of earlier processes
 
     # Set-up ------------------------------------------------------------------------------
@@ -145,9 +175,11 @@ class TrainingRun:
         from . import backend
 
         training = self.training
+        self.sync_every = training.log_every or (50 if backend.on_gpu() else 1)
         keras.utils.set_random_seed(training.seed)
         if training.deterministic:
             backend.enable_determinism()
+        backend.use_compile_cache(self.directory.compile_cache_path)
         logger.info("%s on %d pairs with %s on %s (Keras backend %s)",
                     "resuming training" if resuming else "training", len(self.train_pairs[0]),
                     self.config.to_dict(), backend.accelerator(), backend.name())
@@ -157,8 +189,11 @@ class TrainingRun:
         self.batches = _batches(self.tokenizer, self.config, self.train_pairs, shuffle=True)
         logger.info("batches: %.1f%% of padded target slots hold real tokens",
                     100 * self.batches.padding_efficiency)
-        self.model = self.directory.build_model(self.config)
-        compile_for_training(self.model, training)
+        if training.accumulate_steps > 1:
+            self.accumulation = Accumulation(self.batches, training.accumulate_steps)
+        with precision_policy(training.precision):
+            self.model = self.directory.build_model(self.config)
+            compile_for_training(self.model, training)
         logger.info("model: %d parameters, %d batches per epoch", self.model.count_params(),
                     len(self.batches))
         if resuming:
@@ -169,8 +204,14 @@ class TrainingRun:
         if self.valid_pairs:
             from .validation import Validator
 
+            # Validation runs in float32, as `translate` will: under a mixed policy, on a
+            # float32 copy of the model (decoding calls its layers' methods directly, where
+            # Keras's autocasting does not reach).
+            float32_copy = (None if training.precision == "float32"
+                            else self.directory.build_model(self.config))
             self.validator = Validator(self.model, self.tokenizer, self.config, *self.valid_pairs,
-                                       _batches(self.tokenizer, self.config, self.valid_pairs))
+                                       _batches(self.tokenizer, self.config, self.valid_pairs),
+                                       float32_copy=float32_copy)
 
     # The loop ----------------------------------------------------------------------------
 
@@ -190,11 +231,19 @@ class TrainingRun:
                 if not (self.training.validate_every and self.validator):
                     self._report()
             reason = self._stop_reason()
+        if self.unread:
+            self._read_losses()
         if self.state.window.tokens:  # steps since the last report (a time limit hit)
             self._report()
         self.state.finished = reason
         self._checkpoint()
         best = self.state.best
+        from . import backend
+
+        counts = backend.compile_counts()
+        if counts:
+            logger.info("XLA programs this process: %d compiled, %d loaded from %s",
+                        counts["compiled"], counts["cached"], self.directory.compile_cache_path)
         logger.info("training finished: %s.%s Model: %s", reason,
                     f" Best validation {best.metric} {best.value} at step {best.step}."
                     if best.value is not None else "", self.directory)
@@ -209,12 +258,16 @@ class TrainingRun:
         try:
             for index in range(state.batch, len(self.batches)):
                 self._check_stop_requests()
-                self._step(self.batches.batch(index), epoch)
+                stepped = self._step(self.batches.batch(index), index)
                 state.batch = index + 1
-                window = state.window
-                bar.set_postfix(loss=f"{window.loss / window.tokens:.3f}",
-                                tok_s=f"{window.tokens / window.seconds:.0f}", refresh=False)
+                if len(self.unread) >= self.sync_every:
+                    self._read_losses()
+                    window = state.window
+                    bar.set_postfix(loss=f"{window.loss / window.tokens:.3f}",
+                                    tok_s=f"{window.tokens / window.seconds:.0f}", refresh=False)
                 bar.update()
+                if not stepped:  # a batch inside an accumulation group
+                    continue
                 if training.validate_every and self.validator and \
                         state.step % training.validate_every == 0:
                     self._report()
@@ -222,25 +275,49 @@ class TrainingRun:
                     self._checkpoint()
                 if self._stop_reason() is not None and index + 1 < len(self.batches):
                     return False
+            if self.unread:
+                self._read_losses()
             return True
         finally:
             bar.close()
 
-    def _step(self, batch: Batch, epoch: int) -> None:
+    def _step(self, batch: Batch, index: int) -> bool:
+        """Train on the epoch's `index`-th batch; True if the optimizer stepped (always,
+        unless batches are accumulated: then at the last batch of each group)."""
         started = time.perf_counter()
         rate = self.state.learning_rate(self.training)
         if rate != self.learning_rate:  # assigned only when it changes
             self.model.optimizer.learning_rate.assign(rate)
             self.learning_rate = rate
-        logs = train_step(self.model, batch)
-        loss = float(logs["loss"])
-        if not math.isfinite(loss):
-            self._diverged(f"at epoch {epoch}, step {self.state.step + 1}: the loss is {loss}")
-        self.state.step += 1
-        self.state.window.add(loss, float(logs["nll"]), batch.num_target_tokens,
-                              time.perf_counter() - started)
+        accumulation = self.accumulation
+        weight = None if accumulation is None else accumulation.loss_weight(index)
+        logs = train_step(self.model, batch, weight)
+        stepped = accumulation is None or accumulation.ends_step(index)
+        if accumulation is not None:  # an epoch's last group, made whole
+            for _ in range(accumulation.filler_calls(index)):
+                train_step(self.model, accumulation.filler(), 0.0)
+        self.unread.append((logs, weight or 1.0, batch.num_target_tokens, self.state.step + 1,
+                            time.perf_counter() - started))
+        self.state.step += stepped
+        return stepped
+
+    def _read_losses(self) -> None:
+        """Read the unread batches' losses back from the device into the report window;
+        the wait for the device counts as training time. A non-finite loss stops the run."""
+        started = time.perf_counter()
+        rows = [(float(logs["loss"]) / weight, float(logs["nll"]), tokens, step, seconds)
+                for logs, weight, tokens, step, seconds in self.unread]
+        self.unread = []
+        rows[-1] = (*rows[-1][:4], rows[-1][4] + time.perf_counter() - started)
+        for loss, nll, tokens, step, seconds in rows:
+            if not math.isfinite(loss):
+                self._diverged(f"at epoch {self.state.epoch + 1}, step {step}: "
+                               f"the loss is {loss}")
+            self.state.window.add(loss, nll, tokens, seconds)
 
     def _checkpoint(self) -> None:
+        if self.unread:
+            self._read_losses()
         self._update_seconds()
         arrays = checkpoint.arrays_of(self.model)
         if not checkpoint.all_finite(arrays):
@@ -273,6 +350,8 @@ class TrainingRun:
     # Reports: validation, best model, learning-rate plateau, early stopping -------------
 
     def _report(self) -> None:
+        if self.unread:
+            self._read_losses()
         state = self.state
         row = _training_row(state, len(self.batches),
                             self.learning_rate or state.learning_rate(self.training))

@@ -1,7 +1,9 @@
 """Validation during training: teacher-forced loss, greedy BLEU and chrF, sample translations.
 
 It reads the model the run is training, through the very `Translator` that `translate`
-uses, so the scores are those of the model a user would get at that step.
+uses, so the scores are those of the model a user would get at that step. Under a
+mixed-precision policy it reads a float32 copy of the model's weights, since `translate`
+runs in float32.
 """
 from __future__ import annotations
 
@@ -24,16 +26,22 @@ class Validator:
     """Scores a model on one validation set; `validate()` returns the metrics row."""
 
     def __init__(self, model, tokenizer: Tokenizer, config: Config, sources: list[str],
-                 references: list[str], batches: ParallelBatches):
+                 references: list[str], batches: ParallelBatches, float32_copy=None):
+        """`float32_copy`: a float32 model of `model`'s shape that validation scores
+        instead, given `model`'s weights first (where `model` is mixed-precision)."""
         from .translator import Translator
 
-        self.model, self.sources, self.references = model, sources, references
+        self.trained = model
+        self.model = model if float32_copy is None else float32_copy
+        self.sources, self.references = sources, references
         self.batches = batches
-        self.translator = Translator(model, tokenizer, config.model)
+        self.translator = Translator(self.model, tokenizer, config.model)
 
     def validate(self) -> dict[str, Any]:
         """valid_loss (nll per target token, unsmoothed), perplexity, BLEU and chrF; the
         loss may be NaN or Inf (a diverged model): the caller decides what that means."""
+        if self.model is not self.trained:  # copies (on JAX, shared arrays could be donated)
+            self.model.set_weights(self.trained.get_weights())
         nll = teacher_forced_nll(self.model, self.batches)
         row: dict[str, Any] = {"valid_loss": round(nll, 4) if np.isfinite(nll) else nll}
         if not np.isfinite(nll):

@@ -174,6 +174,8 @@ RULES = [
     (TrainingConfig, "min_learning_rate", -1e-6, 0.0, "min_learning_rate must be >= 0"),
     (TrainingConfig, "max_minutes", -1.0, 0.0, r"max_minutes must be >= 0 \(0: no limit\)"),
     (TrainingConfig, "keep_checkpoints", 0, 1, "keep_checkpoints must be at least 1"),
+    (TrainingConfig, "log_every", -1, 0, "log_every must be >= 0"),
+    (TrainingConfig, "accumulate_steps", 0, 1, "accumulate_steps must be at least 1"),
     (DecodeConfig, "batch_size", 0, 1, "batch_size must be at least 1"),
     (DecodeConfig, "length_ratio", 0.0, 0.1, "length_ratio must be positive and length_offset"),
     (DecodeConfig, "length_offset", -1, 0, "length_ratio must be positive and length_offset >= 0"),

@@ -85,9 +85,10 @@ def test_context_and_missing_inputs_equal_the_full_input():
                                rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("scatter", [True, False])  # the CPU's correction, and the GPU's
 @pytest.mark.parametrize("rows", [(6,), (2, 3)])  # training's shape on TF, and on JAX
 @pytest.mark.parametrize("smoothing", [0.0, 0.1])
-def test_cross_entropy_gradient_matches_automatic_differentiation(smoothing, rows):
+def test_cross_entropy_gradient_matches_automatic_differentiation(smoothing, rows, scatter):
     from seq2seq_shared.kernels import smoothed_cross_entropy
 
     rng = np.random.default_rng(2)
@@ -96,7 +97,7 @@ def test_cross_entropy_gradient_matches_automatic_differentiation(smoothing, row
     weights = rng.normal(size=rows).astype("float32")  # distinct upstream per row
 
     def ours(x):
-        loss, _ = smoothed_cross_entropy(x, labels, smoothing)
+        loss, _ = smoothed_cross_entropy(x, labels, smoothing, scatter=scatter)
         return ops.sum(loss * weights)
 
     def reference(x):

@@ -59,19 +59,22 @@ def reference(numbers_corpus, tmp_path_factory):
     return model_dir
 
 
-@pytest.mark.parametrize("signal_number, at_step", [(signal.SIGINT, 5), (signal.SIGTERM, 8)])
+# With --log-every 3 the losses are read back in threes (as on a GPU): the same run.
+@pytest.mark.parametrize("signal_number, at_step, options", [
+    (signal.SIGINT, 5, []), (signal.SIGTERM, 8, ["--log-every", "3"])])
 def test_interrupted_then_resumed_run_equals_an_uninterrupted_one(
-        signal_number, at_step, reference, numbers_corpus, tmp_path, monkeypatch):
+        signal_number, at_step, options, reference, numbers_corpus, tmp_path, monkeypatch):
     step = TrainingRun._step
 
-    def step_then_signal(self, batch, epoch):
-        step(self, batch, epoch)
+    def step_then_signal(self, batch, index):
+        stepped = step(self, batch, index)
         if self.state.step == at_step:
             signal.raise_signal(signal_number)  # what Ctrl-C or `kill` delivers
+        return stepped
 
     monkeypatch.setattr(TrainingRun, "_step", step_then_signal)
     model_dir = tmp_path / "model"
-    arguments = train_arguments(numbers_corpus, model_dir, "--epochs", "3")
+    arguments = train_arguments(numbers_corpus, model_dir, "--epochs", "3", *options)
     result = invoke(arguments)
     assert result.exit_code == 128 + signal_number
     assert f"saved a checkpoint at step {at_step}" in result.output
@@ -112,22 +115,26 @@ def test_kill_9_at_random_moments_then_resume_ends_as_an_uninterrupted_run(
     assert len(Translator.from_model_dir(model_dir).translate(["seven", "", "twelve"])) == 3
 
 
-@pytest.mark.parametrize("poisoned_after, message, good_step", [
-    (5, "at epoch 2, step 6: the loss is nan", 4),          # caught by the next step's loss
-    (4, "by step 4: the validation loss is nan", 3)])      # caught by the epoch's validation
+@pytest.mark.parametrize("poisoned_after, message, good_step, options", [
+    (5, "at epoch 2, step 6: the loss is nan", 4, []),      # caught by the next step's loss
+    # Losses read back every 2 steps (as on a GPU): the same step is named.
+    (5, "at epoch 2, step 6: the loss is nan", 4, ["--log-every", "2"]),
+    (4, "by step 4: the validation loss is nan", 3, [])])  # caught by the epoch's validation
 def test_divergence_stops_with_advice_and_keeps_the_last_good_checkpoint(
-        poisoned_after, message, good_step, numbers_corpus, tmp_path, monkeypatch):
+        poisoned_after, message, good_step, options, numbers_corpus, tmp_path, monkeypatch):
     step = TrainingRun._step
 
-    def step_then_poison(self, batch, epoch):
-        step(self, batch, epoch)
+    def step_then_poison(self, batch, index):
+        stepped = step(self, batch, index)
         if self.state.step == poisoned_after:  # as if an update had blown the weights up
             embeddings = self.model.source_embedding.embeddings
             embeddings.assign(np.full(embeddings.shape, np.nan, dtype="float32"))
+        return stepped
 
     monkeypatch.setattr(TrainingRun, "_step", step_then_poison)
     model_dir = tmp_path / "model"
-    result = CliRunner().invoke(main, train_arguments(numbers_corpus, model_dir, "--epochs", "3"))
+    result = CliRunner().invoke(main, train_arguments(numbers_corpus, model_dir, "--epochs", "3",
+                                                      *options))
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert f"training diverged {message}" in result.output
     assert f"last good checkpoint (step {good_step})" in result.output

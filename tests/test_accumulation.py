@@ -1,0 +1,97 @@
+"""--accumulate-steps N: one optimizer step over N batches equals one step on the batch N
+times larger; a run accumulates, counts updates as steps and resumes exactly mid-group."""
+import json
+import signal
+
+import numpy as np
+import pytest
+import keras
+
+from seq2seq_shared.config import ModelConfig, TrainingConfig
+from seq2seq_shared.data import Batch, pad
+from seq2seq_shared.model import Seq2Seq
+from seq2seq_shared.train import TrainingRun, compile_for_training, train_step
+from test_resume import assert_same_run, invoke, train_arguments
+
+# Two batches of very different sizes (3 and 9 target tokens), so the mean of the two
+# batch means is far from the mean over all 12 tokens.
+SOURCES = [[[5, 6, 7], [8, 9]], [[10, 11, 12, 13], [14], [15, 16]]]
+TARGETS = [[[17], []], [[18, 19, 20], [21], [22, 23]]]
+
+
+def _batch(sources, targets):
+    return Batch(source=pad(sources, 1), target_input=pad([[2, *t] for t in targets], 1),
+                 target_output=pad([[*t, 3] for t in targets], 1))
+
+
+def _trained(accumulate_steps, batches, weights):
+    """The trainable weights after feeding `batches` with their loss `weights`."""
+    keras.utils.set_random_seed(5)
+    config = ModelConfig(vocab_size=30, embedding_dim=8, hidden_size=12, dropout=0.0)
+    model = Seq2Seq.from_model_config(config, 30, 30)
+    model.build()
+    compile_for_training(model, TrainingConfig(accumulate_steps=accumulate_steps,
+                                               learning_rate=0.01))
+    for batch, weight in zip(batches, weights):
+        train_step(model, batch, weight)
+    return [np.asarray(v) for v in model.trainable_variables]
+
+
+def test_two_accumulated_batches_equal_one_batch_twice_as_large():
+    small = [_batch(s, t) for s, t in zip(SOURCES, TARGETS)]
+    tokens = [b.num_target_tokens for b in small]
+    assert tokens == [3, 9]
+    large = _batch(SOURCES[0] + SOURCES[1], TARGETS[0] + TARGETS[1])
+    want = _trained(1, [large], [None])
+    # The weights accumulation.py gives: N x each batch's share of the group's tokens.
+    got = _trained(2, small, [2 * n / sum(tokens) for n in tokens])
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-7)
+    start = _trained(1, [], [])
+    assert any(not np.allclose(s, w) for s, w in zip(start, want))  # the step moved them
+    # Keras's plain accumulation (the mean of the batch means) is another step.
+    plain = _trained(2, small, [None, None])
+    assert any(not np.allclose(p, w, rtol=1e-5, atol=1e-7) for p, w in zip(plain, want))
+
+
+@pytest.fixture(scope="module")
+def accumulated(numbers_corpus, tmp_path_factory):
+    """2 epochs of 4 batches in groups of 3: per epoch a whole group and one of 1 batch."""
+    model_dir = tmp_path_factory.mktemp("accumulated") / "model"
+    result = invoke(train_arguments(numbers_corpus, model_dir, "--epochs", "2",
+                                    "--accumulate-steps", "3"))
+    assert result.exit_code == 0, result.output
+    return model_dir
+
+
+def test_a_run_counts_optimizer_updates_as_steps(accumulated):
+    from seq2seq_shared.run_dir import RunDir
+
+    arrays, state = RunDir(accumulated).load_latest_checkpoint()
+    assert state["step"] == 4 and [row["step"] for row in state["history"]] == [2, 4]
+    assert int(arrays["optimizer/0000"]) == 12  # Keras's calls: 3 per update, fillers too
+    assert all(np.isfinite(row["train_loss"]) for row in state["history"])
+    saved = json.loads((accumulated / "config.json").read_text())["training"]
+    assert saved["accumulate_steps"] == 3
+
+
+def test_interrupted_inside_a_group_then_resumed_equals_the_uninterrupted_run(
+        accumulated, numbers_corpus, tmp_path, monkeypatch):
+    step = TrainingRun._step
+
+    def step_then_signal(self, batch, index):
+        stepped = step(self, batch, index)
+        if self.state.epoch == 1 and index == 1:  # inside the 2nd epoch's first group
+            signal.raise_signal(signal.SIGTERM)
+        return stepped
+
+    monkeypatch.setattr(TrainingRun, "_step", step_then_signal)
+    model_dir = tmp_path / "model"
+    arguments = train_arguments(numbers_corpus, model_dir, "--epochs", "2",
+                                "--accumulate-steps", "3")
+    result = invoke(arguments)
+    assert result.exit_code == 128 + signal.SIGTERM
+    monkeypatch.undo()
+    result = invoke(arguments)
+    assert result.exit_code == 0, result.output
+    assert_same_run(model_dir, accumulated)
