@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import math
 import weakref
 from collections.abc import Callable
@@ -193,15 +194,21 @@ def use_compile_cache(path) -> None:
     import jax
     from jax.experimental.compilation_cache import compilation_cache
 
-    if not jax.config.jax_compilation_cache_dir:
+    global _CACHE_SET_HERE
+    if _CACHE_SET_HERE or not jax.config.jax_compilation_cache_dir:  # not the user's
         jax.config.update("jax_compilation_cache_dir", str(path))
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+        quiet = logging.getLogger(compilation_cache.reset_cache.__module__)
+        level, _ = quiet.level, quiet.setLevel(logging.WARNING)  # its INFO line is noise
         compilation_cache.reset_cache()  # takes the new directory even after a compile
+        quiet.setLevel(level)
+        _CACHE_SET_HERE = True
     if not _COMPILES:
         _COMPILES.update(compiled=0, cached=0)
         jax.monitoring.register_event_listener(_count_compile)
 
 
+_CACHE_SET_HERE = False  # the cache directory is a run's (so the next run moves it)
 _COMPILES: dict[str, int] = {}
 _COMPILE_EVENTS = {"/jax/compilation_cache/cache_misses": "compiled",
                    "/jax/compilation_cache/cache_hits": "cached"}
@@ -258,13 +265,17 @@ def portable_graph():
         _PORTABLE = before
 
 
-def fused_lstm_kernel(masked: bool) -> Callable | None:
+def fused_lstm_kernel(masked: bool, dtype: str = "float32") -> Callable | None:
     """Keras's fused LSTM for this backend (`keras.src.backend.lstm`: cuDNN) where it may
     apply: on a GPU, TensorFlow for any pass (cuDNN takes right-padded masks), JAX for an
-    unmasked pass (its cuDNN path takes no mask). None elsewhere: `kernels.lstm_recurrence`
-    runs. The kernel itself raises NotImplementedError where it declines (Keras's checks,
-    float32 only on JAX); the caller then falls back to the project's recurrence."""
-    if not on_gpu() or name() not in ("tensorflow", "jax") or (masked and name() == "jax"):
+    unmasked float32 pass (its cuDNN path takes no mask, and JAX's cuDNN lowering only
+    float32 and float64, an error raised when XLA compiles, too late to fall back). None
+    elsewhere: `kernels.lstm_recurrence` runs. The kernel itself raises
+    NotImplementedError where Keras declines; the caller then falls back to the project's
+    recurrence."""
+    if not on_gpu() or name() not in ("tensorflow", "jax"):
+        return None
+    if name() == "jax" and (masked or dtype != "float32"):
         return None
     from keras.src.backend import lstm  # the active backend's; not in Keras's public API
 

@@ -111,6 +111,11 @@ class TrainingConfig:
         _require(self.max_minutes >= 0, "max_minutes must be >= 0 (0: no limit)")
         _require(self.keep_checkpoints >= 1, "keep_checkpoints must be at least 1")
         _require(self.accumulate_steps >= 1, "accumulate_steps must be at least 1")
+        # Keras's loss scaling skips an update whose gradients overflow without counting
+        # the call, which would shift every later group of accumulated batches.
+        _require(self.accumulate_steps == 1 or self.precision != "mixed_float16",
+                 "accumulate_steps above 1 needs --precision float32 or mixed_bfloat16 "
+                 "(mixed_float16 skips overflowing updates, which breaks the groups)")
         _require(self.precision in PRECISIONS,
                  f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
 

@@ -17,6 +17,7 @@ GPU), Keras's fused cuDNN kernel runs instead, under Keras's own conditions for 
 """
 from __future__ import annotations
 
+import keras
 from keras import layers, ops
 
 from . import backend
@@ -66,7 +67,8 @@ class LSTM(layers.LSTM):
 
     def call(self, sequences, initial_state=None, mask=None, training=False, context=None,
              gate_bias=None):
-        fused = backend.fused_lstm_kernel(masked=mask is not None)
+        fused = backend.fused_lstm_kernel(
+            masked=mask is not None, dtype=keras.backend.standardize_dtype(sequences.dtype))
         if fused is not None:
             try:
                 return self._fused(fused, sequences, initial_state, mask, context, gate_bias)

@@ -62,6 +62,10 @@ class RunState:
     plateau_validations: int = 0    # since the plateau's best or the last decay
     window: Window = field(default_factory=Window)
     data_sha256: dict[str, str] = field(default_factory=dict)
+    # How the training batches were planned (`ParallelBatches(fixed_shapes=...)`, JAX's
+    # one shape per width): a resume keeps the plan its batch index counts in. Runs saved
+    # before it had free shapes.
+    fixed_shapes: bool = False
     history: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod

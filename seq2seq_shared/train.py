@@ -116,16 +116,19 @@ def _new_tokenizer(config: Config, sources: list[str], targets: list[str]) -> To
 
 
 def _batches(tokenizer: Tokenizer, config: Config, pairs: tuple[list[str], list[str]],
-             shuffle: bool = False) -> ParallelBatches:
-    """Training or validation batches: pairs over the length limits (pieces) dropped."""
+             shuffle: bool = False, fixed_shapes: bool | None = None) -> ParallelBatches:
+    """Training or validation batches: pairs over the length limits (pieces) dropped;
+    with one shape per width where the backend compiles per shape, unless told."""
     from . import backend
 
+    if fixed_shapes is None:
+        fixed_shapes = not backend.dynamic_shapes()
     training = config.training
     return encoded_batches(tokenizer, *pairs, batch_tokens=training.batch_tokens,
                            multiple=backend.shape_multiple(), seed=training.seed, shuffle=shuffle,
                            max_lengths=(config.model.max_source_length,
                                         training.max_target_length),
-                           fixed_shapes=not backend.dynamic_shapes())
+                           fixed_shapes=fixed_shapes)
 
 
 class TrainingRun:
@@ -145,8 +148,9 @@ class TrainingRun:
         self.accumulation: Accumulation | None = None  # with --accumulate-steps 2 or more
         self.checkpointed_step: int | None = None  # the last good checkpoint, for messages
         self.learning_rate: float | None = None    # the rate the optimizer holds now
-        # Steps whose loss is still on the device: (logs, target tokens, seconds), read back
-        # every `sync_every` steps, so a GPU is not made to wait for the host at every step.
+        # Batches whose loss is still on the device: (logs, loss weight, target tokens,
+        # step, seconds), read back every `sync_every` batches, so a GPU does not wait for
+        # the host at every step.
         self.unread: list[tuple[dict, int, float]] = []
         self.sync_every = 1
         self.started = time.perf_counter()  # minus the seconds of earlier processes
@@ -189,8 +193,6 @@ class TrainingRun:
         self.batches = _batches(self.tokenizer, self.config, self.train_pairs, shuffle=True)
         logger.info("batches: %.1f%% of padded target slots hold real tokens",
                     100 * self.batches.padding_efficiency)
-        if training.accumulate_steps > 1:
-            self.accumulation = Accumulation(self.batches, training.accumulate_steps)
         with precision_policy(training.precision):
             self.model = self.directory.build_model(self.config)
             compile_for_training(self.model, training)
@@ -201,6 +203,12 @@ class TrainingRun:
             self.checkpointed_step = self.state.step
             logger.info("resumed from the checkpoint at step %d (epoch %d, batch %d)",
                         self.state.step, self.state.epoch + 1, self.state.batch)
+            if self.state.fixed_shapes != self.batches.fixed_shapes:  # the run's own plan
+                self.batches = _batches(self.tokenizer, self.config, self.train_pairs,
+                                        shuffle=True, fixed_shapes=self.state.fixed_shapes)
+        self.state.fixed_shapes = self.batches.fixed_shapes
+        if training.accumulate_steps > 1:
+            self.accumulation = Accumulation(self.batches, training.accumulate_steps)
         if self.valid_pairs:
             from .validation import Validator
 

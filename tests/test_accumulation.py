@@ -37,6 +37,12 @@ def _trained(accumulate_steps, batches, weights):
     return [np.asarray(v) for v in model.trainable_variables]
 
 
+def test_mixed_float16_cannot_accumulate():
+    with pytest.raises(ValueError, match="accumulate_steps above 1 needs --precision"):
+        TrainingConfig(accumulate_steps=2, precision="mixed_float16")
+    assert TrainingConfig(accumulate_steps=2, precision="mixed_bfloat16").accumulate_steps == 2
+
+
 def test_two_accumulated_batches_equal_one_batch_twice_as_large():
     small = [_batch(s, t) for s, t in zip(SOURCES, TARGETS)]
     tokens = [b.num_target_tokens for b in small]
@@ -52,6 +58,32 @@ def test_two_accumulated_batches_equal_one_batch_twice_as_large():
     # Keras's plain accumulation (the mean of the batch means) is another step.
     plain = _trained(2, small, [None, None])
     assert any(not np.allclose(p, w, rtol=1e-5, atol=1e-7) for p, w in zip(plain, want))
+
+
+def test_groups_weights_and_fillers_of_an_epoch():
+    """7 batches in groups of 3: [0 1 2] [3 4 5] [6] + 2 empty calls; each group's weights
+    sum to 3 (N x shares of the group's tokens)."""
+    from seq2seq_shared.accumulation import Accumulation
+    from seq2seq_shared.data import ParallelBatches
+
+    rng = np.random.default_rng(4)
+    sources = [[5] * int(n) for n in rng.integers(1, 12, 70)]
+    targets = [[6] * int(n) for n in rng.integers(1, 12, 70)]
+    batches = ParallelBatches(sources, targets, batch_tokens=128, seed=2)
+    batches.set_epoch(3)
+    assert len(batches) == 7
+    accumulation = Accumulation(batches, 3)
+    assert [accumulation.ends_step(i) for i in range(7)] == [False, False, True] * 2 + [True]
+    assert [accumulation.filler_calls(i) for i in range(7)] == [0] * 6 + [2]
+    tokens = [batches.batch(i).num_target_tokens for i in range(7)]
+    assert [batches.target_tokens(i) for i in range(7)] == tokens
+    for group in ([0, 1, 2], [3, 4, 5], [6]):
+        weights = [accumulation.loss_weight(i) for i in group]
+        assert sum(weights) == pytest.approx(3)
+        assert weights == pytest.approx([3 * tokens[i] / sum(tokens[j] for j in group)
+                                         for i in group])
+    filler = accumulation.filler()
+    assert filler.num_target_tokens == 0 and filler.source.shape[0] == 1
 
 
 @pytest.fixture(scope="module")

@@ -25,11 +25,13 @@ def reference_lstm(calls):
             i, f, g, o = ops.split(z, 4, axis=-1)
             c_new = recurrent_activation(f) * c + recurrent_activation(i) * activation(g)
             h_new = recurrent_activation(o) * activation(c_new)
-            if mask is not None:  # a padded step carries the state over
+            output = h_new
+            if mask is not None:  # a padded step carries the state over, outputs zeros
                 real = ops.expand_dims(mask[:, t], -1)
                 h_new, c_new = ops.where(real, h_new, h), ops.where(real, c_new, c)
+                output = ops.where(real, output, 0.0)  # as cuDNN's does
             h, c = h_new, c_new
-            outputs.append(h)
+            outputs.append(output)
         return h, ops.stack(outputs, axis=1), [h, c]
     return lstm
 

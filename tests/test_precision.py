@@ -3,9 +3,6 @@ validation and translation in float32, and checkpoints that move between precisi
 Tiny runs on the 200-pair corpus: 4 steps per epoch."""
 import json
 import math
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -75,14 +72,16 @@ def test_the_config_records_the_precision_and_the_policy_does_not_leak(mixed_run
     assert {variable.dtype for variable in model.trainable_weights} == {"float32"}
 
 
-def test_a_mixed_precision_model_translates_in_a_fresh_float32_process(mixed_run):
+def test_a_mixed_precision_model_translates_in_float32(mixed_run):
+    """Loaded after the run (the policy restored: see above), it builds in float32 and
+    translates, one line per line."""
+    from seq2seq_shared.translator import Translator
+
     _, model_dir = mixed_run
-    result = subprocess.run([sys.executable, "-m", "seq2seq_shared.cli", "translate",
-                             "--model-dir", str(model_dir)], input="seven\n\none hundred\n",
-                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.count("\n") == 3 and result.stdout.split("\n")[1] == ""
+    translator = Translator.from_model_dir(model_dir)
+    assert translator.model.compute_dtype == "float32"
+    outputs = translator.translate(["seven", "", "one hundred"])
+    assert len(outputs) == 3 and outputs[1] == ""
 
 
 def test_a_float32_checkpoint_resumes_under_mixed_float16_and_back(numbers_corpus, tmp_path):

@@ -68,8 +68,11 @@ def test_the_state_survives_json_and_reads_the_untyped_dicts_of_format_1():
     assert restored.lr_scale == 0.5 and restored.best.step == 4 and restored.window.tokens == 2
     # Before plateau_metric the plateau watched the best score: its best is that one.
     assert restored.plateau_best == restored.best
+    # A run saved before the batch plan was recorded had free shapes: its batch index
+    # counts in that plan, which a resume (even under JAX) keeps.
+    assert restored.fixed_shapes is False
     assert restored.to_dict() == {**{k: v for k, v in old.items() if k != "checkpoint"},
-                                  "plateau_best": old["best"]}
+                                  "plateau_best": old["best"], "fixed_shapes": False}
 
 
 def test_a_chance_dip_of_bleu_does_not_decay_the_rate_when_the_plateau_watches_loss():
