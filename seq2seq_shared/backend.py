@@ -54,7 +54,8 @@ def compiled_step(model: keras.Model, training: bool) -> Callable:
     `train_on_batch` traces its first batch's exact shape and relaxes only at the second,
     and the two graphs round differently in the last bit, so a resumed process, whose
     first batch is another, would drift from the uninterrupted run. JAX: Keras's
-    `train_on_batch` / `test_on_batch` (one XLA program per shape, the same in every process).
+    stateless step under `jax.jit` (`_jax_step`: one XLA program per shape, the same in
+    every process), its logs left on the device.
     Compiled once per model (and optimizer), on first use.
     """
     key = (training, id(model.optimizer))
@@ -68,6 +69,8 @@ _STEPS: "weakref.WeakKeyDictionary[keras.Model, dict]" = weakref.WeakKeyDictiona
 
 
 def _compile_step(model: keras.Model, training: bool) -> Callable:
+    if name() == "jax":
+        return _jax_step(model, training)
     if name() != "tensorflow":
         method = model.train_on_batch if training else model.test_on_batch
 
@@ -93,6 +96,33 @@ def _compile_step(model: keras.Model, training: bool) -> Callable:
         if loss_weight is not None:
             loss_weight = np.float32(loss_weight)
         return compiled(source, target_input, target_output, loss_weight)
+
+    return step
+
+
+def _jax_step(model: keras.Model, training: bool) -> Callable:
+    """Keras's stateless `train_step` / `test_step` (the JAX trainer's, which `fit` and
+    `train_on_batch` run) under one `jax.jit`, with the state donated as Keras does; the
+    new values are handed to the variables and the logs stay on the device. Keras's
+    `train_on_batch` would convert them to Python floats at every step, making the host
+    wait for the device; here the training loop reads them when it logs (`--log-every`)."""
+    import jax
+
+    method = model.train_step if training else model.test_step
+    compiled = jax.jit(method, donate_argnums=0)
+    groups = [model.trainable_variables, model.non_trainable_variables,
+              *([model.optimizer.variables] if training else []), model.metrics_variables]
+
+    def step(source, target_input, target_output, loss_weight=None):
+        model.reset_metrics()
+        data = ({"source": source, "target_input": target_input}, target_output,
+                None if loss_weight is None
+                else np.full(len(source), loss_weight, dtype="float32"))
+        logs, state = compiled([[v.value for v in group] for group in groups], data)
+        for group, values in zip(groups, state):
+            for variable, value in zip(group, values):
+                variable.assign(value)
+        return logs
 
     return step
 
