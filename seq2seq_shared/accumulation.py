@@ -43,6 +43,6 @@ class Accumulation:
 
     def filler(self) -> Batch:
         """An empty batch: one row, no target token; its weight 0 gives no gradient."""
-        multiple = self.batches.multiple
-        return Batch(source=pad([[EOS_ID]], multiple), target_input=pad([[BOS_ID]], multiple),
-                     target_output=np.zeros_like(pad([[BOS_ID]], multiple)))
+        target_input = pad([[BOS_ID]], self.batches.multiple)  # (1, width)
+        return Batch(source=pad([[EOS_ID]], self.batches.multiple), target_input=target_input,
+                     target_output=np.zeros_like(target_input))

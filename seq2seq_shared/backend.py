@@ -75,10 +75,8 @@ def _compile_step(model: keras.Model, training: bool) -> Callable:
         method = model.train_on_batch if training else model.test_on_batch
 
         def step(source, target_input, target_output, loss_weight=None):
-            weights = (None if loss_weight is None
-                       else np.full(len(source), loss_weight, dtype="float32"))
             return method({"source": source, "target_input": target_input}, target_output,
-                          sample_weight=weights, return_dict=True)
+                          sample_weight=_row_weights(source, loss_weight), return_dict=True)
 
         return step
     method = model.train_step if training else model.test_step
@@ -100,6 +98,11 @@ def _compile_step(model: keras.Model, training: bool) -> Callable:
     return step
 
 
+def _row_weights(source, loss_weight: float | None):
+    """`loss_weight` for every sentence of the batch, (batch,) float32, or None."""
+    return None if loss_weight is None else np.full(len(source), loss_weight, dtype="float32")
+
+
 def _jax_step(model: keras.Model, training: bool) -> Callable:
     """Keras's stateless `train_step` / `test_step` (the JAX trainer's, which `fit` and
     `train_on_batch` run) under one `jax.jit`, with the state donated as Keras does; the
@@ -116,8 +119,7 @@ def _jax_step(model: keras.Model, training: bool) -> Callable:
     def step(source, target_input, target_output, loss_weight=None):
         model.reset_metrics()
         data = ({"source": source, "target_input": target_input}, target_output,
-                None if loss_weight is None
-                else np.full(len(source), loss_weight, dtype="float32"))
+                _row_weights(source, loss_weight))
         logs, state = compiled([[v.value for v in group] for group in groups], data)
         for group, values in zip(groups, state):
             for variable, value in zip(group, values):

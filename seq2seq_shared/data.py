@@ -138,7 +138,7 @@ class ParallelBatches:
         lengths = np.array([(len(t) + 1, len(s)) for s, t in zip(self.sources, self.targets)])
         jitter = np.random.default_rng(self.seed).random(len(lengths))  # mixes equal lengths
         if self.fixed_shapes:
-            widths = -(-lengths.max(axis=1) // self.multiple) * self.multiple
+            widths = round_up(lengths.max(axis=1), self.multiple)  # (pairs,), as `width`
             order = np.lexsort((jitter, lengths[:, 1], lengths[:, 0], widths))
             batches = []
             for width in np.unique(widths):
@@ -184,6 +184,12 @@ class ParallelBatches:
                      target_input=pad([inputs for inputs, _ in shifted], self.multiple, **shape),
                      target_output=pad([outputs for _, outputs in shifted], self.multiple,
                                        **shape))
+
+    def planned(self, fixed_shapes: bool) -> "ParallelBatches":
+        """The same pairs (already encoded) and settings, batched by the plan given."""
+        return ParallelBatches(self.sources, self.targets, batch_tokens=self.batch_tokens,
+                               seed=self.seed, shuffle=self.shuffle, multiple=self.multiple,
+                               fixed_shapes=fixed_shapes)
 
     def target_tokens(self, index: int) -> int:
         """Real target tokens (eos included) of the `index`-th batch of the epoch's order."""

@@ -116,19 +116,17 @@ def _new_tokenizer(config: Config, sources: list[str], targets: list[str]) -> To
 
 
 def _batches(tokenizer: Tokenizer, config: Config, pairs: tuple[list[str], list[str]],
-             shuffle: bool = False, fixed_shapes: bool | None = None) -> ParallelBatches:
+             shuffle: bool = False) -> ParallelBatches:
     """Training or validation batches: pairs over the length limits (pieces) dropped;
-    with one shape per width where the backend compiles per shape, unless told."""
+    with one shape per width where the backend compiles per shape."""
     from . import backend
 
-    if fixed_shapes is None:
-        fixed_shapes = not backend.dynamic_shapes()
     training = config.training
     return encoded_batches(tokenizer, *pairs, batch_tokens=training.batch_tokens,
                            multiple=backend.shape_multiple(), seed=training.seed, shuffle=shuffle,
                            max_lengths=(config.model.max_source_length,
                                         training.max_target_length),
-                           fixed_shapes=fixed_shapes)
+                           fixed_shapes=not backend.dynamic_shapes())
 
 
 class TrainingRun:
@@ -151,7 +149,7 @@ class TrainingRun:
         # Batches whose loss is still on the device: (logs, loss weight, target tokens,
         # step, seconds), read back every `sync_every` batches, so a GPU does not wait for
         # the host at every step.
-        self.unread: list[tuple[dict, int, float]] = []
+        self.unread: list[tuple[dict, float, int, int, float]] = []
         self.sync_every = 1
         self.started = time.perf_counter()  # minus the seconds of earlier processes
 
@@ -204,8 +202,7 @@ class TrainingRun:
             logger.info("resumed from the checkpoint at step %d (epoch %d, batch %d)",
                         self.state.step, self.state.epoch + 1, self.state.batch)
             if self.state.fixed_shapes != self.batches.fixed_shapes:  # the run's own plan
-                self.batches = _batches(self.tokenizer, self.config, self.train_pairs,
-                                        shuffle=True, fixed_shapes=self.state.fixed_shapes)
+                self.batches = self.batches.planned(self.state.fixed_shapes)
         self.state.fixed_shapes = self.batches.fixed_shapes
         if training.accumulate_steps > 1:
             self.accumulation = Accumulation(self.batches, training.accumulate_steps)
@@ -239,8 +236,7 @@ class TrainingRun:
                 if not (self.training.validate_every and self.validator):
                     self._report()
             reason = self._stop_reason()
-        if self.unread:
-            self._read_losses()
+        self._read_losses()
         if self.state.window.tokens:  # steps since the last report (a time limit hit)
             self._report()
         self.state.finished = reason
@@ -283,8 +279,7 @@ class TrainingRun:
                     self._checkpoint()
                 if self._stop_reason() is not None and index + 1 < len(self.batches):
                     return False
-            if self.unread:
-                self._read_losses()
+            self._read_losses()
             return True
         finally:
             bar.close()
@@ -312,6 +307,8 @@ class TrainingRun:
     def _read_losses(self) -> None:
         """Read the unread batches' losses back from the device into the report window;
         the wait for the device counts as training time. A non-finite loss stops the run."""
+        if not self.unread:
+            return
         started = time.perf_counter()
         rows = [(float(logs["loss"]) / weight, float(logs["nll"]), tokens, step, seconds)
                 for logs, weight, tokens, step, seconds in self.unread]
@@ -324,8 +321,7 @@ class TrainingRun:
             self.state.window.add(loss, nll, tokens, seconds)
 
     def _checkpoint(self) -> None:
-        if self.unread:
-            self._read_losses()
+        self._read_losses()
         self._update_seconds()
         arrays = checkpoint.arrays_of(self.model)
         if not checkpoint.all_finite(arrays):
@@ -358,8 +354,7 @@ class TrainingRun:
     # Reports: validation, best model, learning-rate plateau, early stopping -------------
 
     def _report(self) -> None:
-        if self.unread:
-            self._read_losses()
+        self._read_losses()
         state = self.state
         row = _training_row(state, len(self.batches),
                             self.learning_rate or state.learning_rate(self.training))

@@ -83,6 +83,8 @@ def test_fixed_shapes_give_one_shape_per_width():
     assert len({free.batch(i).source.shape + free.batch(i).target_input.shape
                 for i in range(len(free))}) > 16  # what a compiling backend met before
     assert 0.5 < batches.padding_efficiency <= 1
+    # A resumed run keeps its own plan: the same encoded pairs, batched by the other one.
+    assert [b.tolist() for b in free.planned(True).batches] == [b.tolist() for b in batches.batches]
 
 
 def test_batch_order_depends_on_seed_and_epoch_alone():
