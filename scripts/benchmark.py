@@ -34,6 +34,11 @@ RSS is its own) and prints one JSON line; the summary is one JSON document on st
   e.g. `git worktree add /tmp/before HEAD~3`), alternating on the same data: training
   tokens/s of the recipe's shape with dot attention, and greedy decoding sentences/s at
   batch 64; each as a ratio to the baseline ("nothing got slower", measured).
+- --prepared DIR: the data path. Training tokens/s with every batch built as `train`
+  builds it (`ParallelBatches` over a corpus `seq2seq-shared prepare` wrote to DIR),
+  from the memory-mapped arrays beside the same arrays copied into memory, on the same
+  batches, alternating; the ratio memory-mapped / in memory, and the milliseconds a batch
+  takes to build (no model) in each.
 """
 from __future__ import annotations
 
@@ -112,7 +117,7 @@ def multi30k_data(directory: Path, work: Path) -> dict:
     source_ids, target_ids = tokenizer.encode_source(sources), tokenizer.encode_target(targets)
     # Batches hold sources in natural order, as the reference reads them (and the model
     # built here does not reverse them).
-    batcher = ParallelBatches(source_ids, target_ids, batch_tokens=1024, seed=1, multiple=1)
+    batcher = ParallelBatches.from_lists(source_ids, target_ids, batch_tokens=1024, seed=1, multiple=1)
     batcher.set_epoch(1)
     picked = [batcher.batch(i) for i in range(16)]
     save_batches(work / "multi30k_batches.npz",
@@ -173,6 +178,53 @@ def worker_train(args) -> dict:
         rates.append(tokens / (time.perf_counter() - t0))
     return dict(mode="train", tokens_per_s=round(statistics.median(rates), 1),
                 all_tokens_per_s=[round(r, 1) for r in rates], warmup_s=round(warmup_s, 2))
+
+
+def worker_data_path(args) -> dict:
+    """Tokens/s of training steps whose batches are built from a prepared corpus (memory-
+    mapped, or with --in-memory its arrays copied into memory first), batch building
+    included; and the milliseconds a batch takes to build alone."""
+    from seq2seq_shared import backend
+    from seq2seq_shared.config import TrainingConfig
+    from seq2seq_shared.data import ParallelBatches
+    from seq2seq_shared.encoded import EncodedPairs
+    from seq2seq_shared.prepared import PreparedCorpus
+    from seq2seq_shared.train import compile_for_training, train_step
+
+    corpus = PreparedCorpus(args.prepared)
+    pairs = corpus.pairs()
+    if args.in_memory:
+        pairs = EncodedPairs(np.array(pairs.source_ids), np.array(pairs.source_offsets),
+                             np.array(pairs.target_ids), np.array(pairs.target_offsets),
+                             lengths=pairs.lengths)
+    batches = ParallelBatches(pairs, batch_tokens=args.batch_size, seed=1,
+                              multiple=backend.shape_multiple(),
+                              fixed_shapes=not backend.dynamic_shapes())
+    batches.set_epoch(1)
+    vocab = corpus.manifest["vocab"]
+    model = build_model(max(vocab["source_vocab_size"], vocab["target_vocab_size"]),
+                        args.embedding_dim, args.hidden_size)
+    compile_for_training(model, TrainingConfig())
+    start = time.perf_counter()
+    for index in range(args.steps):  # warm-up (compiling), on batches not timed later
+        float(train_step(model, batches.batch(index))["loss"])
+    warmup_s = time.perf_counter() - start
+    rates, index = [], args.steps
+    for _ in range(args.repeats):
+        tokens, t0 = 0, time.perf_counter()
+        for _ in range(args.steps):
+            batch = batches.batch(index)
+            float(train_step(model, batch)["loss"])
+            tokens += batch.num_target_tokens
+            index += 1
+        rates.append(tokens / (time.perf_counter() - t0))
+    t0 = time.perf_counter()
+    for _ in range(200):  # pages not read yet, for the memory-mapped arrays
+        batches.batch(index % len(batches))
+        index += 1
+    return dict(mode="data", pairs=len(pairs), tokens_per_s=round(statistics.median(rates), 1),
+                all_tokens_per_s=[round(r, 1) for r in rates], warmup_s=round(warmup_s, 2),
+                batch_ms=round((time.perf_counter() - t0) / 200 * 1000, 3))
 
 
 def worker_decode(args) -> dict:
@@ -250,7 +302,9 @@ def load_reference_weights(model, weights) -> None:
 
 def run_worker(argv: list[str]) -> dict:
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=["train", "decode", "search"])
+    parser.add_argument("mode", choices=["train", "decode", "search", "data"])
+    parser.add_argument("--prepared")
+    parser.add_argument("--in-memory", action="store_true")
     parser.add_argument("--attention", default="none")
     parser.add_argument("--recipe-shape", action="store_true")
     parser.add_argument("--model-dir")
@@ -267,7 +321,8 @@ def run_worker(argv: list[str]) -> dict:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--max-steps", type=int, default=30)
     args = parser.parse_args(argv)
-    workers = {"train": worker_train, "decode": worker_decode, "search": worker_search}
+    workers = {"train": worker_train, "decode": worker_decode, "search": worker_search,
+               "data": worker_data_path}
     result = workers[args.mode](args)
     from seq2seq_shared import backend
 
@@ -352,6 +407,11 @@ def main() -> None:
                 for kind in ("none", "dot", "general")})
         elif args.baseline:
             summary["cases"] = against_baseline(me, work, args)
+        elif args.prepared:
+            common = ["data", "--prepared", str(args.prepared), "--steps", str(args.steps),
+                      "--batch-size", "3072"]
+            summary["cases"] = alternating(me, work, args, "tokens_per_s", {
+                "in memory": [*common, "--in-memory"], "memory-mapped": common})
         elif args.search_model:
             if not args.search_source:
                 raise SystemExit("error: --search-model needs --search-source")
@@ -385,6 +445,8 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--search-model", type=Path,
                         help="instead: a trained model's sentences/s, greedy beside beam 5, 10")
     parser.add_argument("--search-source", type=Path, help="source lines for --search-model")
+    parser.add_argument("--prepared", type=Path,
+                        help="a prepared corpus: the data path, memory-mapped vs in memory")
     parser.add_argument("--baseline", type=Path,
                         help="instead: this checkout beside the one in this directory "
                              "(training and decoding, alternating)")

@@ -16,16 +16,21 @@ the tokenizer: a word is at least one piece, and the character cap catches lines
 spaces (a URL dump, CJK text). Lines within both limits can still exceed N pieces; `train`
 drops those after tokenizing, and says how many.
 
-Pure Python: `seq2seq-shared check-data` runs it without Keras.
+Python and NumPy, one streaming pass: `seq2seq-shared check-data` runs it without Keras,
+in memory that does not grow with the text (a few bytes per line).
 """
 from __future__ import annotations
 
-import math
+import hashlib
+import itertools
 import os
-from collections.abc import Sequence
+from array import array
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from .files import open_input
 
@@ -78,15 +83,16 @@ class Finding:
 class CorpusReport:
     source_path: str
     target_path: str
-    source_lines: int
-    target_lines: int
+    source_lines: int = 0
+    target_lines: int = 0
     errors: list[str] = field(default_factory=list)       # the corpus cannot be used as is
     warnings: list[str] = field(default_factory=list)     # usable, but worth a look
     dropped: dict[str, list[int]] = field(default_factory=dict)  # reason -> line numbers
     duplicates: list[int] = field(default_factory=list)   # lines repeating an earlier pair
     identical: list[int] = field(default_factory=list)    # lines whose target == source
-    kept: list[int] = field(default_factory=list)         # 0-based indices of kept pairs
-    sources: list[str] = field(default_factory=list)      # the kept pairs' text
+    kept: int = 0                                         # pairs kept
+    sha256: dict[str, str] = field(default_factory=dict)  # "source", "target": the files'
+    sources: list[str] = field(default_factory=list)      # the kept pairs' text (check_corpus)
     targets: list[str] = field(default_factory=list)
 
     @property
@@ -105,7 +111,7 @@ class CorpusReport:
                          f"target identical to their source (kept; lines "
                          f"{_first(self.identical)})")
         if self.ok:
-            lines.append(f"kept {len(self.kept)} of {self.source_lines} pairs")
+            lines.append(f"kept {self.kept} of {self.source_lines} pairs")
         return lines
 
     def dropped_and_duplicates(self) -> list[str]:
@@ -121,7 +127,7 @@ class CorpusReport:
     @property
     def identical_share(self) -> float:
         """The share of kept pairs whose target is identical to their source."""
-        return len(self.identical) / len(self.kept) if self.kept else 0.0
+        return len(self.identical) / self.kept if self.kept else 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {"source": self.source_path, "target": self.target_path,
@@ -134,38 +140,70 @@ class CorpusReport:
                 "identical": {"pairs": len(self.identical),
                               "share": round(self.identical_share, 4),
                               "first_lines": self.identical[:SHOWN]},
-                "kept": len(self.kept)}
+                "kept": self.kept, "sha256": self.sha256}
 
 
 def check_corpus(source_path: Path | str, target_path: Path | str,
                  max_length: int | None = None) -> CorpusReport:
-    """Check a parallel corpus; `report.sources` / `report.targets` hold the usable pairs.
+    """Check a parallel corpus; `report.sources` / `report.targets` hold the usable pairs
+    (for sets that fit in memory: validation, evaluation; `scan_corpus` streams)."""
+    sources: list[str] = []
+    targets: list[str] = []
+
+    def collect(line: int, source: str, target: str) -> None:
+        sources.append(source)
+        targets.append(target)
+
+    report = scan_corpus(source_path, target_path, max_length, collect)
+    report.sources, report.targets = sources, targets
+    return report
+
+
+def scan_corpus(source_path: Path | str, target_path: Path | str,
+                max_length: int | None = None,
+                keep: Callable[[int, str, str], None] | None = None) -> CorpusReport:
+    """Check a parallel corpus in one streaming pass, handing each usable pair to
+    `keep(line, source, target)` in order; the files' sha256 are computed on the way.
 
     `max_length` is the length rule's N (see `length_excess`): pairs with a side over it
     are dropped. A trailing "\\r" (CRLF files) and a leading byte order mark are removed.
+    Memory: a few bytes per line (lengths for locating a misalignment, a hash per kept
+    pair for duplicates), never the text. `keep` is called before the whole corpus is
+    checked: its pairs are only usable if the report is `ok`.
     """
-    source_raw, target_raw = _read_raw(Path(source_path)), _read_raw(Path(target_path))
-    report = CorpusReport(str(source_path), str(target_path), len(source_raw), len(target_raw))
-    if os.path.samefile(source_path, target_path):
-        report.warnings.append(f"{source_path} and {target_path} are the same file: every "
-                               f"target is its source; pass the translations as TARGET")
-    source_text = _decode_all(source_raw, report.source_path, report)
-    target_text = _decode_all(target_raw, report.target_path, report)
-    if len(source_raw) != len(target_raw):
-        line = first_divergence(source_text, target_text)
+    report = CorpusReport(str(source_path), str(target_path))
+    pairs = _Pairs(report, max_length, keep)
+    with open_input(Path(source_path)) as source_file, \
+            open_input(Path(target_path)) as target_file:
+        if os.path.samefile(source_path, target_path):
+            report.warnings.append(f"{source_path} and {target_path} are the same file: every "
+                                   f"target is its source; pass the translations as TARGET")
+        source, target = _Side(report.source_path), _Side(report.target_path)
+        for number, (source_raw, target_raw) in enumerate(
+                itertools.zip_longest(source_file, target_file), start=1):
+            source_text = None if source_raw is None else source.read(number, source_raw)
+            target_text = None if target_raw is None else target.read(number, target_raw)
+            if source_text is not None and target_text is not None:
+                pairs.add(number, source_text, target_text)
+    for name, side in (("source", source), ("target", target)):
+        side.finish(report)
+        report.sha256[name] = side.digest.hexdigest()
+    report.source_lines, report.target_lines = source.lines, target.lines
+    if source.lines != target.lines:
+        line = first_divergence(source.lengths, target.lengths)
         report.errors.insert(0, (
-            f"{source_path} has {len(source_raw)} lines but {target_path} has "
-            f"{len(target_raw)} (counting \"\\n\" as `wc -l` does): line i of one must translate "
+            f"{source_path} has {source.lines} lines but {target_path} has "
+            f"{target.lines} (counting \"\\n\" as `wc -l` does): line i of one must translate "
             f"line i of the other. Judging by sentence lengths, they stop corresponding near "
             f"line {line}; look for a missing, extra or split line there"))
     if not report.ok:
         return report
-    _select_pairs(report, source_text, target_text, max_length)
+    pairs.finish()
     if not report.kept:
         report.errors.append(f"{source_path} / {target_path}: no usable pair is left")
     elif report.identical_share > IDENTICAL_WARNING_SHARE:
         report.warnings.append(
-            f"{source_path} / {target_path}: {len(report.identical)} of {len(report.kept)} kept "
+            f"{source_path} / {target_path}: {len(report.identical)} of {report.kept} kept "
             f"pairs ({report.identical_share:.0%}) have a target identical to their source "
             f"(lines {_first(report.identical)}): is one file a copy of the other?")
     return report
@@ -187,91 +225,111 @@ def length_excess(text: str, max_length: int | None) -> str | None:
     return None
 
 
-def _select_pairs(report: CorpusReport, source_text: list[str], target_text: list[str],
-                  max_length: int | None) -> None:
-    """Fill the report's kept, dropped, duplicate and identical pairs."""
-    seen: set[tuple[str, str]] = set()
-    for index, (source, target) in enumerate(zip(source_text, target_text)):
+class _Pairs:
+    """The pair-level checks: empty and over-long sides dropped, duplicates (found by
+    hash, after the pass) and identical pairs counted, the kept pairs handed on."""
+
+    def __init__(self, report: CorpusReport, max_length: int | None,
+                 keep: Callable[[int, str, str], None] | None):
+        self.report, self.max_length, self.keep = report, max_length, keep
+        self.hashes, self.lines = array("q"), array("i")  # per kept pair
+
+    def add(self, number: int, source: str, target: str) -> None:
+        report = self.report
         source, target = source.removesuffix("\r"), target.removesuffix("\r")
         if not source.strip() or not target.strip():
-            report.dropped.setdefault("with an empty side", []).append(index + 1)
-            continue
-        reason = length_excess(source, max_length) or length_excess(target, max_length)
+            report.dropped.setdefault("with an empty side", []).append(number)
+            return
+        reason = length_excess(source, self.max_length) or length_excess(target, self.max_length)
         if reason:
-            report.dropped.setdefault(reason, []).append(index + 1)
-            continue
-        if (source, target) in seen:
-            report.duplicates.append(index + 1)
-        seen.add((source, target))
+            report.dropped.setdefault(reason, []).append(number)
+            return
+        self.hashes.append(hash((source, target)))
+        self.lines.append(number)
         if source.strip() == target.strip():
-            report.identical.append(index + 1)
-        report.kept.append(index)
-        report.sources.append(source)
-        report.targets.append(target)
+            report.identical.append(number)
+        report.kept += 1
+        if self.keep is not None:
+            self.keep(number, source, target)
+
+    def finish(self) -> None:
+        """Lines whose pair (by a 64-bit hash) appeared on an earlier line."""
+        hashes = np.frombuffer(self.hashes, dtype=np.int64)
+        _, first = np.unique(hashes, return_index=True)
+        repeated = np.ones(len(hashes), dtype=bool)
+        repeated[first] = False
+        self.report.duplicates = np.frombuffer(self.lines, dtype=np.int32)[repeated].tolist()
 
 
-def _read_raw(path: Path) -> list[bytes]:
-    with open_input(path) as file:
-        lines = file.read().split(b"\n")
-    if lines[-1] == b"":
-        lines.pop()  # the final "\n" ends the last line; it does not start a new one
-    return lines
+class _Side:
+    """One file's line-level checks, line by line: odd bytes, UTF-8, its sha256, lengths."""
 
+    def __init__(self, path: str):
+        self.path, self.lines, self.crlf = path, 0, 0
+        self.findings = {marker: Finding(path, what) for marker, what in SUSPICIOUS.items()}
+        self.invalid = Finding(path, "invalid UTF-8")
+        self.digest = hashlib.sha256()
+        self.lengths = array("i")  # characters per line, to locate a misalignment
+        self.bom = False
 
-def _decode_all(raw_lines: list[bytes], path: str, report: CorpusReport) -> list[str]:
-    findings = {marker: Finding(path, what) for marker, what in SUSPICIOUS.items()}
-    invalid = Finding(path, "invalid UTF-8")
-    text = []
-    for number, raw in enumerate(raw_lines, start=1):
-        for marker, finding in findings.items():
+    def read(self, number: int, raw: bytes) -> str:
+        """Line `number`'s text (raw: its bytes with their "\\n")."""
+        self.digest.update(raw)
+        self.lines = number
+        raw = raw.removesuffix(b"\n")
+        for marker, finding in self.findings.items():
             position = raw.find(marker, 3 if number == 1 and marker == BOM else 0)
             if position >= 0 and not (marker == b"\r" and position == len(raw) - 1):
                 finding.add(number, position + 1)
+        self.crlf += raw.endswith(b"\r")
         try:
-            text.append(raw.decode("utf-8"))
+            text = raw.decode("utf-8")
         except UnicodeDecodeError as error:
-            invalid.add(number, error.start + 1)
-            text.append(raw.decode("utf-8", errors="replace"))
-    if raw_lines and raw_lines[0].startswith(BOM):
-        text[0] = text[0].removeprefix("\ufeff")
-        report.warnings.append(f"{path}:1: UTF-8 byte order mark removed (it would otherwise "
-                               f"be read as part of the first word)")
-    crlf = sum(raw.endswith(b"\r") for raw in raw_lines)
-    if crlf:
-        report.warnings.append(f"{path}: {crlf} line(s) end in \\r\\n (Windows line endings); "
-                               f"the \\r is removed")
-    report.warnings += [str(f) for f in findings.values() if f.lines]
-    if invalid.lines:
-        report.errors.append(f"{invalid}; convert the file to UTF-8 (e.g. `iconv -f latin1 "
-                             f"-t utf-8`) or fix those lines")
-    return text
+            self.invalid.add(number, error.start + 1)
+            text = raw.decode("utf-8", errors="replace")
+        if number == 1 and raw.startswith(BOM):
+            self.bom = True
+            text = text.removeprefix("\ufeff")
+        self.lengths.append(len(text))
+        return text
+
+    def finish(self, report: CorpusReport) -> None:
+        if self.bom:
+            report.warnings.append(f"{self.path}:1: UTF-8 byte order mark removed (it would "
+                                   f"otherwise be read as part of the first word)")
+        if self.crlf:
+            report.warnings.append(f"{self.path}: {self.crlf} line(s) end in \\r\\n (Windows "
+                                   f"line endings); the \\r is removed")
+        report.warnings += [str(f) for f in self.findings.values() if f.lines]
+        if self.invalid.lines:
+            report.errors.append(f"{self.invalid}; convert the file to UTF-8 (e.g. `iconv -f "
+                                 f"latin1 -t utf-8`) or fix those lines")
 
 
-def first_divergence(source: Sequence[str], target: Sequence[str]) -> int:
-    """The 1-based line where two files of different length most likely stop corresponding.
+def first_divergence(source: Sequence[str | int], target: Sequence[str | int]) -> int:
+    """The 1-based line where two files of different length most likely stop corresponding
+    (their lines, or the lines' lengths in characters).
 
     Assumes one break: lines before it pair up as they are, lines after it pair up shifted
     by the difference in length. The break is placed where the length mismatch (log ratio
     of character counts, minus its median) summed over both parts is smallest.
     """
-    shift = len(target) - len(source)
-    common = min(len(source), len(target))
+    source_lengths = np.array([len(x) if isinstance(x, str) else x for x in source], float)
+    target_lengths = np.array([len(x) if isinstance(x, str) else x for x in target], float)
+    shift = len(target_lengths) - len(source_lengths)
+    common = min(len(source_lengths), len(target_lengths))
     if common == 0:
         return 1
-
-    def cost(i: int, j: int) -> float:
-        return math.log((len(source[i]) + 1) / (len(target[j]) + 1))
-
-    typical = sorted(cost(i, i) for i in range(common))[common // 2]
-    before = [0.0]
-    for i in range(common):  # pairs (i, i)
-        before.append(before[-1] + abs(cost(i, i) - typical))
-    after = [0.0] * (common + 1)  # pairs (i, i + shift) from the break on, shorter file's index
-    for k in range(common - 1, -1, -1):
-        i, j = (k, k + shift) if shift > 0 else (k - shift, k)
-        after[k] = after[k + 1] + abs(cost(i, j) - typical)
-    best = min(range(common + 1), key=lambda k: before[k] + after[k])
-    return best + 1
+    # (i, i) before the break; from it on, (k, k + shift) with k the shorter file's index
+    aligned = np.log((source_lengths[:common] + 1) / (target_lengths[:common] + 1))
+    if shift > 0:
+        shifted = np.log((source_lengths[:common] + 1) / (target_lengths[shift:] + 1))
+    else:
+        shifted = np.log((source_lengths[-shift:] + 1) / (target_lengths[:common] + 1))
+    typical = np.sort(aligned)[common // 2]
+    before = np.concatenate([[0.0], np.cumsum(np.abs(aligned - typical))])
+    after = np.concatenate([np.cumsum(np.abs(shifted - typical)[::-1])[::-1], [0.0]])
+    return int(np.argmin(before + after)) + 1
 
 
 def _first(numbers: list[int]) -> str:

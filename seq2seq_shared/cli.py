@@ -190,8 +190,7 @@ def _apply(options):
 
 
 @main.command()
-@click.argument("source", type=click.Path(path_type=Path))
-@click.argument("target", type=click.Path(path_type=Path))
+@click.argument("data", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--model-dir", required=True, type=click.Path(path_type=Path),
               help="Where the model is written (config, SentencePiece, weights, logs).")
 @click.option("--valid", nargs=2, type=click.Path(path_type=Path), default=None,
@@ -206,13 +205,21 @@ def _apply(options):
 @click.option("--overwrite", is_flag=True,
               help="Start over: delete the run that --model-dir holds instead of resuming it.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def train(source: Path, target: Path, model_dir: Path, valid, config_file: Path | None,
+def train(data: tuple[Path, ...], model_dir: Path, valid, config_file: Path | None,
           separate_vocab: bool | None, overwrite: bool, quiet: bool, **settings) -> None:
-    """Train a model on a parallel corpus SOURCE / TARGET (line i translates line i).
+    """Train a model on a parallel corpus: SOURCE TARGET files (line i translates line i),
+    or a PREPARED directory (see prepare).
 
-    The corpus is checked first (see check-data). Run the same command again to resume
-    an interrupted run exactly where its last checkpoint left it; Ctrl-C saves one.
+    Files are checked (see check-data) and prepared into MODEL_DIR/data first. Run the
+    same command again to resume an interrupted run exactly where its last checkpoint
+    left it; Ctrl-C saves one.
     """
+    if len(data) > 2:
+        raise click.UsageError("expected SOURCE TARGET (two files) or one PREPARED directory, "
+                               f"got {len(data)} paths")
+    if len(data) == 1 and not data[0].is_dir():
+        raise click.UsageError(f"{data[0]}: a single path must be a directory written by "
+                               f"`seq2seq-shared prepare`; or pass SOURCE TARGET files")
     _import_keras_quietly()
     from .train import train as run_training
 
@@ -221,9 +228,50 @@ def train(source: Path, target: Path, model_dir: Path, valid, config_file: Path 
         settings.update(joint_vocab=False, share_embeddings=False)
     config = config.updated({name: value for name, value in settings.items() if value is not None})
     valid_source, valid_target = valid if valid else (None, None)
-    metrics = run_training(source, target, model_dir, config, valid_source, valid_target,
-                           overwrite=overwrite, progress=not quiet)
+    metrics = run_training(data[0], data[1] if len(data) == 2 else None, model_dir, config,
+                           valid_source, valid_target, overwrite=overwrite, progress=not quiet)
     click.echo(json.dumps(metrics))
+
+
+@main.command()
+@click.argument("source", type=click.Path(path_type=Path))
+@click.argument("target", type=click.Path(path_type=Path))
+@click.argument("prepared", type=click.Path(path_type=Path))
+@click.option("--vocab-size", type=click.IntRange(8), default=ModelConfig.vocab_size,
+              show_default=True, help="SentencePiece pieces (per language with --separate-vocab).")
+@click.option("--separate-vocab", is_flag=True,
+              help="One SentencePiece model per language instead of a joint one.")
+@click.option("--sentencepiece-model-type", type=click.Choice(["unigram", "bpe"]),
+              default=TrainingConfig.sentencepiece_model_type, show_default=True)
+@click.option("--sentencepiece-sample-lines", type=click.IntRange(1),
+              default=TrainingConfig.sentencepiece_sample_lines, show_default=True,
+              help="Lines SentencePiece trains on, sampled from the whole corpus.")
+@click.option("--seed", type=int, default=TrainingConfig.seed, show_default=True,
+              help="Seed of the sample.")
+@click.option("--max-length", type=click.IntRange(1), show_default=True,
+              default=max(ModelConfig.max_source_length, TrainingConfig.max_target_length),
+              help="Drop pairs with more words than this, or more than 10 characters per word "
+                   "of it, on either side (train drops pairs over its piece limits later).")
+@click.option("--overwrite", is_flag=True, help="Replace PREPARED if it exists.")
+def prepare(source: Path, target: Path, prepared: Path, vocab_size: int, separate_vocab: bool,
+            sentencepiece_model_type: str, sentencepiece_sample_lines: int, seed: int,
+            max_length: int, overwrite: bool) -> None:
+    """Check, tokenize and encode SOURCE / TARGET once into PREPARED, for `train PREPARED`.
+
+    One streaming pass checks the corpus (the findings of check-data) and samples lines
+    for SentencePiece; a second encodes the pairs into memory-mapped arrays. Memory does
+    not grow with the corpus; training reads PREPARED without the text.
+    """
+    from .prepared import PrepareSettings, prepare as prepare_corpus
+
+    settings = PrepareSettings(joint_vocab=not separate_vocab, vocab_size=vocab_size,
+                               model_type=sentencepiece_model_type,
+                               sample_lines=sentencepiece_sample_lines, seed=seed,
+                               max_length=max_length)
+    corpus = prepare_corpus(source, target, prepared, settings, overwrite=overwrite)
+    click.echo(json.dumps({"prepared": str(prepared), "pairs": len(corpus),
+                           "tokens": corpus.manifest["tokens"],
+                           "sha256": corpus.manifest["check"]["sha256"]}))
 
 
 @main.command("check-data")

@@ -13,6 +13,7 @@ import numpy as np
 
 from .check import check_corpus
 from .files import iter_lines
+from .encoded import EncodedPairs
 from .tokenizer import BOS_ID, EOS_ID, PAD_ID
 
 logger = logging.getLogger(__name__)
@@ -67,27 +68,33 @@ def encoded_batches(tokenizer, sources: list[str], targets: list[str], batch_tok
                     multiple: int, seed: int = 0, shuffle: bool = False,
                     max_lengths: tuple[int, int] | None = None,
                     fixed_shapes: bool = False) -> "ParallelBatches":
-    """Encode text pairs with `tokenizer` and batch them: the one way training, validation
-    and evaluation build batches.
+    """Encode text pairs with `tokenizer` and batch them (validation and evaluation sets,
+    held in memory; training data is prepared on disk by `prepare.py`).
 
-    `max_lengths` (source, target) in pieces: pairs with a longer source, or a target that
-    with eos is longer, are dropped together, with a warning. Without it every pair stays
-    (evaluation measures the whole test set).
+    `max_lengths` (source, target) in pieces: see `within_lengths`. Without it every pair
+    stays (evaluation measures the whole test set).
     """
-    source_ids, target_ids = tokenizer.encode_source(sources), tokenizer.encode_target(targets)
-    if max_lengths is not None:
-        max_source, max_target = max_lengths
-        keep = [i for i, (s, t) in enumerate(zip(source_ids, target_ids))
-                if len(s) <= max_source and len(t) < max_target]
-        if len(keep) < len(source_ids):
-            logger.warning("dropped %d pair(s) longer than %d source / %d target pieces",
-                           len(source_ids) - len(keep), max_source, max_target)
-        if not keep:
-            raise ValueError("every pair is longer than the length limits; raise "
-                             "--max-source-length / --max-target-length")
-        source_ids, target_ids = [source_ids[i] for i in keep], [target_ids[i] for i in keep]
-    return ParallelBatches(source_ids, target_ids, batch_tokens=batch_tokens, seed=seed,
-                           shuffle=shuffle, multiple=multiple, fixed_shapes=fixed_shapes)
+    pairs = EncodedPairs.from_lists(tokenizer.encode_source(sources),
+                                    tokenizer.encode_target(targets))
+    return ParallelBatches(pairs, batch_tokens=batch_tokens, seed=seed, shuffle=shuffle,
+                           multiple=multiple, fixed_shapes=fixed_shapes,
+                           index=within_lengths(pairs, max_lengths) if max_lengths else None)
+
+
+def within_lengths(pairs: EncodedPairs, max_lengths: tuple[int, int]) -> np.ndarray:
+    """The indices of the pairs within `max_lengths` (source, target) pieces: pairs with a
+    longer source, or a target that with eos is longer, are dropped together, with a
+    warning."""
+    max_source, max_target = max_lengths
+    lengths = pairs.lengths
+    keep = np.flatnonzero((lengths[:, 0] <= max_source) & (lengths[:, 1] < max_target))
+    if len(keep) < len(pairs):
+        logger.warning("dropped %d pair(s) longer than %d source / %d target pieces",
+                       len(pairs) - len(keep), max_source, max_target)
+    if not len(keep):
+        raise ValueError("every pair is longer than the length limits; raise "
+                         "--max-source-length / --max-target-length")
+    return keep
 
 
 @dataclass
@@ -106,7 +113,9 @@ class ParallelBatches:
 
     Pairs are sorted by length so each batch holds neighbours (little padding), cut into
     batches of at most `batch_tokens` padded target slots, and the batch order is shuffled
-    with `seed + epoch`, so epoch k's order is the same in every run with that seed.
+    with `seed + epoch`, so epoch k's order is the same in every run with that seed. The
+    plan reads only the pairs' length index; a batch reads its own pairs' ids (from
+    memory-mapped files for prepared data), so memory does not grow with the corpus' text.
 
     With `fixed_shapes` (for backends that compile one program per shape: JAX), a batch's
     source and target are padded to one width, the longer side's length rounded up to
@@ -115,19 +124,28 @@ class ParallelBatches:
     max_length / multiple shapes per epoch (7 on Multi30k instead of 18).
     """
 
-    def __init__(self, sources: list[list[int]], targets: list[list[int]], batch_tokens: int,
-                 seed: int = 0, shuffle: bool = True,
-                 multiple: int = PAD_TO_MULTIPLE, fixed_shapes: bool = False):
+    def __init__(self, pairs: EncodedPairs, batch_tokens: int, seed: int = 0,
+                 shuffle: bool = True, multiple: int = PAD_TO_MULTIPLE,
+                 fixed_shapes: bool = False, index: np.ndarray | None = None):
+        """`index`: the pairs to batch (all of them if None)."""
         self.multiple, self.fixed_shapes = multiple, fixed_shapes
         self.batch_tokens = batch_tokens
         self.seed, self.shuffle = seed, shuffle
-        self.sources, self.targets = sources, targets
+        self.pairs = pairs
+        self.index = np.arange(len(pairs)) if index is None else np.asarray(index)
+        self.lengths = pairs.lengths  # (pairs, 2): source, target pieces
         self.batches = self._plan(batch_tokens)
         self.set_epoch(0)
 
+    @classmethod
+    def from_lists(cls, sources: list[list[int]], targets: list[list[int]],
+                   **settings) -> "ParallelBatches":
+        return cls(EncodedPairs.from_lists(sources, targets), **settings)
+
     def width(self, rows: np.ndarray) -> int:
         """The padded width of the batch of these pairs, with `fixed_shapes`."""
-        longest = max(max(len(self.sources[i]), len(self.targets[i]) + 1) for i in rows)
+        lengths = self.lengths[rows]
+        longest = max(int(lengths[:, 0].max()), int(lengths[:, 1].max()) + 1)
         return round_up(longest, self.multiple)
 
     def rows(self, width: int) -> int:
@@ -135,27 +153,32 @@ class ParallelBatches:
         return max(1, self.batch_tokens // width)
 
     def _plan(self, batch_tokens: int) -> list[np.ndarray]:
-        lengths = np.array([(len(t) + 1, len(s)) for s, t in zip(self.sources, self.targets)])
+        """The batches, as arrays of pair indices, from the length index alone."""
+        lengths = self.lengths[self.index].astype(np.int64)
+        lengths[:, 1] += 1  # target with eos
+        lengths = lengths[:, ::-1]  # (pairs, 2): target + eos, source
         jitter = np.random.default_rng(self.seed).random(len(lengths))  # mixes equal lengths
         if self.fixed_shapes:
             widths = round_up(lengths.max(axis=1), self.multiple)  # (pairs,), as `width`
             order = np.lexsort((jitter, lengths[:, 1], lengths[:, 0], widths))
             batches = []
             for width in np.unique(widths):
-                group = order[widths[order] == width]
+                group = self.index[order[widths[order] == width]]
                 size = self.rows(int(width))
                 batches += [group[i:i + size] for i in range(0, len(group), size)]
             return batches
         order = np.lexsort((jitter, lengths[:, 1], lengths[:, 0]))
+        widths = round_up(lengths[order, 0], self.multiple)  # nondecreasing along `order`
         batches, start = [], 0
         while start < len(order):
-            end = start + 1
-            while end < len(order):
-                width = round_up(int(lengths[order[end], 0]), self.multiple)
-                if (end - start + 1) * width > batch_tokens:
-                    break
-                end += 1
-            batches.append(order[start:end])
+            # A batch grows while (its size) x (its last pair's width) fits the budget;
+            # widths never shrink, so the first pair that breaks it ends the batch, and
+            # none lies further than the budget over the next pair's width.
+            next_width = widths[min(start + 1, len(order) - 1)]
+            window = widths[start + 1:start + 2 + batch_tokens // next_width]
+            over = np.flatnonzero(np.arange(2, len(window) + 2) * window > batch_tokens)
+            end = start + 1 + (int(over[0]) if len(over) else len(window))
+            batches.append(self.index[order[start:end]])
             start = end
         return batches
 
@@ -172,8 +195,8 @@ class ParallelBatches:
     def batch(self, index: int) -> Batch:
         """The `index`-th batch of the current epoch's order."""
         rows = self.batches[self._order[index]]
-        shifted = [teacher_forcing(self.targets[i]) for i in rows]
-        sources = [self.sources[i] for i in rows]  # natural order
+        shifted = [teacher_forcing(self.pairs.target(i)) for i in rows]
+        sources = [self.pairs.source(i) for i in rows]  # natural order
         shape = {}
         if self.fixed_shapes:
             width = self.width(rows)
@@ -186,18 +209,19 @@ class ParallelBatches:
                                        **shape))
 
     def planned(self, fixed_shapes: bool) -> "ParallelBatches":
-        """The same pairs (already encoded) and settings, batched by the plan given."""
-        return ParallelBatches(self.sources, self.targets, batch_tokens=self.batch_tokens,
-                               seed=self.seed, shuffle=self.shuffle, multiple=self.multiple,
-                               fixed_shapes=fixed_shapes)
+        """The same pairs and settings, batched by the plan given."""
+        return ParallelBatches(self.pairs, batch_tokens=self.batch_tokens, seed=self.seed,
+                               shuffle=self.shuffle, multiple=self.multiple,
+                               fixed_shapes=fixed_shapes, index=self.index)
 
     def target_tokens(self, index: int) -> int:
         """Real target tokens (eos included) of the `index`-th batch of the epoch's order."""
-        return sum(len(self.targets[i]) + 1 for i in self.batches[self._order[index]])
+        rows = self.batches[self._order[index]]
+        return int(self.lengths[rows, 1].sum()) + len(rows)
 
     @property
     def num_target_tokens(self) -> int:
-        return sum(len(t) + 1 for t in self.targets)
+        return int(self.lengths[self.index, 1].sum()) + len(self.index)
 
     @property
     def padding_efficiency(self) -> float:
@@ -208,6 +232,6 @@ class ParallelBatches:
                 width = self.width(rows)
                 slots += self.rows(width) * width
             else:
-                longest = max(len(self.targets[i]) + 1 for i in rows)
+                longest = int(self.lengths[rows, 1].max()) + 1
                 slots += len(rows) * round_up(longest, self.multiple)
         return self.num_target_tokens / slots

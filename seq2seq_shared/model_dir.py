@@ -17,6 +17,8 @@
     tensorboard/           TensorBoard event files (TensorFlow backend)
     compile_cache/         JAX's compiled programs, so a resume compiles nothing again
                            (JAX backend; specific to the machine, safe to delete)
+    data/                  the training corpus prepared (`prepared.py`) when `train` was
+                           given text files: what a resume reads instead of the corpus
 
 Every file is written through `files.atomic_write`: a crash leaves the old or the new
 file, never half of one.
@@ -54,6 +56,7 @@ LOG = "train.log"
 CHECKPOINTS = "checkpoints"
 TENSORBOARD = "tensorboard"
 COMPILE_CACHE = "compile_cache"
+PREPARED = "data"
 CHECKPOINT_NAME = re.compile(r"step-(\d+)\.npz")
 MANAGED = (CONFIG, JOINT_SPM, SOURCE_SPM, TARGET_SPM, WEIGHTS, CHECKSUMS, STATE, METRICS, LOG)
 
@@ -92,6 +95,10 @@ class ModelDir:
     @property
     def compile_cache_path(self) -> Path:
         return self.path / COMPILE_CACHE
+
+    @property
+    def prepared_path(self) -> Path:
+        return self.path / PREPARED
 
     @property
     def tensorboard_path(self) -> Path:

@@ -26,7 +26,7 @@ from . import checkpoint
 from .config import Config
 from .files import atomic_write, atomic_write_text
 from .model_dir import (CHECKPOINT_NAME, CHECKPOINTS, COMPILE_CACHE, LOCK, LOG, MANAGED,
-                        METRICS, STATE, TENSORBOARD, ModelDir)
+                        METRICS, PREPARED, STATE, TENSORBOARD, ModelDir)
 from .run_state import RunState
 
 logger = logging.getLogger(__name__)
@@ -35,23 +35,27 @@ logger = logging.getLogger(__name__)
 class RunDir(ModelDir):
     """A model directory being trained: what `train` writes, besides what `translate` reads."""
 
+    writes = True  # False in a multi-process run's followers (`FollowerDir`)
+
     def is_empty(self) -> bool:
         return not self.path.exists() or not any(self.path.iterdir())
 
     def holds_only_run_leftovers(self) -> bool:
         """True if all that is here is what a run writes before its config (log, temporaries)."""
-        return all(path.name in (LOG, CHECKPOINTS, TENSORBOARD, COMPILE_CACHE)
+        return all(path.name in (LOG, CHECKPOINTS, TENSORBOARD, COMPILE_CACHE, PREPARED)
                    or path.name.startswith(".")
                    for path in self.path.iterdir())
 
     def has_config(self) -> bool:
         return self.config_path.exists()
 
-    def clear(self) -> None:
-        """Delete what a training run writes here (for --overwrite); other files stay."""
+    def clear(self, keep_prepared: bool = False) -> None:
+        """Delete what a training run writes here (for --overwrite); other files stay.
+        `keep_prepared`: keep its prepared corpus, which the run's next start may reuse."""
         for name in MANAGED:
             (self.path / name).unlink(missing_ok=True)
-        for name in (CHECKPOINTS, TENSORBOARD, COMPILE_CACHE):
+        for name in (CHECKPOINTS, TENSORBOARD, COMPILE_CACHE,
+                     *(() if keep_prepared else (PREPARED,))):
             shutil.rmtree(self.path / name, ignore_errors=True)
         self.remove_temporaries()
 
@@ -117,14 +121,17 @@ class RunDir(ModelDir):
             raise ValueError(f"{self.path}: not empty and not a seq2seq-shared model directory; "
                              f"choose a new --model-dir (or pass --overwrite to train there "
                              f"anyway)")
-        self.clear()  # a run killed before its first checkpoint: start it again
+        self.clear(keep_prepared=True)  # a run killed before its first checkpoint: start again
         return False
 
     def remove_temporaries(self) -> None:
         """Delete what writes killed midway left (`.NAME.tmp-*`); call it holding the lock."""
         for folder in (self.path, self.path / CHECKPOINTS):
-            for leftover in folder.glob(".*.tmp-*"):
-                leftover.unlink(missing_ok=True)
+            for leftover in [*folder.glob(".*.tmp-*"), *folder.glob(".*.old-*")]:
+                if leftover.is_dir():  # a prepared corpus (prepared.py)
+                    shutil.rmtree(leftover, ignore_errors=True)
+                else:
+                    leftover.unlink(missing_ok=True)
 
     def save_run_config(self, config: Config, tokenizer) -> None:
         """Write the SentencePiece model(s), then config.json with their sha256 (on a
@@ -204,3 +211,39 @@ class RunDir(ModelDir):
                              f"--overwrite to start over, or a new --model-dir")
         checkpoint.assign(model, arrays, f"{self.path}: the newest checkpoint")
         return state
+
+
+class FollowerDir(RunDir):
+    """The model directory as a multi-process run's other processes see it: they read the
+    chief's checkpoint to resume, and write nothing (the chief, process 0, writes)."""
+
+    writes = False
+
+    def create(self) -> Path | None:
+        return None
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        yield
+
+    def remove_temporaries(self) -> None:
+        pass
+
+    def prepare(self, config: Config, overwrite: bool) -> bool:
+        return not overwrite and self.has_config() and bool(self.checkpoints())
+
+    @property
+    def log_path(self) -> Path:
+        return Path(os.devnull)
+
+    def save_run_config(self, config: Config, tokenizer) -> None:
+        pass
+
+    def save_checkpoint(self, arrays: dict[str, np.ndarray], state: RunState, keep: int) -> None:
+        pass
+
+    def save_metrics(self, rows: list[dict[str, Any]]) -> None:
+        pass
+
+    def save_weights(self, model) -> None:
+        pass

@@ -91,11 +91,12 @@ class RunState:
 
     # The schedule's decisions -----------------------------------------------------------
 
-    def learning_rate(self, training: TrainingConfig) -> float:
-        """The rate for the next step: linear warm-up, then the base rate scaled on plateaus."""
+    def learning_rate(self, training: TrainingConfig, step: int | None = None) -> float:
+        """The rate for the next step (or for step `step` + 1): linear warm-up, then the base
+        rate scaled on plateaus."""
         rate = max(training.learning_rate * self.lr_scale, training.min_learning_rate)
         if training.warmup_steps:
-            rate *= min(1.0, (self.step + 1) / training.warmup_steps)
+            rate *= min(1.0, ((self.step if step is None else step) + 1) / training.warmup_steps)
         return rate
 
     def record(self, training: TrainingConfig, scores: dict[str, float]) -> bool:

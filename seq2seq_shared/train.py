@@ -20,20 +20,27 @@ from typing import Any
 from . import checkpoint
 from .accumulation import Accumulation
 from .config import Config, TrainingConfig
-from .data import Batch, ParallelBatches, encoded_batches, read_parallel
+from .data import Batch, ParallelBatches, read_parallel, within_lengths
+from .encoded import EncodedPairs
 from .model_dir import file_sha256
+from .prepared import PreparedCorpus, PrepareSettings, prepare
 from .run_dir import RunDir
 from .run_context import TrainingInterrupted, log_to, progress_bar, stop_requests
 from .run_state import RunState, Window
-from .tokenizer import Tokenizer, train_tokenizer
+from .tokenizer import Tokenizer
 
 logger = logging.getLogger(__name__)
 
 
-def train(source_path: Path, target_path: Path, model_dir: Path | str, config: Config,
+def train(source_path: Path, target_path: Path | None, model_dir: Path | str, config: Config,
           valid_source_path: Path | None = None, valid_target_path: Path | None = None,
           overwrite: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Train a model into `model_dir`, resuming the run already there; returns the last metrics."""
+    """Train a model into `model_dir`, resuming the run already there; returns the last metrics.
+
+    The corpus: text files `source_path` / `target_path`, which are prepared into the model
+    directory first (`prepared.py`: checked, tokenized, encoded once), or with
+    `target_path=None`, a directory that `prepare` wrote.
+    """
     directory = RunDir(model_dir)
     valid_paths = ((valid_source_path, valid_target_path)
                    if valid_source_path is not None and valid_target_path is not None else None)
@@ -49,22 +56,60 @@ def train(source_path: Path, target_path: Path, model_dir: Path | str, config: C
         raise
 
 
-def _run(directory: RunDir, config: Config, source_path: Path, target_path: Path,
+def _run(directory: RunDir, config: Config, source_path: Path, target_path: Path | None,
          valid_paths: tuple[Path, Path] | None, overwrite: bool, progress: bool
          ) -> dict[str, Any]:
     """Check the data, prepare the directory (resume, refuse or start), run."""
-    # check.length_excess: words, and 10 characters per word
-    max_length = max(config.model.max_source_length, config.training.max_target_length)
-    train_pairs = read_parallel(source_path, target_path, max_length)
+    prepared = None
+    if target_path is None:
+        prepared = PreparedCorpus(source_path)
+        config = _with_vocabulary_of(prepared, config)
     valid_pairs = read_parallel(*valid_paths) if valid_paths else None
-    paths = {"train_source": source_path, "train_target": target_path}
-    if valid_paths:
-        paths.update(valid_source=valid_paths[0], valid_target=valid_paths[1])
-    data_sha256 = {name: file_sha256(Path(path)) for name, path in paths.items()}
-    resuming = directory.prepare(config, overwrite)  # after the data check
+    resuming = directory.prepare(config, overwrite)
     with log_to(directory.log_path):
-        run = TrainingRun(directory, config, train_pairs, valid_pairs, data_sha256, progress)
+        if prepared is None:
+            prepared = _prepare_text(directory, source_path, target_path, config, resuming)
+        data_sha256 = dict(prepared.data_sha256)
+        if valid_paths:
+            data_sha256.update(valid_source=file_sha256(Path(valid_paths[0])),
+                               valid_target=file_sha256(Path(valid_paths[1])))
+        run = TrainingRun(directory, config, prepared, valid_pairs, data_sha256, progress)
         return run.run(resuming)
+
+
+def _prepare_text(directory: RunDir, source_path: Path, target_path: Path, config: Config,
+                  resuming: bool) -> PreparedCorpus:
+    """The text corpus prepared into the model directory, or already there: a resume, or
+    a restart before the first checkpoint, reads it instead of the corpus."""
+    settings = PrepareSettings.of(config)
+    path = directory.prepared_path
+    if PreparedCorpus.is_prepared(path):
+        existing = PreparedCorpus(path)
+        if existing.settings == settings:
+            changed = existing.changed(source_path, target_path)
+            if not changed:
+                logger.info("reading the corpus as prepared in %s (%d pairs)", path,
+                            len(existing))
+                return existing
+            if resuming:  # refused before its prepared data is replaced
+                raise ValueError(f"{directory} was trained on other data ({', '.join(changed)} "
+                                 f"changed since the run began); pass the same files to "
+                                 f"resume, --overwrite to start over, or a new --model-dir")
+    # A run saved before prepared data existed resumes with its own tokenizer.
+    tokenizer = directory.load_tokenizer() if resuming else None
+    logger.info("preparing %s / %s in %s", source_path, target_path, path)
+    return prepare(source_path, target_path, path, settings, tokenizer=tokenizer, overwrite=True)
+
+
+def _with_vocabulary_of(prepared: PreparedCorpus, config: Config) -> Config:
+    """`config` with the vocabulary settings the prepared corpus was encoded with."""
+    settings = prepared.settings
+    vocabulary = {"vocab_size": settings.vocab_size, "joint_vocab": settings.joint_vocab,
+                  "sentencepiece_model_type": settings.model_type,
+                  "sentencepiece_sample_lines": settings.sample_lines}
+    if not settings.joint_vocab:
+        vocabulary["share_embeddings"] = False
+    return config.updated(vocabulary)
 
 
 @contextmanager
@@ -107,37 +152,26 @@ def train_step(model, batch: Batch, loss_weight: float | None = None) -> dict[st
     return step(batch.source, batch.target_input, batch.target_output, loss_weight)
 
 
-def _new_tokenizer(config: Config, sources: list[str], targets: list[str]) -> Tokenizer:
-    model_config, training = config.model, config.training
-    return train_tokenizer(sources, targets, joint=model_config.joint_vocab,
-                           vocab_size=model_config.vocab_size,
-                           model_type=training.sentencepiece_model_type,
-                           sample_lines=training.sentencepiece_sample_lines, seed=training.seed)
-
-
-def _batches(tokenizer: Tokenizer, config: Config, pairs: tuple[list[str], list[str]],
-             shuffle: bool = False) -> ParallelBatches:
+def _batches(config: Config, pairs: EncodedPairs, shuffle: bool = False) -> ParallelBatches:
     """Training or validation batches: pairs over the length limits (pieces) dropped;
     with one shape per width where the backend compiles per shape."""
     from . import backend
 
     training = config.training
-    return encoded_batches(tokenizer, *pairs, batch_tokens=training.batch_tokens,
+    index = within_lengths(pairs, (config.model.max_source_length, training.max_target_length))
+    return ParallelBatches(pairs, batch_tokens=training.batch_tokens,
                            multiple=backend.shape_multiple(), seed=training.seed, shuffle=shuffle,
-                           max_lengths=(config.model.max_source_length,
-                                        training.max_target_length),
-                           fixed_shapes=not backend.dynamic_shapes())
+                           fixed_shapes=not backend.dynamic_shapes(), index=index)
 
 
 class TrainingRun:
     """One run in one process; `run()` starts it, or resumes it from the newest checkpoint."""
 
-    def __init__(self, directory: RunDir, config: Config,
-                 train_pairs: tuple[list[str], list[str]],
+    def __init__(self, directory: RunDir, config: Config, prepared: PreparedCorpus,
                  valid_pairs: tuple[list[str], list[str]] | None,
                  data_sha256: dict[str, str], progress: bool):
         self.directory, self.config, self.training = directory, config, config.training
-        self.train_pairs, self.valid_pairs = train_pairs, valid_pairs
+        self.prepared, self.valid_pairs = prepared, valid_pairs
         self.progress = progress
         self.state = RunState.fresh(config.training, data_sha256)
         self.stop_requests: list[int] = []
@@ -183,12 +217,16 @@ class TrainingRun:
             backend.enable_determinism()
         backend.use_compile_cache(self.directory.compile_cache_path)
         logger.info("%s on %d pairs with %s on %s (Keras backend %s)",
-                    "resuming training" if resuming else "training", len(self.train_pairs[0]),
+                    "resuming training" if resuming else "training", len(self.prepared),
                     self.config.to_dict(), backend.accelerator(), backend.name())
-        self.tokenizer = (self.directory.load_tokenizer() if resuming
-                          else _new_tokenizer(self.config, *self.train_pairs))
+        self.tokenizer = self.prepared.tokenizer()
+        if resuming and self.directory.load_tokenizer().serialized() != \
+                self.tokenizer.serialized():
+            raise ValueError(f"{self.prepared.path} was encoded with another SentencePiece "
+                             f"model than the run in {self.directory}; pass the data it was "
+                             f"trained on, --overwrite to start over, or a new --model-dir")
         self.directory.save_run_config(self.config, self.tokenizer)  # unchanged on resume
-        self.batches = _batches(self.tokenizer, self.config, self.train_pairs, shuffle=True)
+        self.batches = _batches(self.config, self.prepared.pairs(), shuffle=True)
         logger.info("batches: %.1f%% of padded target slots hold real tokens",
                     100 * self.batches.padding_efficiency)
         with precision_policy(training.precision):
@@ -215,7 +253,9 @@ class TrainingRun:
             float32_copy = (None if training.precision == "float32"
                             else self.directory.build_model(self.config))
             self.validator = Validator(self.model, self.tokenizer, self.config, *self.valid_pairs,
-                                       _batches(self.tokenizer, self.config, self.valid_pairs),
+                                       _batches(self.config, EncodedPairs.from_lists(
+                                           self.tokenizer.encode_source(self.valid_pairs[0]),
+                                           self.tokenizer.encode_target(self.valid_pairs[1]))),
                                        float32_copy=float32_copy)
 
     # The loop ----------------------------------------------------------------------------
@@ -356,8 +396,10 @@ class TrainingRun:
     def _report(self) -> None:
         self._read_losses()
         state = self.state
-        row = _training_row(state, len(self.batches),
-                            self.learning_rate or state.learning_rate(self.training))
+        # The rate of the last step, also in a resumed process that has not stepped yet.
+        last_rate = self.learning_rate or state.learning_rate(self.training,
+                                                              step=max(0, state.step - 1))
+        row = _training_row(state, len(self.batches), last_rate)
         if self.validator:
             row.update(self.validator.validate())
             if not math.isfinite(row["valid_loss"]):

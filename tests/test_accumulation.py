@@ -69,7 +69,7 @@ def test_groups_weights_and_fillers_of_an_epoch():
     rng = np.random.default_rng(4)
     sources = [[5] * int(n) for n in rng.integers(1, 12, 70)]
     targets = [[6] * int(n) for n in rng.integers(1, 12, 70)]
-    batches = ParallelBatches(sources, targets, batch_tokens=128, seed=2)
+    batches = ParallelBatches.from_lists(sources, targets, batch_tokens=128, seed=2)
     batches.set_epoch(3)
     assert len(batches) == 7
     accumulation = Accumulation(batches, 3)

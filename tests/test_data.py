@@ -50,7 +50,7 @@ def test_batches_cover_every_pair_once_within_the_token_budget(fixed_shapes):
     rng = np.random.default_rng(0)
     sources = [list(rng.integers(4, 50, rng.integers(1, 30))) for _ in range(300)]
     targets = [list(rng.integers(4, 50, rng.integers(1, 30))) for _ in range(300)]
-    batches = ParallelBatches(sources, targets, batch_tokens=256, seed=1,
+    batches = ParallelBatches.from_lists(sources, targets, batch_tokens=256, seed=1,
                               fixed_shapes=fixed_shapes)
     seen = []
     for index in range(len(batches)):
@@ -74,12 +74,12 @@ def test_fixed_shapes_give_one_shape_per_width():
     rng = np.random.default_rng(3)
     sources = [[5] * int(n) for n in rng.integers(1, 129, 5000)]
     targets = [[6] * int(n) for n in rng.integers(1, 128, 5000)]
-    batches = ParallelBatches(sources, targets, batch_tokens=3072, seed=1, multiple=8,
+    batches = ParallelBatches.from_lists(sources, targets, batch_tokens=3072, seed=1, multiple=8,
                               fixed_shapes=True)
     shapes = {batches.batch(i).source.shape + batches.batch(i).target_input.shape
               for i in range(len(batches))}
     assert len(shapes) == 16 and all(rows * width <= 3072 for rows, width, _, _ in shapes)
-    free = ParallelBatches(sources, targets, batch_tokens=3072, seed=1, multiple=8)
+    free = ParallelBatches.from_lists(sources, targets, batch_tokens=3072, seed=1, multiple=8)
     assert len({free.batch(i).source.shape + free.batch(i).target_input.shape
                 for i in range(len(free))}) > 16  # what a compiling backend met before
     assert 0.5 < batches.padding_efficiency <= 1
@@ -92,7 +92,7 @@ def test_batch_order_depends_on_seed_and_epoch_alone():
     targets = [[6] * (i % 7 + 1) for i in range(200)]
 
     def first_sources(seed, epoch):
-        batches = ParallelBatches(sources, targets, batch_tokens=64, seed=seed)
+        batches = ParallelBatches.from_lists(sources, targets, batch_tokens=64, seed=seed)
         batches.set_epoch(epoch)
         return [batches.batch(i).source.shape for i in range(len(batches))]
 
