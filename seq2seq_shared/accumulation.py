@@ -42,7 +42,9 @@ class Accumulation:
         return self.steps - len(self._group(index)) if self.ends_step(index) else 0
 
     def filler(self) -> Batch:
-        """An empty batch: one row, no target token; its weight 0 gives no gradient."""
-        target_input = pad([[BOS_ID]], self.batches.multiple)  # (1, width)
-        return Batch(source=pad([[EOS_ID]], self.batches.multiple), target_input=target_input,
-                     target_output=np.zeros_like(target_input))
+        """An empty batch: one row (one per device), no target token; its weight 0 gives no
+        gradient."""
+        rows = self.batches.row_multiple
+        target_input = pad([[BOS_ID]] * rows, self.batches.multiple)  # (rows, width)
+        return Batch(source=pad([[EOS_ID]] * rows, self.batches.multiple),
+                     target_input=target_input, target_output=np.zeros_like(target_input))

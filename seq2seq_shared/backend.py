@@ -116,10 +116,15 @@ def _jax_step(model: keras.Model, training: bool) -> Callable:
     groups = [model.trainable_variables, model.non_trainable_variables,
               *([model.optimizer.variables] if training else []), model.metrics_variables]
 
+    from .parallel import current
+
+    replicas = current()  # data parallel: each device gets its rows (parallel.py)
+    place = replicas.place if replicas is not None else (lambda array: array)
+
     def step(source, target_input, target_output, loss_weight=None):
         model.reset_metrics()
-        data = ({"source": source, "target_input": target_input}, target_output,
-                _row_weights(source, loss_weight))
+        data = ({"source": place(source), "target_input": place(target_input)},
+                place(target_output), place(_row_weights(source, loss_weight)))
         logs, state = compiled([[v.value for v in group] for group in groups], data)
         for group, values in zip(groups, state):
             for variable, value in zip(group, values):

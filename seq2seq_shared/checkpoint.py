@@ -34,9 +34,9 @@ def _variables(model) -> dict[str, list]:
 
 def arrays_of(model) -> dict[str, np.ndarray]:
     """Every model and optimizer variable's value, by checkpoint key."""
-    from keras import ops
+    from .parallel import to_numpy
 
-    return {f"{group}/{index:04d}": ops.convert_to_numpy(variable)
+    return {f"{group}/{index:04d}": to_numpy(variable.value)
             for group, variables in _variables(model).items()
             for index, variable in enumerate(variables)}
 

@@ -205,8 +205,18 @@ def _apply(options):
 @click.option("--overwrite", is_flag=True,
               help="Start over: delete the run that --model-dir holds instead of resuming it.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--devices", default="1", show_default=True, metavar="N|all",
+              help="Data parallel over N devices (all: every device of every process); "
+                   "needs KERAS_BACKEND=jax.")
+@click.option("--coordinator", metavar="HOST:PORT", default=None,
+              help="Several processes (hosts): process 0's address, the same in every one.")
+@click.option("--num-processes", type=click.IntRange(1), default=1, show_default=True,
+              help="Several processes: how many take part.")
+@click.option("--process-id", type=click.IntRange(0), default=0, show_default=True,
+              help="Several processes: this one's index (0 writes the model directory).")
 def train(data: tuple[Path, ...], model_dir: Path, valid, config_file: Path | None,
-          separate_vocab: bool | None, overwrite: bool, quiet: bool, **settings) -> None:
+          separate_vocab: bool | None, overwrite: bool, quiet: bool, devices: str,
+          coordinator: str | None, num_processes: int, process_id: int, **settings) -> None:
     """Train a model on a parallel corpus: SOURCE TARGET files (line i translates line i),
     or a PREPARED directory (see prepare).
 
@@ -220,6 +230,13 @@ def train(data: tuple[Path, ...], model_dir: Path, valid, config_file: Path | No
     if len(data) == 1 and not data[0].is_dir():
         raise click.UsageError(f"{data[0]}: a single path must be a directory written by "
                                f"`seq2seq-shared prepare`; or pass SOURCE TARGET files")
+    from .parallel import Cluster
+
+    try:
+        cluster = Cluster(devices=devices, coordinator=coordinator, processes=num_processes,
+                          process=process_id)
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
     _import_keras_quietly()
     from .train import train as run_training
 
@@ -229,7 +246,8 @@ def train(data: tuple[Path, ...], model_dir: Path, valid, config_file: Path | No
     config = config.updated({name: value for name, value in settings.items() if value is not None})
     valid_source, valid_target = valid if valid else (None, None)
     metrics = run_training(data[0], data[1] if len(data) == 2 else None, model_dir, config,
-                           valid_source, valid_target, overwrite=overwrite, progress=not quiet)
+                           valid_source, valid_target, overwrite=overwrite, progress=not quiet,
+                           cluster=None if cluster.single else cluster)
     click.echo(json.dumps(metrics))
 
 

@@ -134,6 +134,9 @@ class ParallelBatches:
         self.pairs = pairs
         self.index = np.arange(len(pairs)) if index is None else np.asarray(index)
         self.lengths = pairs.lengths  # (pairs, 2): source, target pieces
+        # Rows of a batch are padded (with empty rows) to a multiple of this: the devices
+        # of a data-parallel run (parallel.py). The plan does not depend on it.
+        self.row_multiple = 1
         self.batches = self._plan(batch_tokens)
         self.set_epoch(0)
 
@@ -200,9 +203,11 @@ class ParallelBatches:
         shape = {}
         if self.fixed_shapes:
             width = self.width(rows)
-            shape = dict(width=width, rows=self.rows(width))
-            # An empty row reads one eos, not nothing: no source is ever empty.
-            sources += [[EOS_ID]] * (shape["rows"] - len(rows))
+            shape = dict(width=width, rows=round_up(self.rows(width), self.row_multiple))
+        elif len(rows) % self.row_multiple:
+            shape = dict(rows=round_up(len(rows), self.row_multiple))
+        # An empty row reads one eos, not nothing: no source is ever empty.
+        sources += [[EOS_ID]] * (shape.get("rows", len(rows)) - len(rows))
         return Batch(source=pad(sources, self.multiple, **shape),
                      target_input=pad([inputs for inputs, _ in shifted], self.multiple, **shape),
                      target_output=pad([outputs for _, outputs in shifted], self.multiple,
@@ -210,9 +215,11 @@ class ParallelBatches:
 
     def planned(self, fixed_shapes: bool) -> "ParallelBatches":
         """The same pairs and settings, batched by the plan given."""
-        return ParallelBatches(self.pairs, batch_tokens=self.batch_tokens, seed=self.seed,
-                               shuffle=self.shuffle, multiple=self.multiple,
-                               fixed_shapes=fixed_shapes, index=self.index)
+        batches = ParallelBatches(self.pairs, batch_tokens=self.batch_tokens, seed=self.seed,
+                                  shuffle=self.shuffle, multiple=self.multiple,
+                                  fixed_shapes=fixed_shapes, index=self.index)
+        batches.row_multiple = self.row_multiple
+        return batches
 
     def target_tokens(self, index: int) -> int:
         """Real target tokens (eos included) of the `index`-th batch of the epoch's order."""

@@ -59,7 +59,7 @@ class PrepareSettings:
     joint_vocab: bool = True
     vocab_size: int = 8000
     model_type: str = "unigram"
-    sample_lines: int = 1_000_000
+    sample_lines: int = 300_000
     seed: int = 1234
     max_length: int | None = 128
 

@@ -237,7 +237,10 @@ class FollowerDir(RunDir):
         return Path(os.devnull)
 
     def save_run_config(self, config: Config, tokenizer) -> None:
-        pass
+        self.sizes = (tokenizer.source_vocab_size, tokenizer.target_vocab_size)
+
+    def vocab_sizes(self) -> tuple[int, int]:
+        return self.sizes  # the run's own: the chief may not have written config.json yet
 
     def save_checkpoint(self, arrays: dict[str, np.ndarray], state: RunState, keep: int) -> None:
         pass

@@ -18,7 +18,7 @@ logger = logging.getLogger(__name__)
 
 
 def train_sentencepiece(lines: Sequence[str], vocab_size: int, model_type: str = "unigram",
-                        sample_lines: int = 1_000_000, seed: int = 1234) -> bytes:
+                        sample_lines: int = 300_000, seed: int = 1234) -> bytes:
     """Train a SentencePiece model in memory and return its serialized bytes.
 
     `vocab_size` is an upper bound: on small corpora SentencePiece stops at the largest
@@ -41,7 +41,7 @@ def train_sentencepiece(lines: Sequence[str], vocab_size: int, model_type: str =
 
 
 def train_tokenizer(sources: Sequence[str], targets: Sequence[str], joint: bool, vocab_size: int,
-                    model_type: str = "unigram", sample_lines: int = 1_000_000,
+                    model_type: str = "unigram", sample_lines: int = 300_000,
                     seed: int = 1234) -> "Tokenizer":
     """SentencePiece on the training text: one model for both sides (joint) or one each."""
     options = dict(vocab_size=vocab_size, model_type=model_type, sample_lines=sample_lines,

@@ -8,6 +8,7 @@ uninterrupted run. Validation is `validation.py`'s; the directory's files `model
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import signal
@@ -17,14 +18,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from . import checkpoint
+from . import checkpoint, parallel
 from .accumulation import Accumulation
 from .config import Config, TrainingConfig
 from .data import Batch, ParallelBatches, read_parallel, within_lengths
 from .encoded import EncodedPairs
 from .model_dir import file_sha256
 from .prepared import PreparedCorpus, PrepareSettings, prepare
-from .run_dir import RunDir
+from .parallel import Cluster
+from .run_dir import FollowerDir, RunDir
 from .run_context import TrainingInterrupted, log_to, progress_bar, stop_requests
 from .run_state import RunState, Window
 from .tokenizer import Tokenizer
@@ -34,26 +36,37 @@ logger = logging.getLogger(__name__)
 
 def train(source_path: Path, target_path: Path | None, model_dir: Path | str, config: Config,
           valid_source_path: Path | None = None, valid_target_path: Path | None = None,
-          overwrite: bool = False, progress: bool = True) -> dict[str, Any]:
+          overwrite: bool = False, progress: bool = True,
+          cluster: Cluster | None = None) -> dict[str, Any]:
     """Train a model into `model_dir`, resuming the run already there; returns the last metrics.
 
     The corpus: text files `source_path` / `target_path`, which are prepared into the model
     directory first (`prepared.py`: checked, tokenized, encoded once), or with
-    `target_path=None`, a directory that `prepare` wrote.
+    `target_path=None`, a directory that `prepare` wrote. `cluster`: data parallel over
+    several devices or processes (`parallel.py`).
     """
-    directory = RunDir(model_dir)
     valid_paths = ((valid_source_path, valid_target_path)
                    if valid_source_path is not None and valid_target_path is not None else None)
-    created = directory.create()  # fail now, not after the work
+    if cluster is not None and cluster.processes > 1 and target_path is not None:
+        raise ValueError("several processes train on a prepared corpus, which each reads: "
+                         "run `seq2seq-shared prepare SOURCE TARGET PREPARED` once, then "
+                         "`seq2seq-shared train PREPARED ...` in every process")
+    replicas = parallel.start(cluster) if cluster is not None else None  # before any model
     try:
-        with directory.lock():
-            directory.remove_temporaries()
-            return _run(directory, config, source_path, target_path, valid_paths, overwrite,
-                        progress)
-    except BaseException:
-        if created is not None:
-            directory.remove_if_unused(created)
-        raise
+        directory = (RunDir(model_dir) if replicas is None or replicas.chief
+                     else FollowerDir(model_dir))  # only the chief writes
+        created = directory.create()  # fail now, not after the work
+        try:
+            with directory.lock():
+                directory.remove_temporaries()
+                return _run(directory, config, source_path, target_path, valid_paths,
+                            overwrite, progress)
+        except BaseException:
+            if created is not None:
+                directory.remove_if_unused(created)
+            raise
+    finally:
+        parallel.stop()
 
 
 def _run(directory: RunDir, config: Config, source_path: Path, target_path: Path | None,
@@ -85,7 +98,9 @@ def _prepare_text(directory: RunDir, source_path: Path, target_path: Path, confi
     path = directory.prepared_path
     if PreparedCorpus.is_prepared(path):
         existing = PreparedCorpus(path)
-        if existing.settings == settings:
+        # A resume may pass another sample size: the run's SentencePiece model exists.
+        if existing.settings == (dataclasses.replace(settings, sample_lines=existing.settings
+                                                     .sample_lines) if resuming else settings):
             changed = existing.changed(source_path, target_path)
             if not changed:
                 logger.info("reading the corpus as prepared in %s (%d pairs)", path,
@@ -159,9 +174,14 @@ def _batches(config: Config, pairs: EncodedPairs, shuffle: bool = False) -> Para
 
     training = config.training
     index = within_lengths(pairs, (config.model.max_source_length, training.max_target_length))
-    return ParallelBatches(pairs, batch_tokens=training.batch_tokens,
-                           multiple=backend.shape_multiple(), seed=training.seed, shuffle=shuffle,
-                           fixed_shapes=not backend.dynamic_shapes(), index=index)
+    batches = ParallelBatches(pairs, batch_tokens=training.batch_tokens,
+                              multiple=backend.shape_multiple(), seed=training.seed,
+                              shuffle=shuffle, fixed_shapes=not backend.dynamic_shapes(),
+                              index=index)
+    replicas = parallel.current()
+    if replicas is not None:  # every device gets rows
+        batches.row_multiple = replicas.devices
+    return batches
 
 
 class TrainingRun:
@@ -194,7 +214,7 @@ class TrainingRun:
 
         self._set_up(resuming)
         self.tensorboard = (backend.tensorboard_writer(self.directory.tensorboard_path)
-                            if self.training.tensorboard else None)
+                            if self.training.tensorboard and self.directory.writes else None)
         self.started = time.perf_counter() - self.state.seconds
         try:
             with stop_requests() as self.stop_requests:
@@ -417,13 +437,17 @@ class TrainingRun:
                                                   if k not in ("epoch", "step")})
         self._checkpoint()
 
+    def _save_weights(self) -> None:
+        with parallel.outside():  # the chief alone writes
+            self.directory.save_weights(self.model)
+
     def _track_best(self, row: dict[str, Any]) -> None:
         if not self.validator:
-            self.directory.save_weights(self.model)  # the latest is the one to use
+            self._save_weights()  # the latest is the one to use
             return
         if self.state.record(self.training, {"bleu": row["valid_bleu"],
                                              "loss": row["valid_loss"]}):
-            self.directory.save_weights(self.model)
+            self._save_weights()
             logger.info("new best validation %s: %s (saved)", self.state.best.metric,
                         self.state.best.value)
 
