@@ -189,7 +189,8 @@ def scan_corpus(source_path: Path | str, target_path: Path | str,
         side.finish(report)
         report.sha256[name] = side.digest.hexdigest()
     report.source_lines, report.target_lines = source.lines, target.lines
-    if source.lines != target.lines:
+    if source.lines != target.lines:  # pairs of misaligned lines mean nothing
+        report.dropped, report.identical, report.kept = {}, [], 0
         line = first_divergence(source.lengths, target.lengths)
         report.errors.insert(0, (
             f"{source_path} has {source.lines} lines but {target_path} has "

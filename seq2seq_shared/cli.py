@@ -220,7 +220,7 @@ def train(data: tuple[Path, ...], model_dir: Path, valid, config_file: Path | No
     """Train a model on a parallel corpus: SOURCE TARGET files (line i translates line i),
     or a PREPARED directory (see prepare).
 
-    Files are checked (see check-data) and prepared into MODEL_DIR/data first. Run the
+    Files are checked (see check-data) and prepared into MODEL_DIR/prepared-corpus first. Run the
     same command again to resume an interrupted run exactly where its last checkpoint
     left it; Ctrl-C saves one.
     """
@@ -307,9 +307,9 @@ def check_data(source: Path, target: Path, max_length: int | None, as_json: bool
     target being one file or mostly identical pairs) and dropped or duplicate pairs are
     reported with their line numbers.
     """
-    from .check import check_corpus
+    from .check import scan_corpus
 
-    report = check_corpus(source, target, max_length)
+    report = scan_corpus(source, target, max_length)  # streaming: the text is not kept
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:

@@ -19,6 +19,7 @@ from .tokenizer import BOS_ID, EOS_ID, PAD_ID
 logger = logging.getLogger(__name__)
 
 PAD_TO_MULTIPLE = 8  # default rounding of lengths, so compiled steps see few distinct shapes
+RELEASE_EVERY = 256  # batches between releases of a memory-mapped corpus's pages
 
 
 def round_up(length: int, multiple: int) -> int:
@@ -197,6 +198,8 @@ class ParallelBatches:
 
     def batch(self, index: int) -> Batch:
         """The `index`-th batch of the current epoch's order."""
+        if index % RELEASE_EVERY == RELEASE_EVERY - 1:
+            self.pairs.release()  # resident memory stays flat over an epoch
         rows = self.batches[self._order[index]]
         shifted = [teacher_forcing(self.pairs.target(i)) for i in rows]
         sources = [self.pairs.source(i) for i in rows]  # natural order

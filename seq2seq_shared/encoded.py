@@ -7,7 +7,10 @@ read them. NumPy only.
 """
 from __future__ import annotations
 
+import mmap
+import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -41,6 +44,49 @@ class EncodedPairs:
 
     def target(self, index: int) -> np.ndarray:
         return self.target_ids[self.target_offsets[index]:self.target_offsets[index + 1]]
+
+    def release(self) -> None:
+        """Let go of the memory-mapped offsets' pages read so far. The operating system
+        keeps them in its page cache (a later read costs no disk access), but no longer
+        counts them in this process's resident memory. Nothing for arrays in memory."""
+        for array in (self.source_offsets, self.target_offsets):
+            mapping = getattr(array, "_mmap", None)  # memory-mapped arrays only
+            if mapping is not None and hasattr(mapping, "madvise"):
+                mapping.madvise(mmap.MADV_DONTNEED)
+
+
+class FileIds:
+    """A flat id array in a file, read slice by slice (`ids[start:stop]`) with `pread`.
+
+    Memory-mapping the ids would do the same reads, but the kernel maps 16 pages around
+    every page a batch touches, and a batch's pairs lie anywhere in the file: within a few
+    hundred batches the whole file counts in the process's resident memory (measured: the
+    5M-pair corpus's 485 MB). Read with `pread`, the file stays in the page cache only,
+    which the kernel reclaims as it needs.
+    """
+
+    def __init__(self, path: Path, dtype: str, length: int):
+        self.path, self.dtype, self.length = path, np.dtype(dtype), length
+        self.descriptor = os.open(path, os.O_RDONLY)
+        if hasattr(os, "posix_fadvise"):  # no read-ahead: a batch's pairs are scattered
+            os.posix_fadvise(self.descriptor, 0, 0, os.POSIX_FADV_RANDOM)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, where: slice) -> np.ndarray:
+        start, stop = int(where.start), int(where.stop)
+        size = self.dtype.itemsize
+        return np.frombuffer(os.pread(self.descriptor, (stop - start) * size, start * size),
+                             self.dtype)
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:  # the whole array, in memory
+        return np.fromfile(self.path, self.dtype).astype(dtype or self.dtype, copy=False)
+
+    def __del__(self) -> None:
+        descriptor = getattr(self, "descriptor", None)
+        if descriptor is not None:
+            os.close(descriptor)
 
 
 def _flat(sequences: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:

@@ -17,7 +17,7 @@
     tensorboard/           TensorBoard event files (TensorFlow backend)
     compile_cache/         JAX's compiled programs, so a resume compiles nothing again
                            (JAX backend; specific to the machine, safe to delete)
-    data/                  the training corpus prepared (`prepared.py`) when `train` was
+    prepared-corpus/       the training corpus prepared (`prepared.py`) when `train` was
                            given text files: what a resume reads instead of the corpus
 
 Every file is written through `files.atomic_write`: a crash leaves the old or the new
@@ -56,7 +56,7 @@ LOG = "train.log"
 CHECKPOINTS = "checkpoints"
 TENSORBOARD = "tensorboard"
 COMPILE_CACHE = "compile_cache"
-PREPARED = "data"
+PREPARED = "prepared-corpus"
 CHECKPOINT_NAME = re.compile(r"step-(\d+)\.npz")
 MANAGED = (CONFIG, JOINT_SPM, SOURCE_SPM, TARGET_SPM, WEIGHTS, CHECKSUMS, STATE, METRICS, LOG)
 

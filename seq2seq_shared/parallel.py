@@ -70,16 +70,37 @@ class Replicas:
         return self.process == 0
 
     def place(self, array: np.ndarray | None):
-        """A global batch array (rows: a multiple of the devices) as a JAX array sharded by
-        rows over the devices, from this process's share of the rows."""
+        """A global batch array (rows: a multiple of the devices), which every process
+        holds whole, as a JAX array sharded by rows: each device of this process gets
+        the rows the distribution's layout gives it."""
         if array is None:
             return None
         import jax
 
-        share = len(array) // self.processes
-        local = array[self.process * share:(self.process + 1) * share]
         layout = self.distribution.get_data_layout(array.shape).backend_layout
-        return jax.make_array_from_process_local_data(layout, local, array.shape)
+        return jax.make_array_from_callback(array.shape, layout, lambda index: array[index])
+
+    def agreed(self, flag: bool) -> bool:
+        """True if `flag` is true in any process: decisions that change which collective
+        comes next (stop now, a signal, a time limit on one clock) are taken by all."""
+        if self.processes == 1:
+            return flag
+        from jax.experimental import multihost_utils
+
+        return bool(np.any(multihost_utils.process_allgather(np.array(flag))))
+
+    def check_same(self, value: int, what: str) -> None:
+        """Refuse to go on unless every process has the same `value` (what it resumed
+        from, how many batches it planned): replicas that disagree would drift apart."""
+        if self.processes == 1:
+            return
+        from jax.experimental import multihost_utils
+
+        values = np.asarray(multihost_utils.process_allgather(np.array(value))).ravel()
+        if (values != values[0]).any():
+            raise ValueError(f"the processes disagree on {what} ({values.tolist()}, by "
+                             f"process): give them the same command, data and model "
+                             f"directory (a shared filesystem, the same path)")
 
 
 _current: Replicas | None = None
@@ -108,19 +129,23 @@ def start(cluster: Cluster) -> Replicas | None:
         keras.distribution.initialize(job_addresses=cluster.coordinator,
                                       num_processes=cluster.processes,
                                       process_id=cluster.process)
-    available = keras.distribution.list_devices()
+    import jax
+
+    available = jax.devices()
     count = len(available) if cluster.devices == "all" else int(cluster.devices)
     if count > len(available) or count % cluster.processes:
         raise ValueError(f"--devices {cluster.devices}: {len(available)} device(s) are "
                          f"available to {cluster.processes} process(es), and every process "
                          f"needs the same number; pass at most {len(available)}, a multiple "
                          f"of {cluster.processes}, or 'all'")
-    distribution = keras.distribution.DataParallel(devices=available[:count])
+    each = count // cluster.processes  # the first `each` devices of every process
+    chosen = [f"{device.platform}:{device.id}" for process in range(cluster.processes)
+              for device in [d for d in available if d.process_index == process][:each]]
+    distribution = keras.distribution.DataParallel(devices=chosen)
     keras.distribution.set_distribution(distribution)
     _current = Replicas(distribution, count, cluster.process, cluster.processes)
     logger.info("data parallel on %d device(s) (%s), process %d of %d", count,
-                ", ".join(str(d) for d in available[:count]), cluster.process,
-                cluster.processes)
+                ", ".join(chosen), cluster.process, cluster.processes)
     return _current
 
 

@@ -13,7 +13,8 @@ a prepared directory's layout:
     lines                  (pairs,) int32: each pair's 1-based line in the corpus files
 
 The arrays are raw little-endian files (like fairseq's .bin/.idx), appended to chunk by
-chunk while encoding and memory-mapped with `numpy.memmap` when read. `prepare` streams:
+chunk while encoding. Training holds the length index in memory, memory-maps the offsets
+(`numpy.memmap`) and reads each batch's ids from the files (`encoded.FileIds`). `prepare` streams:
 one pass checks the corpus (`check.scan_corpus`: the messages of `check-data`), hashes
 the files and samples lines for SentencePiece; a second encodes the kept pairs. Memory
 holds the sample and a few bytes per pair, never the corpus. It writes into a temporary
@@ -38,7 +39,7 @@ import numpy as np
 
 from . import __version__
 from .check import CorpusReport, scan_corpus
-from .encoded import EncodedPairs
+from .encoded import EncodedPairs, FileIds
 from .model_dir import file_sha256
 
 logger = logging.getLogger(__name__)
@@ -80,6 +81,10 @@ class PreparedCorpus:
         self.path = Path(path)
         manifest = self.path / MANIFEST
         if not self.path.is_dir():
+            hidden = sorted(self.path.parent.glob(f".{self.path.name}.old-*/{self.path.name}"))
+            if hidden:  # a prepare --overwrite killed between its two renames
+                raise FileNotFoundError(f"{self.path}: missing, but the previous one is in "
+                                        f"{hidden[-1]}: move it back, or prepare again")
             raise FileNotFoundError(f"{self.path}: no such directory; make it with "
                                     f"`seq2seq-shared prepare SOURCE TARGET {self.path}`")
         try:
@@ -127,7 +132,8 @@ class PreparedCorpus:
         return Tokenizer(models[SOURCE_SPM], models[TARGET_SPM])
 
     def pairs(self) -> EncodedPairs:
-        """The pairs, memory-mapped: nothing is read until a batch asks for it."""
+        """The pairs: their length index in memory, offsets memory-mapped, ids read as
+        batches ask for them (`encoded.FileIds`)."""
         count, ids = self.manifest["pairs"], self.manifest["ids_dtype"]
 
         def array(name: str, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
@@ -141,10 +147,14 @@ class PreparedCorpus:
             return np.memmap(path, dtype=np.dtype(dtype).newbyteorder("<"), mode="r",
                              shape=shape)
 
+        def file_ids(name: str, length: int) -> FileIds:
+            array(name, ids, (length,))  # checks the size
+            return FileIds(self.path / name, np.dtype(ids).newbyteorder("<"), length)
+
         tokens = self.manifest["tokens"]
-        return EncodedPairs(array("source.ids", ids, (tokens["source"],)),
+        return EncodedPairs(file_ids("source.ids", tokens["source"]),
                             array("source.offsets", "int64", (count + 1,)),
-                            array("target.ids", ids, (tokens["target"],)),
+                            file_ids("target.ids", tokens["target"]),
                             array("target.offsets", "int64", (count + 1,)),
                             lengths=np.array(array("lengths", "int32", (count, 2))))
 
@@ -170,9 +180,14 @@ def prepare(source_path: Path | str, target_path: Path | str, directory: Path | 
     one instead of training SentencePiece (a run that began before its data was prepared).
     """
     directory = Path(directory)
-    if directory.exists() and not overwrite:
-        raise ValueError(f"{directory}: already exists; choose a new directory, or pass "
-                         f"--overwrite to prepare it again")
+    if directory.exists():
+        if not overwrite:
+            raise ValueError(f"{directory}: already exists; choose a new directory, or pass "
+                             f"--overwrite to prepare it again")
+        if not (PreparedCorpus.is_prepared(directory) or
+                (directory.is_dir() and not any(directory.iterdir()))):
+            raise ValueError(f"{directory}: not a prepared corpus (no {MANIFEST}), so "
+                             f"--overwrite leaves it alone; choose a new directory")
     sample = _Sample(settings, wanted=tokenizer is None)
     report = scan_corpus(source_path, target_path, settings.max_length, sample.add)
     _refuse_if_unusable(report)
@@ -180,6 +195,7 @@ def prepare(source_path: Path | str, target_path: Path | str, directory: Path | 
         logger.warning("%s", line)
     if tokenizer is None:
         tokenizer = sample.tokenizer()
+    del sample  # its lines, before the encoding pass
     directory.parent.mkdir(parents=True, exist_ok=True)
     temporary = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
     umask = os.umask(0)
@@ -205,7 +221,12 @@ def _replace(directory: Path, new: Path) -> None:
     if directory.exists():
         old = Path(tempfile.mkdtemp(prefix=f".{directory.name}.old-", dir=directory.parent))
         os.rename(directory, old / directory.name)
-    os.rename(new, directory)
+    try:
+        os.rename(new, directory)
+    except BaseException:
+        if old is not None:  # put the old one back
+            os.rename(old / directory.name, directory)
+        raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 

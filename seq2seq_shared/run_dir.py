@@ -42,9 +42,16 @@ class RunDir(ModelDir):
 
     def holds_only_run_leftovers(self) -> bool:
         """True if all that is here is what a run writes before its config (log, temporaries)."""
-        return all(path.name in (LOG, CHECKPOINTS, TENSORBOARD, COMPILE_CACHE, PREPARED)
-                   or path.name.startswith(".")
+        return all(path.name in (LOG, CHECKPOINTS, TENSORBOARD, COMPILE_CACHE)
+                   or path.name.startswith(".") or self._is_our_prepared(path)
                    for path in self.path.iterdir())
+
+    @staticmethod
+    def _is_our_prepared(path: Path) -> bool:
+        """Whether `path` is the corpus a run prepared here (never a user's folder)."""
+        from .prepared import PreparedCorpus
+
+        return path.name == PREPARED and PreparedCorpus.is_prepared(path)
 
     def has_config(self) -> bool:
         return self.config_path.exists()
@@ -54,9 +61,10 @@ class RunDir(ModelDir):
         `keep_prepared`: keep its prepared corpus, which the run's next start may reuse."""
         for name in MANAGED:
             (self.path / name).unlink(missing_ok=True)
-        for name in (CHECKPOINTS, TENSORBOARD, COMPILE_CACHE,
-                     *(() if keep_prepared else (PREPARED,))):
+        for name in (CHECKPOINTS, TENSORBOARD, COMPILE_CACHE):
             shutil.rmtree(self.path / name, ignore_errors=True)
+        if not keep_prepared and self._is_our_prepared(self.prepared_path):
+            shutil.rmtree(self.prepared_path, ignore_errors=True)
         self.remove_temporaries()
 
     def create(self) -> Path | None:
@@ -127,11 +135,12 @@ class RunDir(ModelDir):
     def remove_temporaries(self) -> None:
         """Delete what writes killed midway left (`.NAME.tmp-*`); call it holding the lock."""
         for folder in (self.path, self.path / CHECKPOINTS):
-            for leftover in [*folder.glob(".*.tmp-*"), *folder.glob(".*.old-*")]:
-                if leftover.is_dir():  # a prepared corpus (prepared.py)
-                    shutil.rmtree(leftover, ignore_errors=True)
-                else:
+            for leftover in folder.glob(".*.tmp-*"):
+                if leftover.is_file():
                     leftover.unlink(missing_ok=True)
+        for pattern in (f".{PREPARED}.tmp-*", f".{PREPARED}.old-*"):  # prepared.py's, only
+            for leftover in self.path.glob(pattern):
+                shutil.rmtree(leftover, ignore_errors=True)
 
     def save_run_config(self, config: Config, tokenizer) -> None:
         """Write the SentencePiece model(s), then config.json with their sha256 (on a

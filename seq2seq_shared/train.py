@@ -96,20 +96,27 @@ def _prepare_text(directory: RunDir, source_path: Path, target_path: Path, confi
     a restart before the first checkpoint, reads it instead of the corpus."""
     settings = PrepareSettings.of(config)
     path = directory.prepared_path
+    if path.exists() and not PreparedCorpus.is_prepared(path):
+        raise ValueError(f"{path}: in the way of the run's prepared corpus, and not one "
+                         f"itself; move it out of the model directory")
+    existing = None
     if PreparedCorpus.is_prepared(path):
-        existing = PreparedCorpus(path)
-        # A resume may pass another sample size: the run's SentencePiece model exists.
-        if existing.settings == (dataclasses.replace(settings, sample_lines=existing.settings
-                                                     .sample_lines) if resuming else settings):
-            changed = existing.changed(source_path, target_path)
-            if not changed:
-                logger.info("reading the corpus as prepared in %s (%d pairs)", path,
-                            len(existing))
-                return existing
-            if resuming:  # refused before its prepared data is replaced
-                raise ValueError(f"{directory} was trained on other data ({', '.join(changed)} "
-                                 f"changed since the run began); pass the same files to "
-                                 f"resume, --overwrite to start over, or a new --model-dir")
+        try:
+            existing = PreparedCorpus(path)
+        except ValueError as error:  # damaged: prepared again below
+            logger.warning("%s; preparing the corpus again", error)
+    # A resume may pass another sample size: the run's SentencePiece model exists.
+    if existing is not None and existing.settings == (
+            dataclasses.replace(settings, sample_lines=existing.settings.sample_lines)
+            if resuming else settings):
+        changed = existing.changed(source_path, target_path)
+        if not changed:
+            logger.info("reading the corpus as prepared in %s (%d pairs)", path, len(existing))
+            return existing
+        if resuming:  # refused before its prepared data is replaced
+            raise ValueError(f"{directory} was trained on other data ({', '.join(changed)} "
+                             f"changed since the run began); pass the same files to "
+                             f"resume, --overwrite to start over, or a new --model-dir")
     # A run saved before prepared data existed resumes with its own tokenizer.
     tokenizer = directory.load_tokenizer() if resuming else None
     logger.info("preparing %s / %s in %s", source_path, target_path, path)
@@ -261,6 +268,10 @@ class TrainingRun:
                         self.state.step, self.state.epoch + 1, self.state.batch)
             if self.state.fixed_shapes != self.batches.fixed_shapes:  # the run's own plan
                 self.batches = self.batches.planned(self.state.fixed_shapes)
+        replicas = parallel.current()
+        if replicas is not None:  # followers resume on their own: the same point as the chief?
+            replicas.check_same(self.state.step, "the step the run resumes from")
+            replicas.check_same(len(self.batches), "the batches per epoch")
         self.state.fixed_shapes = self.batches.fixed_shapes
         if training.accumulate_steps > 1:
             self.accumulation = Accumulation(self.batches, training.accumulate_steps)
@@ -285,7 +296,11 @@ class TrainingRun:
 
     def _stop_reason(self) -> str | None:
         self._update_seconds()
-        return self.state.stop_reason(self.training, validating=self.validator is not None)
+        reason = self.state.stop_reason(self.training, validating=self.validator is not None)
+        replicas = parallel.current()  # several processes stop together
+        if replicas is not None and replicas.agreed(reason is not None) and reason is None:
+            reason = "another process of the run stopped (its time limit)"
+        return reason
 
     def _train(self) -> None:
         reason = self._stop_reason()
@@ -399,9 +414,11 @@ class TrainingRun:
             f"checkpoint")
 
     def _check_stop_requests(self) -> None:
-        if not self.stop_requests:
+        replicas = parallel.current()  # a signal to one process stops them all
+        requested = bool(self.stop_requests)
+        if not (requested if replicas is None else replicas.agreed(requested)):
             return
-        number = self.stop_requests[0]
+        number = self.stop_requests[0] if requested else signal.SIGTERM
         if self.state.step:
             self._checkpoint()
             saved = f"saved a checkpoint at step {self.state.step} in {self.directory}"

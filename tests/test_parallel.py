@@ -45,9 +45,10 @@ def assert_same_training(model_dir, reference_dir):
     arrays, state = final(model_dir)
     reference, reference_state = final(reference_dir)
     assert state["step"] == reference_state["step"]
-    losses = [row["train_loss"] for row in state["history"]]
-    reference_losses = [row["train_loss"] for row in reference_state["history"]]
-    np.testing.assert_allclose(losses, reference_losses, rtol=1e-4)
+    for key in ("train_loss", "valid_loss"):  # per epoch
+        losses = [row.get(key, np.nan) for row in state["history"]]
+        reference_losses = [row.get(key, np.nan) for row in reference_state["history"]]
+        np.testing.assert_allclose(losses, reference_losses, rtol=1e-4, err_msg=key)
     assert sorted(arrays) == sorted(reference)
     for key in arrays:
         np.testing.assert_allclose(arrays[key], reference[key], atol=1e-5, err_msg=key)
@@ -61,17 +62,23 @@ def prepared(numbers_corpus, tmp_path_factory):
     return directory
 
 
+def valid_options(corpus):
+    return ["--valid", str(corpus / "train.en"), str(corpus / "train.de")]
+
+
 @pytest.fixture(scope="module")
-def one_device(prepared):
-    """The reference: one device, 2 epochs."""
+def one_device(prepared, numbers_corpus):
+    """The reference: one device, 2 epochs, validated (the best weights are kept)."""
     model_dir = prepared.parent / "one_device"
-    seq2seq("train", prepared, "--model-dir", model_dir, *RUN)
+    seq2seq("train", prepared, "--model-dir", model_dir, *RUN, *valid_options(numbers_corpus))
     return model_dir
 
 
-def test_two_virtual_devices_follow_the_one_device_loss_curve(prepared, one_device):
+def test_two_virtual_devices_follow_the_one_device_loss_curve(prepared, one_device,
+                                                             numbers_corpus):
     model_dir = prepared.parent / "two_devices"
     done = seq2seq("train", prepared, "--model-dir", model_dir, *RUN, "--devices", "2",
+                   *valid_options(numbers_corpus),
                    env={"XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
     assert "data parallel on 2 device(s)" in done.stderr
     assert_same_training(model_dir, one_device)
@@ -112,23 +119,29 @@ def two_processes(prepared, model_dir, *extra):
 def test_two_processes_on_loopback_train_one_model_directory_and_resume(prepared, one_device,
                                                                         numbers_corpus):
     model_dir = prepared.parent / "two_processes"
-    first = two_processes(prepared, model_dir, "--epochs", "1")
+    valid = valid_options(numbers_corpus)
+    first = two_processes(prepared, model_dir, "--epochs", "1", *valid)
+    assert "valid_bleu" in first[0]  # validated (greedy decoding) in both processes
     assert first[0] == first[1] and first[0]["epoch"] == 1.0  # the same figures in both
-    resumed = two_processes(prepared, model_dir, "--epochs", "2")  # both resume step 4
+    resumed = two_processes(prepared, model_dir, "--epochs", "2", *valid)
     assert resumed[0]["epoch"] == 2.0
     assert_same_training(model_dir, one_device)
-    source = numbers_corpus / "train.en"
-    translations = [seq2seq("translate", "--model-dir", directory, "-i", source).stdout
+    source = numbers_corpus / "train.en"  # translated here, under TensorFlow: portable
+    translations = [CliRunner().invoke(main, ["translate", "--model-dir", str(directory),
+                                              "-i", str(source)]).stdout
                     for directory in (model_dir, one_device)]
     assert translations[0] == translations[1]
     assert len(translations[0].splitlines()) == 200
 
 
-def test_batches_get_empty_rows_up_to_a_multiple_of_the_devices():
+@pytest.mark.parametrize("fixed_shapes", [False, True])
+def test_batches_get_empty_rows_up_to_a_multiple_of_the_devices(fixed_shapes):
     sources = [[5] * n for n in range(1, 12)]
     targets = [[6] * n for n in range(1, 12)]
-    batches = ParallelBatches.from_lists(sources, targets, batch_tokens=30, seed=1)
+    batches = ParallelBatches.from_lists(sources, targets, batch_tokens=30, seed=1,
+                                         fixed_shapes=fixed_shapes)
     plain = [batches.batch(i) for i in range(len(batches))]
+    assert any(len(batch.source) % 4 for batch in plain)  # the padding has work to do
     batches.row_multiple = 4
     for index, batch in enumerate(plain):
         padded = batches.batch(index)

@@ -1,7 +1,8 @@
 """`prepare`: the corpus checked, tokenized and encoded once into memory-mapped arrays, and
-`train` reading them; text files go through the same path (into MODEL_DIR/data)."""
+`train` reading them; text files go through the same path (into MODEL_DIR/prepared-corpus)."""
 import hashlib
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -41,7 +42,7 @@ def test_prepare_encodes_the_kept_pairs_with_their_lines_and_the_files_sha256(tm
     assert record["dropped"]["with an empty side"]["first_lines"] == [2]
     assert record["duplicates"]["first_lines"] == [4]
     pairs, tokenizer = corpus.pairs(), corpus.tokenizer()
-    assert isinstance(pairs.source_ids, np.memmap)
+    assert isinstance(pairs.source_offsets, np.memmap)  # read as batches ask, not loaded
     kept = [("one two", "eins zwei"), ("three", "drei"), ("one two", "eins zwei"),
             ("five six seven", "fuenf")]
     assert len(pairs) == len(corpus) == 4
@@ -94,7 +95,7 @@ def test_training_on_a_prepared_directory_equals_training_on_the_files(numbers_c
     assert from_files.exit_code == 0, from_files.output
     assert from_prepared.exit_code == 0, from_prepared.output
     vocabularies = [PreparedCorpus(path).manifest["sentencepiece_sha256"]
-                    for path in (tmp_path / "files" / "data", tmp_path / "prepared")]
+                    for path in (tmp_path / "files" / "prepared-corpus", tmp_path / "prepared")]
     assert vocabularies[0] == vocabularies[1]
     files, files_state = checkpoint.read(
         sorted((tmp_path / "files" / "checkpoints").glob("*.npz"))[-1])
@@ -157,3 +158,33 @@ def test_the_vectorised_plan_equals_the_loop_it_replaced(batch_tokens, multiple)
     batches = ParallelBatches(pairs, batch_tokens=batch_tokens, seed=3, multiple=multiple)
     assert [b.tolist() for b in batches.batches] == _plan_one_pair_at_a_time(
         lengths, batch_tokens, multiple, seed=3)
+
+
+def test_a_run_saved_before_prepared_data_resumes_with_its_own_vocabulary(numbers_corpus,
+                                                                          tmp_path):
+    source, target = numbers_corpus / "train.en", numbers_corpus / "train.de"
+    model_dir = tmp_path / "model"
+    assert invoke("train", source, target, "--model-dir", model_dir, *TINY, "--epochs", "1"
+                  ).exit_code == 0
+    shutil.rmtree(model_dir / "prepared-corpus")  # as the previous version left its directories
+    resumed = invoke("train", source, target, "--model-dir", model_dir, *TINY)
+    assert resumed.exit_code == 0, resumed.output
+    assert json.loads(resumed.output.splitlines()[-1])["epoch"] == 2.0
+    recorded = json.loads((model_dir / "config.json").read_text())["vocab"]
+    assert PreparedCorpus(model_dir / "prepared-corpus").manifest["sentencepiece_sha256"] == \
+        recorded["sentencepiece_sha256"]  # encoded with the run's SentencePiece model
+
+
+def test_overwrite_never_deletes_a_folder_that_is_not_ours(numbers_corpus, tmp_path):
+    source, target = numbers_corpus / "train.en", numbers_corpus / "train.de"
+    users = tmp_path / "mine"
+    users.mkdir()
+    (users / "notes.txt").write_text("keep me")
+    result = invoke("prepare", source, target, users, "--overwrite")
+    assert result.exit_code == 1 and "not a prepared corpus" in result.output
+    model_dir = tmp_path / "model"
+    (model_dir / "prepared-corpus").mkdir(parents=True)
+    (model_dir / "prepared-corpus" / "notes.txt").write_text("keep me too")
+    result = invoke("train", source, target, "--model-dir", model_dir, *TINY, "--overwrite")
+    assert result.exit_code == 1 and "move it out of the model directory" in result.output
+    assert (users / "notes.txt").exists() and (model_dir / "prepared-corpus" / "notes.txt").exists()
