@@ -36,9 +36,9 @@ RSS is its own) and prints one JSON line; the summary is one JSON document on st
   batch 64; each as a ratio to the baseline ("nothing got slower", measured).
 - --prepared DIR: the data path. Training tokens/s with every batch built as `train`
   builds it (`ParallelBatches` over a corpus `seq2seq-shared prepare` wrote to DIR),
-  from the memory-mapped arrays beside the same arrays copied into memory, on the same
-  batches, alternating; the ratio memory-mapped / in memory, and the milliseconds a batch
-  takes to build (no model) in each.
+  reading the prepared files beside the same arrays copied into memory, on the same
+  batches, alternating; the ratio files / in memory, and the milliseconds a batch takes
+  to build (no model) in each.
 """
 from __future__ import annotations
 
@@ -181,8 +181,8 @@ def worker_train(args) -> dict:
 
 
 def worker_data_path(args) -> dict:
-    """Tokens/s of training steps whose batches are built from a prepared corpus (memory-
-    mapped, or with --in-memory its arrays copied into memory first), batch building
+    """Tokens/s of training steps whose batches are built from a prepared corpus (read from
+    its files, or with --in-memory its arrays copied into memory first), batch building
     included; and the milliseconds a batch takes to build alone."""
     from seq2seq_shared import backend
     from seq2seq_shared.config import TrainingConfig
@@ -219,7 +219,7 @@ def worker_data_path(args) -> dict:
             index += 1
         rates.append(tokens / (time.perf_counter() - t0))
     t0 = time.perf_counter()
-    for _ in range(200):  # pages not read yet, for the memory-mapped arrays
+    for _ in range(200):  # pairs not read yet
         batches.batch(index % len(batches))
         index += 1
     return dict(mode="data", pairs=len(pairs), tokens_per_s=round(statistics.median(rates), 1),
@@ -411,7 +411,7 @@ def main() -> None:
             common = ["data", "--prepared", str(args.prepared), "--steps", str(args.steps),
                       "--batch-size", "3072"]
             summary["cases"] = alternating(me, work, args, "tokens_per_s", {
-                "in memory": [*common, "--in-memory"], "memory-mapped": common})
+                "in memory": [*common, "--in-memory"], "from the files": common})
         elif args.search_model:
             if not args.search_source:
                 raise SystemExit("error: --search-model needs --search-source")
@@ -446,7 +446,7 @@ def parse_arguments() -> argparse.Namespace:
                         help="instead: a trained model's sentences/s, greedy beside beam 5, 10")
     parser.add_argument("--search-source", type=Path, help="source lines for --search-model")
     parser.add_argument("--prepared", type=Path,
-                        help="a prepared corpus: the data path, memory-mapped vs in memory")
+                        help="a prepared corpus: the data path, read from its files vs in memory")
     parser.add_argument("--baseline", type=Path,
                         help="instead: this checkout beside the one in this directory "
                              "(training and decoding, alternating)")

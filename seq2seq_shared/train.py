@@ -131,6 +131,12 @@ def _with_vocabulary_of(prepared: PreparedCorpus, config: Config) -> Config:
                   "sentencepiece_sample_lines": settings.sample_lines}
     if not settings.joint_vocab:
         vocabulary["share_embeddings"] = False
+    overridden = {name: value for name, value in vocabulary.items()
+                  if getattr(config.model, name, getattr(config.training, name, None)) != value}
+    if overridden:
+        logger.warning("%s was prepared with %s: the run uses them (prepare again to change "
+                       "them)", prepared.path, ", ".join(f"{k}={v}" for k, v in
+                                                         overridden.items()))
     return config.updated(vocabulary)
 
 

@@ -122,7 +122,10 @@ def test_two_processes_on_loopback_train_one_model_directory_and_resume(prepared
     valid = valid_options(numbers_corpus)
     first = two_processes(prepared, model_dir, "--epochs", "1", *valid)
     assert "valid_bleu" in first[0]  # validated (greedy decoding) in both processes
-    assert first[0] == first[1] and first[0]["epoch"] == 1.0  # the same figures in both
+    timing = {"minutes", "target_tokens_per_second"}
+    assert [{k: v for k, v in result.items() if k not in timing} for result in first] == \
+        [{k: v for k, v in first[0].items() if k not in timing}] * 2  # the same in both
+    assert first[0]["epoch"] == 1.0
     resumed = two_processes(prepared, model_dir, "--epochs", "2", *valid)
     assert resumed[0]["epoch"] == 2.0
     assert_same_training(model_dir, one_device)
