@@ -80,6 +80,11 @@ def _compile_step(model: keras.Model, training: bool) -> Callable:
 
         return step
     method = model.train_step if training else model.test_step
+    from .parallel import current
+
+    replicas = current()
+    if replicas is not None and replicas.strategy is not None:
+        method = _mirrored(method, replicas.strategy)
 
     def data(source, target_input, target_output, loss_weight):
         x = {"source": source, "target_input": target_input}
@@ -96,6 +101,40 @@ def _compile_step(model: keras.Model, training: bool) -> Callable:
         return compiled(source, target_input, target_output, loss_weight)
 
     return step
+
+
+def _mirrored(method: Callable, strategy) -> Callable:
+    """`method` (train_step or test_step) run by every replica of a MirroredStrategy on
+    its share of the batch's rows; the logs averaged over the replicas (each logs its
+    share of the global loss times the replicas, as Keras's trainer does)."""
+    import tensorflow as tf
+
+    def replica_step(data):
+        context = tf.distribute.get_replica_context()
+        count, index = context.num_replicas_in_sync, context.replica_id_in_sync_group
+        rows = tf.shape(tf.nest.flatten(data)[0])[0] // count
+        return method(tf.nest.map_structure(lambda x: x[index * rows:(index + 1) * rows],
+                                            data))
+
+    def step(data):
+        logs = strategy.run(replica_step, args=(data,))
+        return {name: strategy.reduce("MEAN", value, axis=None)
+                for name, value in logs.items()}
+
+    return step
+
+
+def summed_over_replicas(value):
+    """`value` summed over the replicas of a TensorFlow MirroredStrategy, inside its
+    step; `value` itself everywhere else (JAX's data parallel sums by the jitted step)."""
+    if name() != "tensorflow":
+        return value
+    import tensorflow as tf
+
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return value
+    return context.all_reduce("sum", value)
 
 
 def _row_weights(source, loss_weight: float | None):

@@ -290,7 +290,9 @@ class Seq2Seq(keras.Model):
             total_nll, loss = ops.sum(nll * mask), loss * mask
         total_loss = ops.sum(loss if weights is None else loss * weights)
         self.nll_tracker.update_state(total_nll / tokens, sample_weight=tokens)
-        return total_loss / tokens
+        # Each replica's share of the loss over every replica's tokens (data parallel on
+        # TensorFlow, whose replicas sum their gradients); the tokens themselves elsewhere.
+        return total_loss / backend.summed_over_replicas(tokens)
 
 
 def reverse_sentences(sequences, lengths):

@@ -1,28 +1,33 @@
-"""Data-parallel training on the framework's own engine: Keras's `DataParallel` on JAX.
+"""Data-parallel training on the frameworks' own engines.
 
-`--devices N` (or "all") replicates the model on N devices (`keras.distribution.
+JAX: `--devices N` (or "all") replicates the model on N devices (`keras.distribution.
 DataParallel`: every variable replicated, the batch sharded along its rows); the training
 step, one `jax.jit` over the global batch, is partitioned by XLA (GSPMD): each device
-computes its rows, and the gradients and the loss are summed over all of them. The loss
-is still normalised by the global number of target tokens, so the step is the one-device
-step on the same batch, up to the order of floating-point sums. A batch's rows are padded
-with empty rows (no target token: they weigh nothing) to a multiple of the devices; which
-pairs make a batch does not depend on the device count, so a run may resume on another.
-
-Several processes, one per host (or per GPU), join through JAX's distributed runtime
+computes its rows, and the gradients and the loss are summed over all of them. Several
+processes, one per host (or per GPU), join through JAX's distributed runtime
 (`keras.distribution.initialize`, given the coordinator's address, the number of
 processes and this one's index): each builds the same global batch from the prepared
-corpus, hands in its own share of the rows, and holds a full replica of the weights.
-Process 0, the chief, writes the model directory; the others only read it (to resume).
+corpus and holds a full replica of the weights. Process 0, the chief, writes the model
+directory; the others only read it (to resume).
 
-TensorFlow is not supported here: Keras 3 runs `tf.distribute` strategies only inside
-`Model.fit`, which this trainer does not use (see the README).
+TensorFlow: `tf.distribute.MirroredStrategy` over one machine's GPUs (on a CPU, as many
+logical CPU devices). Keras 3 distributes only `Model.fit` by itself; here the model and
+optimizer are built in the strategy's scope, every replica runs Keras's `train_step` on
+its share of the rows (`backend._mirrored`), and the loss divides by the tokens summed
+over the replicas (`backend.summed_over_replicas`). Several hosts
+(`MultiWorkerMirroredStrategy`) are not supported: use JAX.
+
+Either way the loss is normalised by the global number of target tokens, so the step is
+the one-device step on the same batch, up to the order of floating-point sums. A batch's
+rows are padded with empty rows (no target token: they weigh nothing) to a multiple of
+the devices; which pairs make a batch does not depend on the device count, so a run may
+resume on another.
 """
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,9 +66,15 @@ class Cluster:
 class Replicas:
     """The running data-parallel set-up: the distribution, and how this process feeds it."""
 
-    def __init__(self, distribution, devices: int, process: int, processes: int):
+    def __init__(self, distribution, devices: int, process: int, processes: int,
+                 strategy=None):
         self.distribution, self.devices = distribution, devices
         self.process, self.processes = process, processes
+        self.strategy = strategy  # TensorFlow's MirroredStrategy; JAX: None
+
+    def scope(self):
+        """Where the model and optimizer are built: the strategy's scope (TensorFlow)."""
+        return self.strategy.scope() if self.strategy is not None else nullcontext()
 
     @property
     def chief(self) -> bool:
@@ -119,10 +130,11 @@ def start(cluster: Cluster) -> Replicas | None:
         return None
     from . import backend
 
+    if backend.name() == "tensorflow":
+        return _start_mirrored(cluster)
     if backend.name() != "jax":
-        raise ValueError(f"--devices and several processes need the JAX backend (run with "
-                         f"KERAS_BACKEND=jax); Keras 3 distributes TensorFlow training only "
-                         f"inside Model.fit. This process runs {backend.name()}")
+        raise ValueError(f"--devices needs JAX or TensorFlow; this process runs "
+                         f"{backend.name()}")
     import keras
 
     if cluster.processes > 1:
@@ -149,14 +161,70 @@ def start(cluster: Cluster) -> Replicas | None:
     return _current
 
 
+def _start_mirrored(cluster: Cluster) -> "Replicas":
+    """TensorFlow: `tf.distribute.MirroredStrategy` over this machine's GPUs (or, without
+    GPUs, as many logical CPU devices, as JAX's host-platform device count makes)."""
+    global _current
+    if cluster.processes > 1:
+        raise ValueError("several processes need the JAX backend (KERAS_BACKEND=jax); "
+                         "under TensorFlow, --devices spans one machine's devices "
+                         "(MultiWorkerMirroredStrategy is not supported)")
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")  # (listing logical ones would start TF)
+    count = len(gpus) if cluster.devices == "all" else int(cluster.devices)
+    if gpus:
+        if count > len(gpus):
+            raise ValueError(f"--devices {count}: this machine has {len(gpus)} GPU(s)")
+        devices = [f"/gpu:{index}" for index in range(count)]
+    else:
+        if cluster.devices == "all":
+            count = 1
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * count)
+        devices = [device.name for device in tf.config.list_logical_devices("CPU")][:count]
+    logging.getLogger("tensorflow").setLevel(logging.WARNING)  # a line per reduce, else
+    strategy = tf.distribute.MirroredStrategy(devices)
+    _current = Replicas(None, count, 0, 1, strategy=strategy)
+    logger.info("data parallel on %d device(s) (%s): MirroredStrategy", count,
+                ", ".join(devices))
+    return _current
+
+
+def mirrored_adam():
+    """Keras's Adam for a MirroredStrategy, clipping the gradient the replicas sum.
+
+    Keras clips each replica's part of the gradient by `global_clipnorm` before the
+    replicas sum their parts (`BaseOptimizer._backend_apply_gradients`, then the sum in
+    `_backend_update_step`), so whenever clipping acts, a run on N devices takes another
+    step than on one (measured: the same weights to 7e-8 over 66 steps without clipping,
+    0.11 apart with it). This one sums first, clips the sum, and hands each replica 1/N of
+    it, which Keras's sum then restores."""
+    import keras
+    import tensorflow as tf
+
+    class MirroredAdam(keras.optimizers.Adam):
+        def _clip_gradients(self, grads):
+            context = tf.distribute.get_replica_context()
+            if not (self.global_clipnorm and context is not None
+                    and context.num_replicas_in_sync > 1):
+                return super()._clip_gradients(grads)
+            count = context.num_replicas_in_sync
+            summed = context.all_reduce(tf.distribute.ReduceOp.SUM, grads)
+            return [gradient / count for gradient in super()._clip_gradients(summed)]
+
+    return MirroredAdam
+
+
 def stop() -> None:
     """Forget the distribution (the end of a run, or a test)."""
     global _current
-    if _current is not None:
+    if _current is not None and _current.distribution is not None:
         import keras
 
         keras.distribution.set_distribution(None)
-        _current = None
+    _current = None
 
 
 @contextmanager

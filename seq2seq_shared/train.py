@@ -14,7 +14,7 @@ import math
 import signal
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,11 @@ def train(source_path: Path, target_path: Path | None, model_dir: Path | str, co
                          "`seq2seq-shared train PREPARED ...` in every process")
     replicas = parallel.start(cluster) if cluster is not None else None  # before any model
     try:
+        if replicas is not None and replicas.strategy is not None and (
+                config.training.accumulate_steps > 1 or config.training.precision != "float32"):
+            raise ValueError("--devices under TensorFlow trains in float32 without "
+                             "--accumulate-steps (those combinations are untested there); "
+                             "use KERAS_BACKEND=jax for them")
         directory = (RunDir(model_dir) if replicas is None or replicas.chief
                      else FollowerDir(model_dir))  # only the chief writes
         created = directory.create()  # fail now, not after the work
@@ -164,7 +169,10 @@ def compile_for_training(model, training: TrainingConfig) -> None:
     import keras
 
     model.label_smoothing = training.label_smoothing
-    model.compile(optimizer=keras.optimizers.Adam(
+    replicas = parallel.current()
+    adam = (keras.optimizers.Adam if replicas is None or replicas.strategy is None
+            else parallel.mirrored_adam())  # clips the replicas' summed gradient
+    model.compile(optimizer=adam(
         learning_rate=training.learning_rate, global_clipnorm=training.clip_norm or None,
         gradient_accumulation_steps=(training.accumulate_steps
                                      if training.accumulate_steps > 1 else None)))
@@ -262,7 +270,9 @@ class TrainingRun:
         self.batches = _batches(self.config, self.prepared.pairs(), shuffle=True)
         logger.info("batches: %.1f%% of padded target slots hold real tokens",
                     100 * self.batches.padding_efficiency)
-        with precision_policy(training.precision):
+        replicas = parallel.current()
+        with precision_policy(training.precision), \
+                (replicas.scope() if replicas is not None else nullcontext()):
             self.model = self.directory.build_model(self.config)
             compile_for_training(self.model, training)
         logger.info("model: %d parameters, %d batches per epoch", self.model.count_params(),

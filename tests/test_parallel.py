@@ -1,6 +1,6 @@
-"""Data-parallel training (`--devices`, several processes) on JAX, without GPUs: two
-virtual CPU devices, and two processes on 127.0.0.1, against one device on the same
-global batches.
+"""Data-parallel training (`--devices`, several processes) without GPUs: on JAX, two
+virtual CPU devices and two processes on 127.0.0.1; on TensorFlow, a MirroredStrategy
+over two logical CPU devices; each against one device on the same global batches.
 
 Tolerance: the replicas sum their rows' gradients in another order than one device does,
 so the figures agree to float32 rounding, not bit for bit: measured here, final weights
@@ -153,7 +153,37 @@ def test_batches_get_empty_rows_up_to_a_multiple_of_the_devices(fixed_shapes):
         assert (padded.source[:len(batch.source)] == batch.source).all()
 
 
-def test_bad_cluster_options_are_usage_errors_and_tensorflow_is_refused(tmp_path):
+@pytest.fixture(scope="module")
+def tensorflow_one_device(prepared, numbers_corpus):
+    """TensorFlow's reference: one device, without dropout (under a MirroredStrategy each
+    replica draws its own dropout masks: the same distribution, not the same numbers)."""
+    model_dir = prepared.parent / "tensorflow_one_device"
+    seq2seq("train", prepared, "--model-dir", model_dir, *RUN, "--dropout", "0",
+            "--clip-norm", "0.05", *valid_options(numbers_corpus),
+            env={"KERAS_BACKEND": "tensorflow"})
+    return model_dir
+
+
+def test_tensorflow_mirrored_on_two_logical_cpus_follows_one_device_and_resumes_exactly(
+        prepared, tensorflow_one_device, numbers_corpus, tmp_path):
+    """--clip-norm 0.05 makes clipping act at every step: Keras alone would clip each
+    replica's part of the gradient, not their sum (parallel.mirrored_adam)."""
+    options = [*RUN, "--dropout", "0", "--clip-norm", "0.05", *valid_options(numbers_corpus),
+               "--devices", "2"]
+    tensorflow = {"KERAS_BACKEND": "tensorflow"}
+    whole = tmp_path / "whole"
+    done = seq2seq("train", prepared, "--model-dir", whole, *options, env=tensorflow)
+    assert "data parallel on 2 device(s)" in done.stderr and "MirroredStrategy" in done.stderr
+    assert_same_training(whole, tensorflow_one_device)
+    resumed = tmp_path / "resumed"  # stopped after epoch 1, then resumed: bit-identical
+    seq2seq("train", prepared, "--model-dir", resumed, *options, "--epochs", "1", env=tensorflow)
+    seq2seq("train", prepared, "--model-dir", resumed, *options, env=tensorflow)
+    arrays, reference = final(resumed)[0], final(whole)[0]
+    for key in arrays:
+        np.testing.assert_array_equal(arrays[key], reference[key], err_msg=key)
+
+
+def test_bad_cluster_options_are_usage_errors_and_tensorflow_hosts_are_refused(tmp_path):
     runner = CliRunner()
     for options, message in ((["--devices", "two"], "--devices must be a positive number"),
                              (["--num-processes", "2"], "need --coordinator"),
@@ -163,7 +193,8 @@ def test_bad_cluster_options_are_usage_errors_and_tensorflow_is_refused(tmp_path
                                       str(tmp_path / "m"), *options])
         assert result.exit_code == 2 and message in result.output, result.output
     done = subprocess.run([sys.executable, "-m", "seq2seq_shared.cli", "train", str(tmp_path),
-                           str(tmp_path), "--model-dir", str(tmp_path / "m"), "--devices", "2"],
+                           "--model-dir", str(tmp_path / "m"), "--coordinator",
+                           "127.0.0.1:1", "--num-processes", "2"],
                           capture_output=True, text=True, timeout=120,
                           env={**os.environ, "KERAS_BACKEND": "tensorflow"})
-    assert done.returncode == 1 and "need the JAX backend" in done.stderr
+    assert done.returncode == 1 and "several processes need the JAX backend" in done.stderr
