@@ -14,8 +14,8 @@ TensorFlow: `tf.distribute.MirroredStrategy` over one machine's GPUs (on a CPU, 
 logical CPU devices). Keras 3 distributes only `Model.fit` by itself; here the model and
 optimizer are built in the strategy's scope, every replica runs Keras's `train_step` on
 its share of the rows (`backend._mirrored`), and the loss divides by the tokens summed
-over the replicas (`backend.summed_over_replicas`). Several hosts
-(`MultiWorkerMirroredStrategy`) are not supported: use JAX.
+over the replicas (`backend.summed_over_replicas`). Several processes (hosts):
+`MultiWorkerMirroredStrategy`, described by TF_CONFIG, TensorFlow's own way.
 
 Either way the loss is normalised by the global number of target tokens, so the step is
 the one-device step on the same batch, up to the order of floating-point sums. A batch's
@@ -25,7 +25,9 @@ resume on another.
 """
 from __future__ import annotations
 
+import json
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -96,23 +98,34 @@ class Replicas:
         comes next (stop now, a signal, a time limit on one clock) are taken by all."""
         if self.processes == 1:
             return flag
-        from jax.experimental import multihost_utils
-
-        return bool(np.any(multihost_utils.process_allgather(np.array(flag))))
+        return self._sums(float(flag))[0] > 0
 
     def check_same(self, value: int, what: str) -> None:
         """Refuse to go on unless every process has the same `value` (what it resumed
         from, how many batches it planned): replicas that disagree would drift apart."""
         if self.processes == 1:
             return
-        from jax.experimental import multihost_utils
+        total, squares = self._sums(float(value))
+        # n * sum(v^2) == sum(v)^2 exactly when all n values are equal: every process
+        # reaches the same verdict.
+        if not np.isclose(self.devices * squares, total * total):
+            raise ValueError(f"the processes disagree on {what} (this one: {value}): give "
+                             f"them the same command, data and model directory (a shared "
+                             f"filesystem, the same path)")
 
-        values = np.asarray(multihost_utils.process_allgather(np.array(value))).ravel()
-        if (values != values[0]).any():
-            raise ValueError(f"the processes disagree on {what} ({values.tolist()}, by "
-                             f"process): give them the same command, data and model "
-                             f"directory (a shared filesystem, the same path)")
+    def _sums(self, value: float) -> tuple[float, float]:
+        """The sums of `value` and of its square over the replicas, one per device (a
+        collective: every process calls it)."""
+        pair = np.array([value, value * value])
+        if self.strategy is None:
+            from jax.experimental import multihost_utils
 
+            gathered = np.asarray(multihost_utils.process_allgather(pair)).reshape(-1, 2)
+            return tuple(gathered.sum(axis=0) * (self.devices // self.processes))
+        import tensorflow as tf
+
+        local = self.strategy.run(lambda: tf.constant(pair, tf.float64))
+        return tuple(self.strategy.reduce("SUM", local, axis=None).numpy())
 
 _current: Replicas | None = None
 
@@ -124,11 +137,13 @@ def current() -> Replicas | None:
 
 def start(cluster: Cluster) -> Replicas | None:
     """Join the processes (if several) and set Keras's distribution: call before any model
-    or optimizer is built. None for one device in one process."""
+    or optimizer is built. None for one device in one process (under TensorFlow, a
+    TF_CONFIG in the environment means several processes)."""
     global _current
-    if cluster.single:
-        return None
     from . import backend
+
+    if cluster.single and not (backend.name() == "tensorflow" and os.environ.get("TF_CONFIG")):
+        return None
 
     if backend.name() == "tensorflow":
         return _start_mirrored(cluster)
@@ -166,10 +181,14 @@ def _start_mirrored(cluster: Cluster) -> "Replicas":
     GPUs, as many logical CPU devices, as JAX's host-platform device count makes)."""
     global _current
     if cluster.processes > 1:
-        raise ValueError("several processes need the JAX backend (KERAS_BACKEND=jax); "
-                         "under TensorFlow, --devices spans one machine's devices "
-                         "(MultiWorkerMirroredStrategy is not supported)")
+        raise ValueError("under TensorFlow, several processes (hosts) are described by the "
+                         "TF_CONFIG environment variable, TensorFlow's own way, not by "
+                         "--coordinator / --num-processes / --process-id (JAX's)")
     import tensorflow as tf
+
+    logging.getLogger("tensorflow").setLevel(logging.WARNING)  # a line per reduce, else
+    if os.environ.get("TF_CONFIG"):
+        return _start_multi_worker()
 
     gpus = tf.config.list_physical_devices("GPU")  # (listing logical ones would start TF)
     count = len(gpus) if cluster.devices == "all" else int(cluster.devices)
@@ -184,11 +203,32 @@ def _start_mirrored(cluster: Cluster) -> "Replicas":
         tf.config.set_logical_device_configuration(
             cpu, [tf.config.LogicalDeviceConfiguration()] * count)
         devices = [device.name for device in tf.config.list_logical_devices("CPU")][:count]
-    logging.getLogger("tensorflow").setLevel(logging.WARNING)  # a line per reduce, else
     strategy = tf.distribute.MirroredStrategy(devices)
     _current = Replicas(None, count, 0, 1, strategy=strategy)
     logger.info("data parallel on %d device(s) (%s): MirroredStrategy", count,
                 ", ".join(devices))
+    return _current
+
+
+def _start_multi_worker() -> "Replicas":
+    """TensorFlow across processes (hosts): `MultiWorkerMirroredStrategy`, its workers
+    and this one's index read from TF_CONFIG; each uses its GPUs, or its CPU."""
+    global _current
+    import tensorflow as tf
+
+    try:
+        described = json.loads(os.environ["TF_CONFIG"])
+        workers = len(described["cluster"]["worker"])
+        index = int(described["task"]["index"])
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"TF_CONFIG: not a TensorFlow cluster description ({error}); "
+                         f"expected {{\"cluster\": {{\"worker\": [\"host:port\", ...]}}, "
+                         f"\"task\": {{\"type\": \"worker\", \"index\": I}}}}") from None
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    count = strategy.num_replicas_in_sync
+    _current = Replicas(None, count, index, workers, strategy=strategy)
+    logger.info("data parallel on %d device(s): MultiWorkerMirroredStrategy, worker %d of %d",
+                count, index, workers)
     return _current
 
 

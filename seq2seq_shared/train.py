@@ -47,12 +47,12 @@ def train(source_path: Path, target_path: Path | None, model_dir: Path | str, co
     """
     valid_paths = ((valid_source_path, valid_target_path)
                    if valid_source_path is not None and valid_target_path is not None else None)
-    if cluster is not None and cluster.processes > 1 and target_path is not None:
-        raise ValueError("several processes train on a prepared corpus, which each reads: "
-                         "run `seq2seq-shared prepare SOURCE TARGET PREPARED` once, then "
-                         "`seq2seq-shared train PREPARED ...` in every process")
-    replicas = parallel.start(cluster) if cluster is not None else None  # before any model
+    replicas = parallel.start(cluster or Cluster())  # before any model
     try:
+        if replicas is not None and replicas.processes > 1 and target_path is not None:
+            raise ValueError("several processes train on a prepared corpus, which each reads: "
+                             "run `seq2seq-shared prepare SOURCE TARGET PREPARED` once, then "
+                             "`seq2seq-shared train PREPARED ...` in every process")
         if replicas is not None and replicas.strategy is not None and (
                 config.training.accumulate_steps > 1 or config.training.precision != "float32"):
             raise ValueError("--devices under TensorFlow trains in float32 without "

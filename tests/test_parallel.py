@@ -1,6 +1,7 @@
 """Data-parallel training (`--devices`, several processes) without GPUs: on JAX, two
 virtual CPU devices and two processes on 127.0.0.1; on TensorFlow, a MirroredStrategy
-over two logical CPU devices; each against one device on the same global batches.
+over two logical CPU devices and a MultiWorkerMirroredStrategy of two processes on
+127.0.0.1; each against one device on the same global batches.
 
 Tolerance: the replicas sum their rows' gradients in another order than one device does,
 so the figures agree to float32 rounding, not bit for bit: measured here, final weights
@@ -84,26 +85,39 @@ def test_two_virtual_devices_follow_the_one_device_loss_curve(prepared, one_devi
     assert_same_training(model_dir, one_device)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+def free_ports(count: int) -> list[int]:
+    """Ports free on 127.0.0.1 now, all different (held open together while chosen)."""
+    probes = [socket.socket() for _ in range(count)]
+    try:
+        for probe in probes:
+            probe.bind(("127.0.0.1", 0))
+        return [probe.getsockname()[1] for probe in probes]
+    finally:
+        for probe in probes:
+            probe.close()
 
 
 def two_processes(prepared, model_dir, *extra):
+    """JAX: two processes joined through --coordinator; both processes' results."""
+    port, = free_ports(1)
+    return run_together(prepared, model_dir, [
+        *RUN, *extra, "--devices", "all", "--coordinator", f"127.0.0.1:{port}",
+        "--num-processes", "2"], [{"KERAS_BACKEND": "jax"}] * 2, process_ids=True)
+
+
+def run_together(prepared, model_dir, options, environments, process_ids=False):
     """Both processes' last output lines (JSON); their output goes to files, not pipes: a
     full pipe would stop one process while the other waits for it in a collective."""
-    port, logs = free_port(), prepared.parent / "logs"
+    logs = prepared.parent / "logs"
     logs.mkdir(exist_ok=True)
     processes = []
-    for index in (0, 1):
+    for index, environment in enumerate(environments):
         with open(logs / f"{index}.out", "w") as out, open(logs / f"{index}.err", "w") as err:
             processes.append(subprocess.Popen(
                 [sys.executable, "-m", "seq2seq_shared.cli", "train", str(prepared),
-                 "--model-dir", str(model_dir), *RUN, *extra, "--devices", "all",
-                 "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2",
-                 "--process-id", str(index)],
-                env={**os.environ, "KERAS_BACKEND": "jax"}, stdout=out, stderr=err))
+                 "--model-dir", str(model_dir), *options,
+                 *(["--process-id", str(index)] if process_ids else [])],
+                env={**os.environ, **environment}, stdout=out, stderr=err))
     try:
         for process in processes:
             process.wait(timeout=300)
@@ -183,7 +197,26 @@ def test_tensorflow_mirrored_on_two_logical_cpus_follows_one_device_and_resumes_
         np.testing.assert_array_equal(arrays[key], reference[key], err_msg=key)
 
 
-def test_bad_cluster_options_are_usage_errors_and_tensorflow_hosts_are_refused(tmp_path):
+def test_tensorflow_two_workers_on_loopback_follow_one_device_and_resume(
+        prepared, tensorflow_one_device, numbers_corpus):
+    """MultiWorkerMirroredStrategy: two processes described by TF_CONFIG, each with its
+    CPU; stopped after epoch 1 and resumed by both."""
+    model_dir = prepared.parent / "tensorflow_workers"
+    options = [*RUN, "--dropout", "0", "--clip-norm", "0.05", *valid_options(numbers_corpus)]
+    for epochs in ("1", "2"):
+        workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
+        environments = [{"KERAS_BACKEND": "tensorflow", "TF_CONFIG": json.dumps(
+            {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})}
+            for index in (0, 1)]
+        results = run_together(prepared, model_dir, [*options, "--epochs", epochs],
+                               environments)
+        assert results[0]["epoch"] == float(epochs)
+    assert "MultiWorkerMirroredStrategy" in (prepared.parent / "logs" / "0.err").read_text()
+    assert_same_training(model_dir, tensorflow_one_device)
+
+
+def test_bad_cluster_options_are_usage_errors_and_tensorflow_hosts_come_from_tf_config(
+        tmp_path):
     runner = CliRunner()
     for options, message in ((["--devices", "two"], "--devices must be a positive number"),
                              (["--num-processes", "2"], "need --coordinator"),
@@ -197,4 +230,4 @@ def test_bad_cluster_options_are_usage_errors_and_tensorflow_hosts_are_refused(t
                            "127.0.0.1:1", "--num-processes", "2"],
                           capture_output=True, text=True, timeout=120,
                           env={**os.environ, "KERAS_BACKEND": "tensorflow"})
-    assert done.returncode == 1 and "several processes need the JAX backend" in done.stderr
+    assert done.returncode == 1 and "described by the TF_CONFIG" in done.stderr
