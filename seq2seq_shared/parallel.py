@@ -107,8 +107,9 @@ class Replicas:
             return
         total, squares = self._sums(float(value))
         # n * sum(v^2) == sum(v)^2 exactly when all n values are equal: every process
-        # reaches the same verdict.
-        if not np.isclose(self.devices * squares, total * total):
+        # reaches the same verdict. Exact: whole numbers, far below 2^53 (np.isclose
+        # would let 1,000 and 1,001 pass).
+        if self.devices * squares != total * total:
             raise ValueError(f"the processes disagree on {what} (this one: {value}): give "
                              f"them the same command, data and model directory (a shared "
                              f"filesystem, the same path)")
@@ -126,6 +127,7 @@ class Replicas:
 
         local = self.strategy.run(lambda: tf.constant(pair, tf.float64))
         return tuple(self.strategy.reduce("SUM", local, axis=None).numpy())
+
 
 _current: Replicas | None = None
 

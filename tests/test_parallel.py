@@ -231,3 +231,19 @@ def test_bad_cluster_options_are_usage_errors_and_tensorflow_hosts_come_from_tf_
                           capture_output=True, text=True, timeout=120,
                           env={**os.environ, "KERAS_BACKEND": "tensorflow"})
     assert done.returncode == 1 and "described by the TF_CONFIG" in done.stderr
+
+
+@pytest.mark.parametrize("values, same", [([1000, 1000], True), ([1000, 1001], False),
+                                          ([3, 3, 3, 4], False), ([0, 0, 0, 0], True)])
+def test_processes_that_resume_from_different_steps_are_refused(values, same, monkeypatch):
+    """Replicas.check_same's verdict from the sums over the processes (one device each)."""
+    from seq2seq_shared.parallel import Replicas
+
+    replicas = Replicas(None, devices=len(values), process=0, processes=len(values))
+    sums = (float(sum(values)), float(sum(v * v for v in values)))
+    monkeypatch.setattr(replicas, "_sums", lambda value: sums)
+    if same:
+        replicas.check_same(values[0], "the step")
+    else:
+        with pytest.raises(ValueError, match="the processes disagree on the step"):
+            replicas.check_same(values[0], "the step")
