@@ -277,7 +277,7 @@ def prepare(source: Path, target: Path, prepared: Path, vocab_size: int, separat
     """Check, tokenize and encode SOURCE / TARGET once into PREPARED, for `train PREPARED`.
 
     One streaming pass checks the corpus (the findings of check-data) and samples lines
-    for SentencePiece; a second encodes the pairs into memory-mapped arrays. Memory does
+    for SentencePiece; a second encodes the pairs into flat id files. Memory does
     not grow with the corpus; training reads PREPARED without the text.
     """
     from .prepared import PrepareSettings, prepare as prepare_corpus

@@ -19,7 +19,7 @@ from .tokenizer import BOS_ID, EOS_ID, PAD_ID
 logger = logging.getLogger(__name__)
 
 PAD_TO_MULTIPLE = 8  # default rounding of lengths, so compiled steps see few distinct shapes
-RELEASE_EVERY = 256  # batches between releases of a memory-mapped corpus's pages
+RELEASE_EVERY = 256  # batches between releases of a prepared corpus's mapped offsets
 
 
 def round_up(length: int, multiple: int) -> int:
@@ -75,11 +75,16 @@ def encoded_batches(tokenizer, sources: list[str], targets: list[str], batch_tok
     `max_lengths` (source, target) in pieces: see `within_lengths`. Without it every pair
     stays (evaluation measures the whole test set).
     """
-    pairs = EncodedPairs.from_lists(tokenizer.encode_source(sources),
-                                    tokenizer.encode_target(targets))
+    pairs = encode_pairs(tokenizer, sources, targets)
     return ParallelBatches(pairs, batch_tokens=batch_tokens, seed=seed, shuffle=shuffle,
                            multiple=multiple, fixed_shapes=fixed_shapes,
                            index=within_lengths(pairs, max_lengths) if max_lengths else None)
+
+
+def encode_pairs(tokenizer, sources: list[str], targets: list[str]) -> EncodedPairs:
+    """Text pairs held in memory (validation, evaluation), encoded with `tokenizer`."""
+    return EncodedPairs.from_lists(tokenizer.encode_source(sources),
+                                   tokenizer.encode_target(targets))
 
 
 def within_lengths(pairs: EncodedPairs, max_lengths: tuple[int, int]) -> np.ndarray:
@@ -115,8 +120,8 @@ class ParallelBatches:
     Pairs are sorted by length so each batch holds neighbours (little padding), cut into
     batches of at most `batch_tokens` padded target slots, and the batch order is shuffled
     with `seed + epoch`, so epoch k's order is the same in every run with that seed. The
-    plan reads only the pairs' length index; a batch reads its own pairs' ids (from
-    memory-mapped files for prepared data), so memory does not grow with the corpus' text.
+    plan reads only the pairs' length index; a batch reads its own pairs' ids (from the
+    files of a prepared corpus, `encoded.FileIds`), so memory does not grow with the text.
 
     With `fixed_shapes` (for backends that compile one program per shape: JAX), a batch's
     source and target are padded to one width, the longer side's length rounded up to

@@ -39,6 +39,7 @@ import numpy as np
 
 from . import __version__
 from .check import CorpusReport, scan_corpus
+from .config import ModelConfig, TrainingConfig
 from .encoded import EncodedPairs, FileIds
 from .model_dir import file_sha256
 
@@ -57,12 +58,14 @@ class PrepareSettings:
     """What the prepared ids depend on (besides the corpus): the vocabulary's settings and
     the length rule's N (`check.length_excess`)."""
 
-    joint_vocab: bool = True
-    vocab_size: int = 8000
-    model_type: str = "unigram"
-    sample_lines: int = 300_000
-    seed: int = 1234
-    max_length: int | None = 128
+    # A training run's defaults (`of(Config())`), as `prepare`'s options have them.
+    joint_vocab: bool = ModelConfig.joint_vocab
+    vocab_size: int = ModelConfig.vocab_size
+    model_type: str = TrainingConfig.sentencepiece_model_type
+    sample_lines: int = TrainingConfig.sentencepiece_sample_lines
+    seed: int = TrainingConfig.seed
+    max_length: int | None = max(ModelConfig.max_source_length,
+                                 TrainingConfig.max_target_length)
 
     @classmethod
     def of(cls, config) -> "PrepareSettings":
@@ -136,19 +139,23 @@ class PreparedCorpus:
         batches ask for them (`encoded.FileIds`)."""
         count, ids = self.manifest["pairs"], self.manifest["ids_dtype"]
 
-        def array(name: str, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
+        def checked(name: str, dtype: str, shape: tuple[int, ...]) -> int:
+            """The file's size in bytes, which must be that of `shape` of `dtype`."""
             path = self.path / name
             expected = int(np.prod(shape)) * np.dtype(dtype).itemsize
             if not path.is_file() or path.stat().st_size != expected:
                 raise ValueError(f"{path}: missing or of the wrong size (expected {expected} "
                                  f"bytes); prepare the corpus again")
-            if expected == 0:
+            return expected
+
+        def array(name: str, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
+            if not checked(name, dtype, shape):
                 return np.zeros(shape, dtype)
-            return np.memmap(path, dtype=np.dtype(dtype).newbyteorder("<"), mode="r",
-                             shape=shape)
+            return np.memmap(self.path / name, dtype=np.dtype(dtype).newbyteorder("<"),
+                             mode="r", shape=shape)
 
         def file_ids(name: str, length: int) -> FileIds:
-            array(name, ids, (length,))  # checks the size
+            checked(name, ids, (length,))
             return FileIds(self.path / name, np.dtype(ids).newbyteorder("<"), length)
 
         tokens = self.manifest["tokens"]

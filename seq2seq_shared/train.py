@@ -21,7 +21,7 @@ from typing import Any
 from . import checkpoint, parallel
 from .accumulation import Accumulation
 from .config import Config, TrainingConfig
-from .data import Batch, ParallelBatches, read_parallel, within_lengths
+from .data import Batch, ParallelBatches, encode_pairs, read_parallel, within_lengths
 from .encoded import EncodedPairs
 from .model_dir import file_sha256
 from .prepared import PreparedCorpus, PrepareSettings, prepare
@@ -270,7 +270,7 @@ class TrainingRun:
         self.batches = _batches(self.config, self.prepared.pairs(), shuffle=True)
         logger.info("batches: %.1f%% of padded target slots hold real tokens",
                     100 * self.batches.padding_efficiency)
-        replicas = parallel.current()
+        replicas = parallel.current()  # data parallel: build in the strategy's scope
         with precision_policy(training.precision), \
                 (replicas.scope() if replicas is not None else nullcontext()):
             self.model = self.directory.build_model(self.config)
@@ -284,7 +284,6 @@ class TrainingRun:
                         self.state.step, self.state.epoch + 1, self.state.batch)
             if self.state.fixed_shapes != self.batches.fixed_shapes:  # the run's own plan
                 self.batches = self.batches.planned(self.state.fixed_shapes)
-        replicas = parallel.current()
         if replicas is not None:  # followers resume on their own: the same point as the chief?
             replicas.check_same(self.state.step, "the step the run resumes from")
             replicas.check_same(len(self.batches), "the batches per epoch")
@@ -300,9 +299,8 @@ class TrainingRun:
             float32_copy = (None if training.precision == "float32"
                             else self.directory.build_model(self.config))
             self.validator = Validator(self.model, self.tokenizer, self.config, *self.valid_pairs,
-                                       _batches(self.config, EncodedPairs.from_lists(
-                                           self.tokenizer.encode_source(self.valid_pairs[0]),
-                                           self.tokenizer.encode_target(self.valid_pairs[1]))),
+                                       _batches(self.config, encode_pairs(self.tokenizer,
+                                                                          *self.valid_pairs)),
                                        float32_copy=float32_copy)
 
     # The loop ----------------------------------------------------------------------------
