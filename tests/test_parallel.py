@@ -247,3 +247,24 @@ def test_processes_that_resume_from_different_steps_are_refused(values, same, mo
     else:
         with pytest.raises(ValueError, match="the processes disagree on the step"):
             replicas.check_same(values[0], "the step")
+
+
+def test_each_of_two_devices_gets_half_of_the_rows():
+    """The runs above match one device whether or not the batch is split (a replicated
+    batch gives the same step): here, the split itself."""
+    script = """
+import numpy as np
+from seq2seq_shared.parallel import Cluster, start
+replicas = start(Cluster(devices="2"))
+array = np.arange(12).reshape(6, 2)
+placed = replicas.place(array)
+shards = sorted((shard.index[0].start or 0, np.asarray(shard.data).tolist())
+                for shard in placed.addressable_shards)
+assert [rows for _, rows in shards] == [array[:3].tolist(), array[3:].tolist()], shards
+assert len({shard.device for shard in placed.addressable_shards}) == 2
+print("split")
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "KERAS_BACKEND": "jax",
+                                            "XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
+    assert done.returncode == 0 and "split" in done.stdout, done.stderr[-2000:]
