@@ -42,7 +42,7 @@ from typing import Any
 from tqdm import tqdm
 
 from seq2seq_shared.config import DecodeConfig
-from seq2seq_shared.files import atomic_write, atomic_write_text, iter_lines, write_lines
+from seq2seq_shared.data.files import atomic_write, atomic_write_text, iter_lines, write_lines
 from seq2seq_shared.model_dir import ModelDir
 
 MANIFEST = "manifest.json"

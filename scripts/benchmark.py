@@ -8,7 +8,7 @@ Model: V=8000, E=256, H=512, ONE shared LSTM, untied projection, no dropout (the
 `../shared/bench/torch_reference.py`). Each measurement runs in a fresh process (so peak
 RSS is its own) and prints one JSON line; the summary is one JSON document on stdout.
 
-- train: target tokens/s of `seq2seq_shared.train.train_step` (the step `seq2seq-shared
+- train: target tokens/s of `seq2seq_shared.training.train.train_step` (the step `seq2seq-shared
   train` runs) over 16 batches, after one warm-up pass over them (compile time).
 - decode: sentences/s of `Decoder` (what `translate` runs: sorted by length, a
   compiled search loop that stops when every sentence has ended) at batch 64 and 1024,
@@ -56,7 +56,9 @@ from pathlib import Path
 
 import numpy as np
 
-from seq2seq_shared.tokenizer import BOS_ID as BOS, EOS_ID as EOS, PAD_ID as PAD
+from seq2seq_shared.data.tokenizer import BOS_ID as BOS
+from seq2seq_shared.data.tokenizer import EOS_ID as EOS
+from seq2seq_shared.data.tokenizer import PAD_ID as PAD
 
 HERE = Path(__file__).resolve().parent
 REFERENCE = HERE.parent.parent / "shared" / "bench" / "torch_reference.py"
@@ -109,8 +111,8 @@ def save_sources(path: Path, sources: list[list[int]]) -> None:
 
 def multi30k_data(directory: Path, work: Path) -> dict:
     """Real batches and sources from Multi30k, through the product's tokenizer and batcher."""
-    from seq2seq_shared.data import ParallelBatches, read_lines
-    from seq2seq_shared.tokenizer import Tokenizer, train_sentencepiece
+    from seq2seq_shared.data.batches import ParallelBatches, read_lines
+    from seq2seq_shared.data.tokenizer import Tokenizer, train_sentencepiece
 
     sources, targets = read_lines(directory / "train.de"), read_lines(directory / "train.en")
     tokenizer = Tokenizer(train_sentencepiece(sources + targets, vocab_size=8000, seed=1))
@@ -137,7 +139,7 @@ def build_model(vocab_size: int, embedding_dim: int, hidden_size: int, seed: int
                 attention: str = "none", recipe_shape: bool = False):
     import keras
 
-    from seq2seq_shared.model import Seq2Seq
+    from seq2seq_shared.model.seq2seq import Seq2Seq
 
     keras.utils.set_random_seed(seed)
     # The reference's model, whatever the product's defaults: one layer, untied, no context;
@@ -156,8 +158,8 @@ def peak_rss_mib() -> float:
 
 def worker_train(args) -> dict:
     from seq2seq_shared.config import TrainingConfig
-    from seq2seq_shared.data import Batch
-    from seq2seq_shared.train import compile_for_training, train_step
+    from seq2seq_shared.data.batches import Batch
+    from seq2seq_shared.training.train import compile_for_training, train_step
 
     batches = [Batch(*b) for b in load_batches(args.batches)]
     model = build_model(args.vocab_size, args.embedding_dim, args.hidden_size,
@@ -186,10 +188,10 @@ def worker_data_path(args) -> dict:
     included; and the milliseconds a batch takes to build alone."""
     from seq2seq_shared import backend
     from seq2seq_shared.config import TrainingConfig
-    from seq2seq_shared.data import ParallelBatches
-    from seq2seq_shared.encoded import EncodedPairs
-    from seq2seq_shared.prepared import PreparedCorpus
-    from seq2seq_shared.train import compile_for_training, train_step
+    from seq2seq_shared.data.batches import ParallelBatches
+    from seq2seq_shared.data.encoded import EncodedPairs
+    from seq2seq_shared.data.prepared import PreparedCorpus
+    from seq2seq_shared.training.train import compile_for_training, train_step
 
     corpus = PreparedCorpus(args.prepared)
     pairs = corpus.pairs()
@@ -229,7 +231,7 @@ def worker_data_path(args) -> dict:
 
 def worker_decode(args) -> dict:
     from seq2seq_shared.config import DecodeConfig
-    from seq2seq_shared.decode import Decoder
+    from seq2seq_shared.decoding.decoder import Decoder
 
     with np.load(args.sources) as data:
         array = data["source"]
@@ -262,7 +264,7 @@ def worker_decode(args) -> dict:
 def worker_search(args) -> dict:
     """Sentences/s of a trained model's `Translator` with the given beam (1: greedy)."""
     from seq2seq_shared.config import DecodeConfig
-    from seq2seq_shared.translator import Translator
+    from seq2seq_shared.decoding.translator import Translator
 
     lines = Path(args.sources).read_text(encoding="utf-8").splitlines()
     translator = Translator.from_model_dir(args.model_dir, DecodeConfig(
@@ -367,7 +369,7 @@ def agreement(ours_ids: Path, torch_ids: Path) -> float:
     measures nothing itself)."""
     from keras import ops
 
-    from seq2seq_shared.search import trim_at_eos
+    from seq2seq_shared.decoding.greedy import trim_at_eos
 
     ours, theirs = (ops.convert_to_numpy(trim_at_eos(np.load(path)))
                     for path in (ours_ids, torch_ids))  # (sentences, steps)

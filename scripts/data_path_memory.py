@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from seq2seq_shared.data import ParallelBatches, within_lengths
-from seq2seq_shared.prepared import PreparedCorpus
+from seq2seq_shared.data.batches import ParallelBatches, within_lengths
+from seq2seq_shared.data.prepared import PreparedCorpus
 
 
 def memory() -> str:

@@ -42,7 +42,7 @@ import httpx
 def offline(model_dir: Path, lines: list[str]) -> tuple[list[str], float]:
     """The offline translations and lines/s (after a warm-up on 64 lines)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from seq2seq_shared.translator import Translator
+    from seq2seq_shared.decoding.translator import Translator
 
     translator = Translator.from_model_dir(model_dir)
     translator.translate(lines[:64])

@@ -21,7 +21,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
-from seq2seq_shared.run_dir import RunDir  # noqa: E402  (no Keras: cheap)
+from seq2seq_shared.training.run_dir import RunDir  # noqa: E402  (no Keras: cheap)
 
 
 def main() -> None:

@@ -13,8 +13,8 @@ import json
 import sys
 from pathlib import Path
 
-from seq2seq_shared.evaluate import quality
-from seq2seq_shared.files import atomic_write_text
+from seq2seq_shared.data.files import atomic_write_text
+from seq2seq_shared.decoding.evaluate import quality
 
 
 def main() -> None:
@@ -35,7 +35,7 @@ def main() -> None:
         raise SystemExit(f"error: no NAME.{args.source} / NAME.{args.target} pairs in {args.test_dir}")
 
     from seq2seq_shared import Translator
-    from seq2seq_shared.data import read_parallel
+    from seq2seq_shared.data.batches import read_parallel
 
     translator = Translator.from_model_dir(args.model_dir)
     results = {}

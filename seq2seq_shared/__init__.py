@@ -3,14 +3,14 @@
 Importing the package is cheap: Keras (and so TensorFlow) loads only when a model is
 built or loaded, e.g. by `Translator.from_model_dir`.
 """
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = ["Translator", "__version__"]
 
 
 def __getattr__(name: str):
     if name == "Translator":
-        from .translator import Translator
+        from .decoding.translator import Translator
 
         return Translator
     raise AttributeError(f"module 'seq2seq_shared' has no attribute {name!r}")

@@ -2,8 +2,8 @@
 
 Every other module asks here (`name()`, `dynamic_shapes()`, `on_gpu()`, ...) instead of
 calling `keras.backend.backend()`. TensorFlow and JAX are imported here lazily, inside
-functions; the only other module that imports TensorFlow is `export.py` (the SavedModel
-export, a TensorFlow-only feature).
+functions; the other modules that import TensorFlow are `decoding/export.py` (the
+SavedModel export, a TensorFlow-only feature) and `training/parallel.py` (MirroredStrategy).
 """
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import logging
 import math
 import weakref
 from collections.abc import Callable
+from typing import Any
 
 import keras
 import numpy as np
@@ -45,7 +46,7 @@ def compile_inference(model: keras.Model, function: Callable, static_argnums: tu
     return function
 
 
-def compiled_step(model: keras.Model, training: bool) -> Callable:
+def compiled_step(model: keras.Model, training: bool, replicas: Any = None) -> Callable:
     """`step(source, target_input, target_output, loss_weight=None) -> logs`: one compiled
     `model.train_step` (an optimizer update) or `model.test_step`, with the metrics reset
     first. `loss_weight` (a number) scales the loss (`Seq2Seq.compute_loss`'s weights).
@@ -56,21 +57,23 @@ def compiled_step(model: keras.Model, training: bool) -> Callable:
     first batch is another, would drift from the uninterrupted run. JAX: Keras's
     stateless step under `jax.jit` (`_jax_step`: one XLA program per shape, the same in
     every process), its logs left on the device.
-    Compiled once per model (and optimizer), on first use.
+    `replicas` (`training.parallel.Replicas`, data parallel): TensorFlow runs the step
+    on every replica (`replicas.wrap_step`), JAX places each batch array (`replicas.place`).
+    Compiled once per model (and optimizer and replicas), on first use.
     """
-    key = (training, id(model.optimizer))
+    key = (training, id(model.optimizer), id(replicas))
     steps = _STEPS.setdefault(model, {})
     if key not in steps:
-        steps[key] = _compile_step(model, training)
+        steps[key] = _compile_step(model, training, replicas)
     return steps[key]
 
 
-_STEPS: "weakref.WeakKeyDictionary[keras.Model, dict]" = weakref.WeakKeyDictionary()
+_STEPS: weakref.WeakKeyDictionary[keras.Model, dict] = weakref.WeakKeyDictionary()
 
 
-def _compile_step(model: keras.Model, training: bool) -> Callable:
+def _compile_step(model: keras.Model, training: bool, replicas: Any) -> Callable:
     if name() == "jax":
-        return _jax_step(model, training)
+        return _jax_step(model, training, replicas)
     if name() != "tensorflow":
         method = model.train_on_batch if training else model.test_on_batch
 
@@ -80,11 +83,8 @@ def _compile_step(model: keras.Model, training: bool) -> Callable:
 
         return step
     method = model.train_step if training else model.test_step
-    from .parallel import current
-
-    replicas = current()
     if replicas is not None and replicas.strategy is not None:
-        method = _mirrored(method, replicas.strategy)
+        method = replicas.wrap_step(method)
 
     def data(source, target_input, target_output, loss_weight):
         x = {"source": source, "target_input": target_input}
@@ -99,27 +99,6 @@ def _compile_step(model: keras.Model, training: bool) -> Callable:
         if loss_weight is not None:
             loss_weight = np.float32(loss_weight)
         return compiled(source, target_input, target_output, loss_weight)
-
-    return step
-
-
-def _mirrored(method: Callable, strategy) -> Callable:
-    """`method` (train_step or test_step) run by every replica of a MirroredStrategy on
-    its share of the batch's rows; the logs averaged over the replicas (each logs its
-    share of the global loss times the replicas, as Keras's trainer does)."""
-    import tensorflow as tf
-
-    def replica_step(data):
-        context = tf.distribute.get_replica_context()
-        count, index = context.num_replicas_in_sync, context.replica_id_in_sync_group
-        rows = tf.shape(tf.nest.flatten(data)[0])[0] // count
-        return method(tf.nest.map_structure(lambda x: x[index * rows:(index + 1) * rows],
-                                            data))
-
-    def step(data):
-        logs = strategy.run(replica_step, args=(data,))
-        return {name: strategy.reduce("MEAN", value, axis=None)
-                for name, value in logs.items()}
 
     return step
 
@@ -142,7 +121,7 @@ def _row_weights(source, loss_weight: float | None):
     return None if loss_weight is None else np.full(len(source), loss_weight, dtype="float32")
 
 
-def _jax_step(model: keras.Model, training: bool) -> Callable:
+def _jax_step(model: keras.Model, training: bool, replicas: Any) -> Callable:
     """Keras's stateless `train_step` / `test_step` (the JAX trainer's, which `fit` and
     `train_on_batch` run) under one `jax.jit`, with the state donated as Keras does; the
     new values are handed to the variables and the logs stay on the device. Keras's
@@ -154,10 +133,7 @@ def _jax_step(model: keras.Model, training: bool) -> Callable:
     compiled = jax.jit(method, donate_argnums=0)
     groups = [model.trainable_variables, model.non_trainable_variables,
               *([model.optimizer.variables] if training else []), model.metrics_variables]
-
-    from .parallel import current
-
-    replicas = current()  # data parallel: each device gets its rows (parallel.py)
+    # data parallel: each device gets its rows (training/parallel.py)
     place = replicas.place if replicas is not None else (lambda array: array)
 
     def step(source, target_input, target_output, loss_weight=None):
@@ -430,3 +406,11 @@ def tensorboard_writer(path) -> TensorBoardWriter | None:
     logging.getLogger(__name__).warning("TensorBoard logs need %s; skipping them (metrics.csv "
                                         "has the same figures)", missing)
     return None
+
+
+def to_numpy(value: Any) -> np.ndarray:
+    """A variable's value on the host: a replicated array spanning several processes is
+    read from this process's own replica."""
+    if getattr(value, "is_fully_addressable", True) is False:
+        return np.asarray(value.addressable_data(0))
+    return keras.ops.convert_to_numpy(value)

@@ -13,59 +13,11 @@ from pathlib import Path
 
 import click
 
-from .config import (PRECISIONS, Config, DecodeConfig, ModelConfig, TrainingConfig,
-                     load_config_file)
+from .config import PRECISIONS, Config, DecodeConfig, ModelConfig, TrainingConfig, load_config_file
+from .console import Group, import_keras_quietly
 from .serve.command import serve
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up chatter
-
-LIBRARY_ERRORS = (ValueError, FloatingPointError, OSError)  # OSError: files, disks, locks
-
-
-class Group(click.Group):
-    """Turns the library's errors into `Error: <message>` and exit code 1, never a traceback."""
-
-    def invoke(self, context: click.Context):
-        try:
-            return super().invoke(context)
-        except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as cat does
-            from .files import discard_stdout
-
-            discard_stdout()
-            raise click.exceptions.Exit(141) from None
-        except LIBRARY_ERRORS as error:
-            raise click.ClickException(_message(error)) from None
-        except Exception as error:
-            if type(error).__name__ != "TrainingInterrupted":  # checked by name: no train import
-                raise
-            click.echo(f"Stopped: {error}", err=True)
-            raise click.exceptions.Exit(error.exit_code) from None
-
-
-def _message(error: Exception) -> str:
-    """One line: the library's own message, or for a raw OSError its file and reason."""
-    if isinstance(error, OSError) and error.strerror and error.filename:
-        return f"{error.filename}: {error.strerror}"
-    return str(error)
-
-
-def _import_keras_quietly() -> None:
-    """Import Keras with file descriptor 2 silenced: TensorFlow's C++ start-up chatter
-    ("Could not find cuda drivers", absl notices) bypasses TF_CPP_MIN_LOG_LEVEL. Python
-    errors still show: stderr is restored before any exception propagates."""
-    verbose = click.get_current_context().find_root().params.get("verbose", False)
-    if verbose or "keras" in sys.modules:
-        return
-    sys.stderr.flush()
-    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(null, 2)
-    try:
-        import keras  # noqa: F401
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(null)
-
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"],
                                           "max_content_width": 100})
@@ -230,15 +182,15 @@ def train(data: tuple[Path, ...], model_dir: Path, valid, config_file: Path | No
     if len(data) == 1 and not data[0].is_dir():
         raise click.UsageError(f"{data[0]}: a single path must be a directory written by "
                                f"`seq2seq-shared prepare`; or pass SOURCE TARGET files")
-    from .parallel import Cluster
+    from .training.parallel import Cluster
 
     try:
         cluster = Cluster(devices=devices, coordinator=coordinator, processes=num_processes,
                           process=process_id)
     except ValueError as error:
         raise click.UsageError(str(error)) from None
-    _import_keras_quietly()
-    from .train import train as run_training
+    import_keras_quietly()
+    from .training.train import train as run_training
 
     config = load_config_file(config_file) if config_file else Config()
     if separate_vocab:
@@ -280,7 +232,8 @@ def prepare(source: Path, target: Path, prepared: Path, vocab_size: int, separat
     for SentencePiece; a second encodes the pairs into flat id files. Memory does
     not grow with the corpus; training reads PREPARED without the text.
     """
-    from .prepared import PrepareSettings, prepare as prepare_corpus
+    from .data.prepared import PrepareSettings
+    from .data.prepared import prepare as prepare_corpus
 
     settings = PrepareSettings(joint_vocab=not separate_vocab, vocab_size=vocab_size,
                                model_type=sentencepiece_model_type,
@@ -307,7 +260,7 @@ def check_data(source: Path, target: Path, max_length: int | None, as_json: bool
     target being one file or mostly identical pairs) and dropped or duplicate pairs are
     reported with their line numbers.
     """
-    from .check import scan_corpus
+    from .data.check import scan_corpus
 
     report = scan_corpus(source, target, max_length)  # streaming: the text is not kept
     if as_json:
@@ -346,9 +299,9 @@ def translate(model_dir: Path, input_path: Path | None, output_path: Path | None
               length_penalty: float, n_best: int, scores: bool) -> None:
     """Translate text: exactly one output line per input line, in order (greedy search
     unless --beam-size is over 1)."""
-    _import_keras_quietly()
-    from . import files
-    from .translator import Translator
+    import_keras_quietly()
+    from .data import files
+    from .decoding.translator import Translator
 
     if n_best > 1 and scores:
         raise click.UsageError("--n-best already writes each hypothesis' score; drop --scores")
@@ -403,8 +356,8 @@ def evaluate(model_dir: Path, source: Path, reference: Path, batch_size: int,
              output_path: Path | None, as_json: bool, beam_size: int,
              length_penalty: float) -> None:
     """Score translations of SOURCE against REFERENCE: BLEU, chrF, exact match, perplexity."""
-    _import_keras_quietly()
-    from .evaluate import evaluate as run_evaluation
+    import_keras_quietly()
+    from .decoding.evaluate import evaluate as run_evaluation
 
     decode_config = DecodeConfig(batch_size=batch_size, beam_size=beam_size,
                                  length_penalty=length_penalty)
@@ -427,8 +380,8 @@ def evaluate(model_dir: Path, source: Path, reference: Path, batch_size: int,
               help="A new directory for the SavedModel and its SentencePiece model(s).")
 def export(model_dir: Path, output: Path) -> None:
     """Export a TensorFlow SavedModel: ids in, ids out (see the README.txt it writes)."""
-    _import_keras_quietly()
-    from .export import export_saved_model
+    import_keras_quietly()
+    from .decoding.export import export_saved_model
 
     click.echo(f"exported to {export_saved_model(model_dir, output)}")
 
@@ -442,8 +395,8 @@ def export(model_dir: Path, output: Path) -> None:
               help="A new model directory for the averaged model.")
 def average(model_dir: Path, last: int, output: Path) -> None:
     """Average the weights of a run's newest checkpoints into a new model directory."""
-    _import_keras_quietly()
-    from .average import average_checkpoints
+    import_keras_quietly()
+    from .training.average import average_checkpoints
 
     result = average_checkpoints(model_dir, last, output)
     steps = ", ".join(map(str, result["steps"]))
@@ -455,8 +408,8 @@ def average(model_dir: Path, last: int, output: Path) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 def info(model_dir: Path, as_json: bool) -> None:
     """Show a model's config and its parameters by component, shared weights counted once."""
-    _import_keras_quietly()
-    from .report import parameter_report
+    import_keras_quietly()
+    from .model_dir import parameter_report
 
     report = parameter_report(model_dir)
     if as_json:

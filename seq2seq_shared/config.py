@@ -157,7 +157,7 @@ class Config:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "config") -> "Config":
+    def from_dict(cls, data: dict[str, Any], source: str = "config") -> Config:
         unknown = set(data) - {"model", "training"}
         if unknown:
             raise ValueError(f"{source}: unknown section(s) {sorted(unknown)}; "
@@ -166,7 +166,7 @@ class Config:
                    training=_build(TrainingConfig, data.get("training", {}),
                                    f"{source} [training]"))
 
-    def resume_differences(self, requested: "Config") -> list[str]:
+    def resume_differences(self, requested: Config) -> list[str]:
         """What `requested` changes in this (saved) run's settings beyond what a resume may
         change (`TrainingConfig.RESUMABLE`), one readable item per setting."""
         before, now = self.to_dict(), requested.to_dict()
@@ -179,7 +179,7 @@ class Config:
                     found.append(f"{name} is {value!r} there, {now[section][name]!r} now")
         return found
 
-    def updated(self, overrides: dict[str, Any]) -> "Config":
+    def updated(self, overrides: dict[str, Any]) -> Config:
         """Apply flat `name=value` overrides (command-line options) to whichever section has the name."""
         model, training = {}, {}
         for name, value in overrides.items():

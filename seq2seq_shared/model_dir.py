@@ -25,16 +25,15 @@ file, never half of one.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from ._version import __version__
 from .config import Config
-from .files import atomic_write, atomic_write_bytes, atomic_write_text
+from .data.files import atomic_write, atomic_write_bytes, atomic_write_text, file_sha256, sha256
 
 # 2: checksums.json; 3: attention, role_signal and plateau_metric. Earlier formats still
 # load: a directory lacks the settings of later formats, and meant ADDED_SETTINGS (a
@@ -61,19 +60,6 @@ CHECKPOINT_NAME = re.compile(r"step-(\d+)\.npz")
 MANAGED = (CONFIG, JOINT_SPM, SOURCE_SPM, TARGET_SPM, WEIGHTS, CHECKSUMS, STATE, METRICS, LOG)
 
 logger = logging.getLogger(__name__)
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def file_sha256(path: Path) -> str:
-    """The sha256 of a file, read in blocks (never whole: corpora can be large)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class ModelDir:
@@ -171,7 +157,7 @@ class ModelDir:
         return {"source": self.path / SOURCE_SPM, "target": self.path / TARGET_SPM}
 
     def load_tokenizer(self):
-        from .tokenizer import Tokenizer
+        from .data.tokenizer import Tokenizer
 
         expected = self.read_config_document()["vocab"]["sentencepiece_sha256"]
         models = {}
@@ -203,7 +189,7 @@ class ModelDir:
 
     def build_model(self, config: Config | None = None):
         """A fresh model of the saved shape (`config`'s, where given), built, untrained."""
-        from .model import Seq2Seq
+        from .model.seq2seq import Seq2Seq
 
         source_vocab_size, target_vocab_size = self.vocab_sizes()
         model_config = (config or self.read_config()).model
@@ -286,3 +272,13 @@ class ModelDir:
         model = self.build_model(config)
         self.load_weights(model)
         return model, tokenizer, config
+
+
+def parameter_report(path: Path | str) -> dict[str, Any]:
+    """`info`'s figures for the model in `path` (`model.report.parameter_report`), loaded
+    as `translate` loads it, so a missing or swapped file is refused alike."""
+    from .model.report import parameter_report as report
+
+    directory = ModelDir(path)
+    model, _, config = directory.load_model()
+    return report(model, config, directory.read_config_document())

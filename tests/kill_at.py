@@ -10,9 +10,9 @@ import os
 import signal
 import sys
 
-from seq2seq_shared import files
 from seq2seq_shared.cli import main
-from seq2seq_shared.run_dir import RunDir
+from seq2seq_shared.data import files
+from seq2seq_shared.training.run_dir import RunDir
 
 STEP, MOMENT = int(sys.argv[1]), sys.argv[2]
 save_checkpoint, replace = RunDir.save_checkpoint, os.replace

@@ -3,15 +3,15 @@ times larger; a run accumulates, counts updates as steps and resumes exactly mid
 import json
 import signal
 
+import keras
 import numpy as np
 import pytest
-import keras
+from test_resume import assert_same_run, invoke, train_arguments
 
 from seq2seq_shared.config import ModelConfig, TrainingConfig
-from seq2seq_shared.data import Batch, pad
-from seq2seq_shared.model import Seq2Seq
-from seq2seq_shared.train import TrainingRun, compile_for_training, train_step
-from test_resume import assert_same_run, invoke, train_arguments
+from seq2seq_shared.data.batches import Batch, pad
+from seq2seq_shared.model.seq2seq import Seq2Seq
+from seq2seq_shared.training.train import TrainingRun, compile_for_training, train_step
 
 # Two batches of very different sizes (3 and 9 target tokens), so the mean of the two
 # batch means is far from the mean over all 12 tokens.
@@ -63,8 +63,8 @@ def test_two_accumulated_batches_equal_one_batch_twice_as_large():
 def test_groups_weights_and_fillers_of_an_epoch():
     """7 batches in groups of 3: [0 1 2] [3 4 5] [6] + 2 empty calls; each group's weights
     sum to 3 (N x shares of the group's tokens)."""
-    from seq2seq_shared.accumulation import Accumulation
-    from seq2seq_shared.data import ParallelBatches
+    from seq2seq_shared.data.batches import ParallelBatches
+    from seq2seq_shared.training.accumulation import Accumulation
 
     rng = np.random.default_rng(4)
     sources = [[5] * int(n) for n in rng.integers(1, 12, 70)]
@@ -97,7 +97,7 @@ def accumulated(numbers_corpus, tmp_path_factory):
 
 
 def test_a_run_counts_optimizer_updates_as_steps(accumulated):
-    from seq2seq_shared.run_dir import RunDir
+    from seq2seq_shared.training.run_dir import RunDir
 
     arrays, state = RunDir(accumulated).load_latest_checkpoint()
     assert state["step"] == 4 and [row["step"] for row in state["history"]] == [2, 4]

@@ -10,9 +10,9 @@ import pytest
 keras = pytest.importorskip("keras")
 from keras import ops  # noqa: E402
 
-from seq2seq_shared.decode import Decoder  # noqa: E402
-from seq2seq_shared.parameters import expected_parameter_count  # noqa: E402
-from tests.test_model import SHAPE, V, H, build, random_ids, randomize  # noqa: E402
+from seq2seq_shared.decoding.decoder import Decoder  # noqa: E402
+from seq2seq_shared.model.parameters import expected_parameter_count  # noqa: E402
+from tests.test_model import SHAPE, H, V, build, random_ids, randomize  # noqa: E402
 
 FIXTURES = Path(__file__).parent / "data"
 
@@ -120,7 +120,7 @@ def test_greedy_alignments_match_the_teacher_forced_weights():
 def test_a_format_2_model_directory_loads_and_translates_as_before(tmp_path):
     """tests/data/format2_model was written by the version before attention (format 2):
     its logits and translations are those recorded then."""
-    from seq2seq_shared.translator import Translator
+    from seq2seq_shared.decoding.translator import Translator
     from seq2seq_shared.model_dir import ModelDir
 
     model_dir = tmp_path / "old"
@@ -140,8 +140,8 @@ def test_a_format_2_model_directory_loads_and_translates_as_before(tmp_path):
 
 def test_train_translate_alignments_and_info_through_the_cli(numbers_corpus, tmp_path):
     from click.testing import CliRunner
-
     from conftest import TINY
+
     from seq2seq_shared.cli import main
 
     def run(*args):

@@ -8,8 +8,8 @@ import time
 
 from click.testing import CliRunner
 
-from seq2seq_shared.check import check_corpus, first_divergence
 from seq2seq_shared.cli import main
+from seq2seq_shared.data.check import check_corpus, first_divergence
 
 LENGTHS = [random.Random(i).randint(1, 30) for i in range(60)]  # words per sentence
 SOURCE = [f"sentence {i}: " + "word " * n for i, n in enumerate(LENGTHS)]

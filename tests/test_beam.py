@@ -9,10 +9,10 @@ import pytest
 keras = pytest.importorskip("keras")
 from keras import ops  # noqa: E402
 
-from seq2seq_shared.beam import beam_search  # noqa: E402
 from seq2seq_shared.config import DecodeConfig  # noqa: E402
-from seq2seq_shared.decode import Decoder  # noqa: E402
-from seq2seq_shared.search import greedy_search, trim_at_eos  # noqa: E402
+from seq2seq_shared.decoding.beam import beam_search  # noqa: E402
+from seq2seq_shared.decoding.decoder import Decoder  # noqa: E402
+from seq2seq_shared.decoding.greedy import greedy_search, trim_at_eos  # noqa: E402
 
 A, B, EOS = 4, 5, 3
 
@@ -126,7 +126,7 @@ def test_n_best_scores_are_teacher_forced_log_probs_sorted_and_distinct(trained,
 
 def test_batch_size_and_order_change_no_beam_output_and_empty_lines_stay_empty(
         trained, numbers_corpus):
-    from seq2seq_shared.translator import Translator
+    from seq2seq_shared.decoding.translator import Translator
 
     model, tokenizer, config = trained_parts(trained)
     translator = Translator(model, tokenizer, config.model,
@@ -202,10 +202,10 @@ def test_averaging_identical_checkpoints_gives_their_weights_and_a_loadable_mode
 
     from click.testing import CliRunner
 
-    from seq2seq_shared import checkpoint
     from seq2seq_shared.cli import main
     from seq2seq_shared.model_dir import ModelDir
-    from seq2seq_shared.run_dir import RunDir
+    from seq2seq_shared.training import checkpoint
+    from seq2seq_shared.training.run_dir import RunDir
 
     run = RunDir(trained)
     copy = tmp_path / "copy"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from seq2seq_shared.translator import Translator
+from seq2seq_shared.decoding.translator import Translator
 from seq2seq_shared.model_dir import ModelDir
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -6,10 +6,10 @@ import shutil
 
 from click.testing import CliRunner
 
-from seq2seq_shared.check import check_corpus
 from seq2seq_shared.cli import main
-from seq2seq_shared.data import read_parallel
-from seq2seq_shared.tokenizer import train_sentencepiece
+from seq2seq_shared.data.batches import read_parallel
+from seq2seq_shared.data.check import check_corpus
+from seq2seq_shared.data.tokenizer import train_sentencepiece
 
 BOM = b"\xef\xbb\xbf"
 
@@ -82,7 +82,7 @@ def test_a_byte_order_mark_after_the_first_line_is_flagged_where_it_is(tmp_path)
 def test_train_logs_the_same_warnings_through_read_parallel(tmp_path, caplog):
     corpus = tmp_path / "corpus.txt"
     corpus.write_bytes(BOM + b"one\ntwo\n")
-    with caplog.at_level(logging.WARNING, logger="seq2seq_shared.data"):
+    with caplog.at_level(logging.WARNING, logger="seq2seq_shared.data.batches"):
         assert read_parallel(corpus, corpus) == (["one", "two"], ["one", "two"])
     for expected in ("are the same file", "1: UTF-8 byte order mark removed",
                      "2 of 2 kept pairs (100%) have a target identical to their source"):

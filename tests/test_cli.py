@@ -5,10 +5,10 @@ import sys
 
 import pytest
 from click.testing import CliRunner
+from conftest import TINY
 
 from seq2seq_shared.cli import main
 
-from conftest import TINY
 
 def run(*args, input=None):
     return CliRunner().invoke(main, [str(a) for a in args], input=input, catch_exceptions=False)
@@ -47,7 +47,7 @@ def test_stdin_to_stdout_and_batch_size_do_not_change_the_output(trained):
 
 
 def test_save_then_load_gives_identical_translations(trained, tmp_path):
-    from seq2seq_shared.translator import Translator
+    from seq2seq_shared.decoding.translator import Translator
     from seq2seq_shared.model_dir import ModelDir
 
     lines = ["one hundred twenty-one", "seven", "forty-two"]

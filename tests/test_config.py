@@ -7,8 +7,13 @@ import json
 
 import pytest
 
-from seq2seq_shared.config import (Config, DecodeConfig, ModelConfig, TrainingConfig,
-                                   load_config_file)
+from seq2seq_shared.config import (
+    Config,
+    DecodeConfig,
+    ModelConfig,
+    TrainingConfig,
+    load_config_file,
+)
 
 TOML = """
 [model]

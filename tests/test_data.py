@@ -1,9 +1,15 @@
 import numpy as np
 import pytest
 
-from seq2seq_shared.check import MAX_CHARACTERS_PER_WORD, check_corpus, length_excess
-from seq2seq_shared.data import ParallelBatches, pad, read_lines, read_parallel, teacher_forcing
-from seq2seq_shared.tokenizer import BOS_ID, EOS_ID, PAD_ID
+from seq2seq_shared.data.batches import (
+    ParallelBatches,
+    pad,
+    read_lines,
+    read_parallel,
+    teacher_forcing,
+)
+from seq2seq_shared.data.check import MAX_CHARACTERS_PER_WORD, check_corpus, length_excess
+from seq2seq_shared.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
 
 def test_teacher_forcing_shift_by_hand():

@@ -11,8 +11,8 @@ pytestmark = pytest.mark.skipif(os.environ.get("KERAS_BACKEND", "tensorflow") !=
 def test_export_truncates_over_long_inputs_as_translate_does(trained, tmp_path):
     import tensorflow as tf
 
-    from seq2seq_shared.translator import Translator
-    from seq2seq_shared.export import export_saved_model
+    from seq2seq_shared.decoding.export import export_saved_model
+    from seq2seq_shared.decoding.translator import Translator
 
     translator = Translator.from_model_dir(trained)
     limit = translator.model_config.max_source_length

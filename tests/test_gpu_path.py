@@ -2,15 +2,15 @@
 GPU-only branch (Keras's fused LSTM, the loss without `nonzero` or scatter), which must
 compute the same loss and gradients as the CPU path. Keras's fused kernel (cuDNN) cannot
 run here, so a reference LSTM with its signature stands in for it, and counts its calls."""
+import keras
+import keras.src.backend
 import numpy as np
 import pytest
-import keras
 from keras import ops
 
-import keras.src.backend
 from seq2seq_shared import backend
 from seq2seq_shared.config import ModelConfig
-from seq2seq_shared.model import Seq2Seq
+from seq2seq_shared.model.seq2seq import Seq2Seq
 
 
 def reference_lstm(calls):
@@ -126,7 +126,7 @@ def test_portable_graph_takes_no_gpu_branch(monkeypatch):
 def test_export_writes_the_portable_path_on_a_gpu_machine(monkeypatch, trained, tmp_path):
     if backend.name() != "tensorflow":
         pytest.skip("export writes a TensorFlow SavedModel")
-    from seq2seq_shared.export import export_saved_model
+    from seq2seq_shared.decoding.export import export_saved_model
     from seq2seq_shared.model_dir import ModelDir
 
     calls = []

@@ -2,8 +2,8 @@
 from make_numbers_data import english, german
 
 from seq2seq_shared.config import Config
-from seq2seq_shared.translator import Translator
-from seq2seq_shared.train import train
+from seq2seq_shared.decoding.translator import Translator
+from seq2seq_shared.training.train import train
 
 
 def test_small_model_learns_number_words_to_exact_match(numbers_corpus, tmp_path):

@@ -1,11 +1,11 @@
 """The hand-written gradients: LSTM against keras.layers.LSTM (outputs, states,
 gradients), and the cross-entropy against automatic differentiation."""
+import keras
 import numpy as np
 import pytest
-import keras
 from keras import ops
 
-from seq2seq_shared.lstm import LSTM
+from seq2seq_shared.model.lstm import LSTM
 
 
 def _gradients(function, variables, inputs):
@@ -89,7 +89,7 @@ def test_context_and_missing_inputs_equal_the_full_input():
 @pytest.mark.parametrize("rows", [(6,), (2, 3)])  # training's shape on TF, and on JAX
 @pytest.mark.parametrize("smoothing", [0.0, 0.1])
 def test_cross_entropy_gradient_matches_automatic_differentiation(smoothing, rows, scatter):
-    from seq2seq_shared.kernels import smoothed_cross_entropy
+    from seq2seq_shared.model.kernels import smoothed_cross_entropy
 
     rng = np.random.default_rng(2)
     logits = rng.normal(size=(*rows, 11)).astype("float32") * 3

@@ -5,10 +5,10 @@ keras = pytest.importorskip("keras")
 from keras import ops  # noqa: E402
 
 from seq2seq_shared import backend  # noqa: E402
-from seq2seq_shared.decode import Decoder  # noqa: E402
-from seq2seq_shared.model import Seq2Seq  # noqa: E402
-from seq2seq_shared.parameters import expected_parameter_count, lstm_parameter_count  # noqa: E402
-from seq2seq_shared.search import greedy_search  # noqa: E402
+from seq2seq_shared.decoding.decoder import Decoder  # noqa: E402
+from seq2seq_shared.decoding.greedy import greedy_search  # noqa: E402
+from seq2seq_shared.model.parameters import expected_parameter_count, lstm_parameter_count  # noqa: E402
+from seq2seq_shared.model.seq2seq import Seq2Seq  # noqa: E402
 
 V, E, H = 37, 8, 12
 # The shape every test builds unless it says otherwise: Seq2Seq takes its shape in full.
@@ -232,7 +232,7 @@ def test_weights_saved_with_keras_lstm_layers_still_load(tmp_path, monkeypatch):
 
 
 def test_the_model_reads_its_source_backwards_real_tokens_only():
-    from seq2seq_shared.model import reverse_sentences
+    from seq2seq_shared.model.seq2seq import reverse_sentences
 
     source = np.array([[5, 6, 7, 0], [8, 9, 0, 0], [0, 0, 0, 0]], dtype="int32")
     lengths = np.array([3, 2, 0], dtype="int32")

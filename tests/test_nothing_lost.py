@@ -12,10 +12,10 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from seq2seq_shared import files
 from seq2seq_shared.cli import main
-from seq2seq_shared.translator import Translator
-from seq2seq_shared.run_dir import RunDir
+from seq2seq_shared.data import files
+from seq2seq_shared.decoding.translator import Translator
+from seq2seq_shared.training.run_dir import RunDir
 
 ROOT = Path(__file__).resolve().parent.parent
 ENVIRONMENT = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -171,7 +171,7 @@ def test_a_second_writer_is_refused_naming_the_holder(numbers_corpus, tmp_path):
 
     model_dir = tmp_path / "model"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\nfrom seq2seq_shared.run_dir import RunDir\n"
+        [sys.executable, "-c", "import sys, time\nfrom seq2seq_shared.training.run_dir import RunDir\n"
          "d = RunDir(sys.argv[1]); d.create()\nwith d.lock():\n print('held', flush=True)\n"
          " time.sleep(600)\n", str(model_dir)], stdout=subprocess.PIPE, text=True,
         env=ENVIRONMENT)

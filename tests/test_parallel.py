@@ -19,9 +19,9 @@ import pytest
 from click.testing import CliRunner
 from conftest import TINY
 
-from seq2seq_shared import checkpoint
 from seq2seq_shared.cli import main
-from seq2seq_shared.data import ParallelBatches
+from seq2seq_shared.data.batches import ParallelBatches
+from seq2seq_shared.training import checkpoint
 
 pytest.importorskip("jax")
 
@@ -237,7 +237,7 @@ def test_bad_cluster_options_are_usage_errors_and_tensorflow_hosts_come_from_tf_
                                           ([3, 3, 3, 4], False), ([0, 0, 0, 0], True)])
 def test_processes_that_resume_from_different_steps_are_refused(values, same, monkeypatch):
     """Replicas.check_same's verdict from the sums over the processes (one device each)."""
-    from seq2seq_shared.parallel import Replicas
+    from seq2seq_shared.training.parallel import Replicas
 
     replicas = Replicas(None, devices=len(values), process=0, processes=len(values))
     sums = (float(sum(values)), float(sum(v * v for v in values)))
@@ -254,7 +254,7 @@ def test_each_of_two_devices_gets_half_of_the_rows():
     batch gives the same step): here, the split itself."""
     script = """
 import numpy as np
-from seq2seq_shared.parallel import Cluster, start
+from seq2seq_shared.training.parallel import Cluster, start
 replicas = start(Cluster(devices="2"))
 array = np.arange(12).reshape(6, 2)
 placed = replicas.place(array)

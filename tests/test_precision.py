@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from seq2seq_shared.cli import main
-from seq2seq_shared.run_dir import RunDir
+from seq2seq_shared.training.run_dir import RunDir
 
 RUN = ["--embedding-dim", "16", "--hidden-size", "32", "--vocab-size", "120", "--batch-tokens",
        "256", "--quiet", "--no-tensorboard"]
@@ -75,7 +75,7 @@ def test_the_config_records_the_precision_and_the_policy_does_not_leak(mixed_run
 def test_a_mixed_precision_model_translates_in_float32(mixed_run):
     """Loaded after the run (the policy restored: see above), it builds in float32 and
     translates, one line per line."""
-    from seq2seq_shared.translator import Translator
+    from seq2seq_shared.decoding.translator import Translator
 
     _, model_dir = mixed_run
     translator = Translator.from_model_dir(model_dir)

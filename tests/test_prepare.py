@@ -9,12 +9,12 @@ import pytest
 from click.testing import CliRunner
 from conftest import TINY
 
-from seq2seq_shared import checkpoint
-from seq2seq_shared import prepared as prepared_module
 from seq2seq_shared.cli import main
-from seq2seq_shared.data import ParallelBatches, round_up
-from seq2seq_shared.encoded import EncodedPairs
-from seq2seq_shared.prepared import PreparedCorpus
+from seq2seq_shared.data import prepared as prepared_module
+from seq2seq_shared.data.batches import ParallelBatches, round_up
+from seq2seq_shared.data.encoded import EncodedPairs
+from seq2seq_shared.data.prepared import PreparedCorpus
+from seq2seq_shared.training import checkpoint
 
 # prepare's options matching TINY's training settings (--vocab-size 120, default seed and
 # lengths), so that a prepared run and a text-file run see the same ids.

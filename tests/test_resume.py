@@ -12,10 +12,10 @@ import pytest
 from click.testing import CliRunner
 
 from seq2seq_shared.cli import main
+from seq2seq_shared.training.run_dir import RunDir
+from seq2seq_shared.training.train import TrainingRun
 
 ROOT = Path(__file__).resolve().parent.parent
-from seq2seq_shared.run_dir import RunDir
-from seq2seq_shared.train import TrainingRun
 
 # 4 batches per epoch on the 200-pair corpus; a checkpoint every 3 steps and every epoch.
 RUN = ["--embedding-dim", "16", "--hidden-size", "32", "--vocab-size", "120", "--batch-tokens",
@@ -111,7 +111,7 @@ def test_kill_9_at_random_moments_then_resume_ends_as_an_uninterrupted_run(
     assert_same_run(model_dir, reference)
     assert not [p for p in model_dir.rglob(".*.tmp-*")], "temporary files left behind"
 
-    from seq2seq_shared.translator import Translator
+    from seq2seq_shared.decoding.translator import Translator
     assert len(Translator.from_model_dir(model_dir).translate(["seven", "", "twelve"])) == 3
 
 

@@ -4,7 +4,7 @@ import json
 import pytest
 
 from seq2seq_shared.config import TrainingConfig
-from seq2seq_shared.run_state import RunState
+from seq2seq_shared.training.state import RunState
 
 
 def state_at(training, step=0, epoch=0):

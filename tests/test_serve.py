@@ -181,8 +181,8 @@ def test_unknown_paths_methods_and_content_types_answer_in_the_same_json_shape(s
 def test_clients_that_leave_mid_request_do_not_hurt_the_server(serve):
     engine = FakeEngine(delay=0.5)
     server = serve(engine)
-    head = (f"POST /v1/translate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json"
-            f"\r\n")
+    head = ("POST /v1/translate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json"
+            "\r\n")
     body = json.dumps({"text": ["leaving"]}).encode()
     with socket.create_connection(("127.0.0.1", server.port)) as client:  # mid-body
         client.sendall(f"{head}Content-Length: {len(body) + 50}\r\n\r\n".encode() + body[:5])
@@ -318,8 +318,8 @@ def test_the_page_the_model_description_and_the_api_docs(serve):
 
 def test_the_served_model_answers_as_offline_translate_does(trained, numbers_corpus, serve):
     from seq2seq_shared.config import DecodeConfig
+    from seq2seq_shared.decoding.translator import Translator
     from seq2seq_shared.serve.engine import Engine
-    from seq2seq_shared.translator import Translator
 
     engine = Engine(trained)
     server = serve(engine, max_batch_lines=16, max_wait_ms=50)
@@ -403,8 +403,8 @@ def test_the_page_in_a_real_browser_types_translates_and_shows_an_alignment(trai
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
+    from seq2seq_shared.decoding.translator import Translator
     from seq2seq_shared.serve.engine import Engine
-    from seq2seq_shared.translator import Translator
 
     engine = Engine(trained)
     server = serve(engine)

@@ -1,6 +1,6 @@
 import pytest
 
-from seq2seq_shared.tokenizer import Tokenizer, train_sentencepiece
+from seq2seq_shared.data.tokenizer import Tokenizer, train_sentencepiece
 
 
 @pytest.fixture(scope="module")

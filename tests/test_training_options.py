@@ -73,8 +73,8 @@ def test_separate_vocab_translates_with_each_side_s_own_model(separate_vocab, nu
     is what the loaded network gives on ids from one and decoded by the other."""
     import sentencepiece
 
-    from seq2seq_shared.decode import Decoder
-    from seq2seq_shared.translator import Translator
+    from seq2seq_shared.decoding.decoder import Decoder
+    from seq2seq_shared.decoding.translator import Translator
 
     lines = ["one hundred twenty-one", "seven", "", "forty-two", "one hundred ninety-nine"]
     result = run("translate", "--model-dir", separate_vocab, input="".join(f"{x}\n" for x in lines))

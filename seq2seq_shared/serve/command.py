@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from ..console import import_keras_quietly
+
 logger = logging.getLogger(__name__)
 
 
@@ -47,9 +49,7 @@ def serve(model_dir: Path, host: str, port: int, max_batch_lines: int, max_wait_
     except ImportError as error:
         raise click.ClickException(f"serve needs the serve extra ({error.name} is missing): "
                                    f"pip install \"seq2seq-shared[serve]\"") from None
-    from ..cli import _import_keras_quietly
-
-    _import_keras_quietly()
+    import_keras_quietly()
     from .app import Limits, create_app
     from .engine import Engine
 

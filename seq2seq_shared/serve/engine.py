@@ -29,8 +29,7 @@ class Engine:
     TRANSLATORS = 8  # search settings kept compiled, the least recently used dropped
 
     def __init__(self, model_dir: Path | str, batch_size: int = 64, max_beam_size: int = 16):
-        from ..model_dir import ModelDir
-        from ..report import parameter_report
+        from ..model_dir import ModelDir, parameter_report
 
         self.model_dir = Path(model_dir)
         self.model, self.tokenizer, self.config = ModelDir(model_dir).load_model()
@@ -57,7 +56,7 @@ class Engine:
                             length_penalty=options.length_penalty, n_best=options.n_best)
 
     def translator(self, options: Options):
-        from ..translator import Translator
+        from ..decoding.translator import Translator
 
         key = (options.beam_size, options.length_penalty, options.n_best)
         translator = self._translators.pop(key, None)  # (re-inserted: the newest)

@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING
 
 from keras import ops
 
-from . import backend
-from .tokenizer import BOS_ID, EOS_ID, PAD_ID
+from .. import backend
+from ..data.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
 if TYPE_CHECKING:
-    from .model import Seq2Seq
+    from ..model.seq2seq import Seq2Seq
 
 # A log-probability no hypothesis reaches: marks empty slots (not -inf: -inf - -inf is nan).
 _NONE = -1e9

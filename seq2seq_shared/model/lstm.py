@@ -20,7 +20,7 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
-from . import backend
+from .. import backend
 from .kernels import lstm_gates, lstm_recurrence
 
 

@@ -20,10 +20,10 @@ import json
 import shutil
 from pathlib import Path
 
-from . import backend
-from .config import Config, DecodeConfig
-from .model_dir import ModelDir
-from .search import greedy_search, prepare_sources, trim_at_eos
+from .. import backend
+from ..config import Config, DecodeConfig
+from ..model_dir import ModelDir
+from .greedy import greedy_search, prepare_sources, trim_at_eos
 
 README = """SavedModel exported by seq2seq-shared.
 

@@ -23,7 +23,6 @@ sibling renamed into place at the end: a killed prepare leaves no half-prepared 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import itertools
 import json
 import logging
@@ -37,11 +36,11 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__
+from .._version import __version__
+from ..config import ModelConfig, TrainingConfig
 from .check import CorpusReport, scan_corpus
-from .config import ModelConfig, TrainingConfig
 from .encoded import EncodedPairs, FileIds
-from .model_dir import file_sha256
+from .files import file_sha256, sha256
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +67,7 @@ class PrepareSettings:
                                  TrainingConfig.max_target_length)
 
     @classmethod
-    def of(cls, config) -> "PrepareSettings":
+    def of(cls, config) -> PrepareSettings:
         """The settings a training run of `config` prepares its raw files with."""
         model, training = config.model, config.training
         return cls(joint_vocab=model.joint_vocab, vocab_size=model.vocab_size,
@@ -126,7 +125,7 @@ class PreparedCorpus:
         models = {}
         for name, digest in self.manifest["sentencepiece_sha256"].items():
             data = (self.path / name).read_bytes()
-            if hashlib.sha256(data).hexdigest() != digest:
+            if sha256(data) != digest:
                 raise ValueError(f"{self.path / name}: damaged (sha256 differs from "
                                  f"{self.path / MANIFEST}); prepare the corpus again")
             models[name] = data
@@ -310,7 +309,7 @@ def _write(directory: Path, source_path, target_path, settings: PrepareSettings,
             "vocab": {"joint": tokenizer.joint,
                       "source_vocab_size": tokenizer.source_vocab_size,
                       "target_vocab_size": tokenizer.target_vocab_size},
-            "sentencepiece_sha256": {name: hashlib.sha256(data).hexdigest()
+            "sentencepiece_sha256": {name: sha256(data)
                                      for name, data in models.items()},
             "check": report.to_dict()}
 

@@ -15,13 +15,13 @@ from dataclasses import dataclass
 import numpy as np
 from keras import ops
 
-from . import backend
+from .. import backend
+from ..config import DecodeConfig
+from ..data.batches import pad, round_up, teacher_forcing
+from ..data.tokenizer import PAD_ID
+from ..model.seq2seq import Seq2Seq
 from .beam import beam_search
-from .config import DecodeConfig
-from .data import pad, round_up, teacher_forcing
-from .model import Seq2Seq
-from .search import greedy_search, prepare_sources, trim_at_eos
-from .tokenizer import PAD_ID
+from .greedy import greedy_search, prepare_sources, trim_at_eos
 
 logger = logging.getLogger(__name__)
 

@@ -5,6 +5,7 @@ Lines are split exactly as `wc -l` counts them: never on \\r, U+0085, U+2028 or 
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import queue
 import stat
@@ -278,3 +279,16 @@ def _write_through(lines: Iterable[str], path: Path | None) -> int:
         raise WriteError(name, f"{_reason(error)}; {count} line(s) were written",
                          error.errno) from None
     return count
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file, read in blocks (never whole: corpora can be large)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

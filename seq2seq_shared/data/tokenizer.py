@@ -42,7 +42,7 @@ def train_sentencepiece(lines: Sequence[str], vocab_size: int, model_type: str =
 
 def train_tokenizer(sources: Sequence[str], targets: Sequence[str], joint: bool, vocab_size: int,
                     model_type: str = "unigram", sample_lines: int = 300_000,
-                    seed: int = 1234) -> "Tokenizer":
+                    seed: int = 1234) -> Tokenizer:
     """SentencePiece on the training text: one model for both sides (joint) or one each."""
     options = dict(vocab_size=vocab_size, model_type=model_type, sample_lines=sample_lines,
                    seed=seed)

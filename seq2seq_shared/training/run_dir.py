@@ -22,12 +22,23 @@ from typing import Any
 
 import numpy as np
 
+from ..config import Config
+from ..data.files import atomic_write, atomic_write_text
+from ..model_dir import (
+    CHECKPOINT_NAME,
+    CHECKPOINTS,
+    COMPILE_CACHE,
+    LOCK,
+    LOG,
+    MANAGED,
+    METRICS,
+    PREPARED,
+    STATE,
+    TENSORBOARD,
+    ModelDir,
+)
 from . import checkpoint
-from .config import Config
-from .files import atomic_write, atomic_write_text
-from .model_dir import (CHECKPOINT_NAME, CHECKPOINTS, COMPILE_CACHE, LOCK, LOG, MANAGED,
-                        METRICS, PREPARED, STATE, TENSORBOARD, ModelDir)
-from .run_state import RunState
+from .state import RunState
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +60,7 @@ class RunDir(ModelDir):
     @staticmethod
     def _is_our_prepared(path: Path) -> bool:
         """Whether `path` is the corpus a run prepared here (never a user's folder)."""
-        from .prepared import PreparedCorpus
+        from ..data.prepared import PreparedCorpus
 
         return path.name == PREPARED and PreparedCorpus.is_prepared(path)
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from .check import check_corpus
-from .files import iter_lines
 from .encoded import EncodedPairs
+from .files import iter_lines
 from .tokenizer import BOS_ID, EOS_ID, PAD_ID
 
 logger = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ def pad(sequences: Sequence[Sequence[int]], multiple: int = PAD_TO_MULTIPLE,
 def encoded_batches(tokenizer, sources: list[str], targets: list[str], batch_tokens: int,
                     multiple: int, seed: int = 0, shuffle: bool = False,
                     max_lengths: tuple[int, int] | None = None,
-                    fixed_shapes: bool = False) -> "ParallelBatches":
+                    fixed_shapes: bool = False) -> ParallelBatches:
     """Encode text pairs with `tokenizer` and batch them (validation and evaluation sets,
     held in memory; training data is prepared on disk by `prepare.py`).
 
@@ -148,7 +148,7 @@ class ParallelBatches:
 
     @classmethod
     def from_lists(cls, sources: list[list[int]], targets: list[list[int]],
-                   **settings) -> "ParallelBatches":
+                   **settings) -> ParallelBatches:
         return cls(EncodedPairs.from_lists(sources, targets), **settings)
 
     def width(self, rows: np.ndarray) -> int:
@@ -221,7 +221,7 @@ class ParallelBatches:
                      target_output=pad([outputs for _, outputs in shifted], self.multiple,
                                        **shape))
 
-    def planned(self, fixed_shapes: bool) -> "ParallelBatches":
+    def planned(self, fixed_shapes: bool) -> ParallelBatches:
         """The same pairs and settings, batched by the plan given."""
         batches = ParallelBatches(self.pairs, batch_tokens=self.batch_tokens, seed=self.seed,
                                   shuffle=self.shuffle, multiple=self.multiple,

@@ -18,18 +18,18 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
+from ..config import Config, TrainingConfig
+from ..data.batches import Batch, ParallelBatches, encode_pairs, read_parallel, within_lengths
+from ..data.encoded import EncodedPairs
+from ..data.files import file_sha256
+from ..data.prepared import PreparedCorpus, PrepareSettings, prepare
+from ..data.tokenizer import Tokenizer
 from . import checkpoint, parallel
 from .accumulation import Accumulation
-from .config import Config, TrainingConfig
-from .data import Batch, ParallelBatches, encode_pairs, read_parallel, within_lengths
-from .encoded import EncodedPairs
-from .model_dir import file_sha256
-from .prepared import PreparedCorpus, PrepareSettings, prepare
+from .context import TrainingInterrupted, log_to, progress_bar, stop_requests
 from .parallel import Cluster
 from .run_dir import FollowerDir, RunDir
-from .run_context import TrainingInterrupted, log_to, progress_bar, stop_requests
-from .run_state import RunState, Window
-from .tokenizer import Tokenizer
+from .state import RunState, Window
 
 logger = logging.getLogger(__name__)
 
@@ -182,16 +182,16 @@ def compile_for_training(model, training: TrainingConfig) -> None:
 def train_step(model, batch: Batch, loss_weight: float | None = None) -> dict[str, Any]:
     """One optimizer call on one batch (the compiled step), its loss scaled by
     `loss_weight` if given (accumulation.py); returns loss and nll."""
-    from . import backend
+    from .. import backend
 
-    step = backend.compiled_step(model, training=True)
+    step = backend.compiled_step(model, training=True, replicas=parallel.current())
     return step(batch.source, batch.target_input, batch.target_output, loss_weight)
 
 
 def _batches(config: Config, pairs: EncodedPairs, shuffle: bool = False) -> ParallelBatches:
     """Training or validation batches: pairs over the length limits (pieces) dropped;
     with one shape per width where the backend compiles per shape."""
-    from . import backend
+    from .. import backend
 
     training = config.training
     index = within_lengths(pairs, (config.model.max_source_length, training.max_target_length))
@@ -231,7 +231,7 @@ class TrainingRun:
     # Set-up ------------------------------------------------------------------------------
 
     def run(self, resuming: bool) -> dict[str, Any]:
-        from . import backend
+        from .. import backend
 
         self._set_up(resuming)
         self.tensorboard = (backend.tensorboard_writer(self.directory.tensorboard_path)
@@ -249,7 +249,7 @@ class TrainingRun:
         """Seed, tokenizer, batches, model, optimizer and, when resuming, the checkpoint."""
         import keras
 
-        from . import backend
+        from .. import backend
 
         training = self.training
         self.sync_every = training.log_every or (50 if backend.on_gpu() else 1)
@@ -331,7 +331,7 @@ class TrainingRun:
         self.state.finished = reason
         self._checkpoint()
         best = self.state.best
-        from . import backend
+        from .. import backend
 
         counts = backend.compile_counts()
         if counts:
@@ -486,7 +486,7 @@ class TrainingRun:
 def _training_row(state: RunState, batches_per_epoch: int, learning_rate: float
                   ) -> dict[str, Any]:
     """The training half of a metrics row: where the run is, and the window's figures."""
-    from .evaluate import perplexity
+    from ..decoding.evaluate import perplexity
 
     window = state.window
     row: dict[str, Any] = {"epoch": round(state.epoch + state.batch / batches_per_epoch, 3),

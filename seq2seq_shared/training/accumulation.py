@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .data import Batch, ParallelBatches, pad
-from .tokenizer import BOS_ID, EOS_ID
+from ..data.batches import Batch, ParallelBatches, pad
+from ..data.tokenizer import BOS_ID, EOS_ID
 
 
 class Accumulation:

@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import TrainingConfig
+from ..config import TrainingConfig
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class RunState:
     history: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
-    def fresh(cls, training: TrainingConfig, data_sha256: dict[str, str]) -> "RunState":
+    def fresh(cls, training: TrainingConfig, data_sha256: dict[str, str]) -> RunState:
         return cls(best=Best(training.best_metric), plateau_best=Best(training.plateau_metric),
                    data_sha256=data_sha256)
 
@@ -77,7 +77,7 @@ class RunState:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "RunState":
+    def from_dict(cls, data: dict[str, Any]) -> RunState:
         values = {f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data}
         # Before plateau_metric, the plateau watched the best score itself.
         plateau = data.get("plateau_best", data["best"])

@@ -12,10 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from .config import Config
-from .data import ParallelBatches
-from .evaluate import perplexity, quality, teacher_forced_nll
-from .tokenizer import Tokenizer
+from ..config import Config
+from ..data.batches import ParallelBatches
+from ..data.tokenizer import Tokenizer
+from ..decoding.evaluate import perplexity, quality, teacher_forced_nll
+from . import parallel
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ class Validator:
                  references: list[str], batches: ParallelBatches, float32_copy=None):
         """`float32_copy`: a float32 model of `model`'s shape that validation scores
         instead, given `model`'s weights first (where `model` is mixed-precision)."""
-        from .translator import Translator
+        from ..decoding.translator import Translator
 
         self.trained = model
         self.model = model if float32_copy is None else float32_copy
@@ -42,7 +43,7 @@ class Validator:
         loss may be NaN or Inf (a diverged model): the caller decides what that means."""
         if self.model is not self.trained:  # copies (on JAX, shared arrays could be donated)
             self.model.set_weights(self.trained.get_weights())
-        nll = teacher_forced_nll(self.model, self.batches)
+        nll = teacher_forced_nll(self.model, self.batches, parallel.current())
         row: dict[str, Any] = {"valid_loss": round(nll, 4) if np.isfinite(nll) else nll}
         if not np.isfinite(nll):
             return row

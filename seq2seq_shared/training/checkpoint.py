@@ -34,7 +34,7 @@ def _variables(model) -> dict[str, list]:
 
 def arrays_of(model) -> dict[str, np.ndarray]:
     """Every model and optimizer variable's value, by checkpoint key."""
-    from .parallel import to_numpy
+    from ..backend import to_numpy
 
     return {f"{group}/{index:04d}": to_numpy(variable.value)
             for group, variables in _variables(model).items()

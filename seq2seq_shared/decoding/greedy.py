@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING
 
 from keras import ops
 
-from . import backend
-from .config import DecodeConfig
-from .tokenizer import BOS_ID, EOS_ID, PAD_ID
+from .. import backend
+from ..config import DecodeConfig
+from ..data.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
 if TYPE_CHECKING:
-    from .model import Seq2Seq
+    from ..model.seq2seq import Seq2Seq
 
 
 def prepare_sources(source_ids, decode_config: DecodeConfig,

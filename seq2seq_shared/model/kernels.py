@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from keras import ops
 
-from . import backend
+from .. import backend
 
 
 def lstm_recurrence(projected, h0, c0, recurrent_kernel, mask=None):

@@ -5,16 +5,17 @@ import math
 from pathlib import Path
 from typing import Any
 
-from . import backend
-from .config import DecodeConfig
-from .data import ParallelBatches, encoded_batches, read_parallel
+from .. import backend
+from ..config import DecodeConfig
+from ..data.batches import ParallelBatches, encoded_batches, read_parallel
 
 
-def teacher_forced_nll(model, batches: ParallelBatches) -> float:
-    """Mean negative log-likelihood per target token (eos included), without label smoothing."""
+def teacher_forced_nll(model, batches: ParallelBatches, replicas: Any = None) -> float:
+    """Mean negative log-likelihood per target token (eos included), without label smoothing;
+    `replicas`: a data-parallel run's (`backend.compiled_step`)."""
     if not model.compiled:  # a freshly loaded model: only the loss is needed, no optimizer state
         model.compile()
-    step = backend.compiled_step(model, training=False)
+    step = backend.compiled_step(model, training=False, replicas=replicas)
     total, tokens = 0.0, 0
     for index in range(len(batches)):
         batch = batches.batch(index)
@@ -52,8 +53,8 @@ def evaluate(model_dir: Path | str, source_path: Path | str, reference_path: Pat
              decode_config: DecodeConfig | None = None) -> dict[str, Any]:
     """Translate `source_path` (greedily unless `decode_config` says otherwise), score it
     against `reference_path`, and add perplexity."""
+    from ..data.files import check_output_writable, write_lines
     from .translator import Translator
-    from .files import check_output_writable, write_lines
 
     if output_path is not None:
         check_output_writable(Path(output_path))  # fail before the work, not after

@@ -31,7 +31,7 @@ class EncodedPairs:
 
     @classmethod
     def from_lists(cls, sources: Sequence[Sequence[int]],
-                   targets: Sequence[Sequence[int]]) -> "EncodedPairs":
+                   targets: Sequence[Sequence[int]]) -> EncodedPairs:
         if len(sources) != len(targets):
             raise ValueError(f"{len(sources)} sources but {len(targets)} targets")
         return cls(*_flat(sources), *_flat(targets))

@@ -34,13 +34,13 @@ from typing import Any
 import keras
 from keras import layers, ops
 
-from . import backend
+from .. import backend
+from ..config import ModelConfig
+from ..data.tokenizer import PAD_ID
 from .attention import Attention
-from .config import ModelConfig
 from .kernels import smoothed_cross_entropy
 from .lstm import LSTM
 from .roles import READ, WRITE, RoleSignal
-from .tokenizer import PAD_ID
 
 # The settings that fix the network's shape, besides the vocabularies' sizes.
 SHAPE_SETTINGS = ("embedding_dim", "hidden_size", "num_layers", "share_lstm",
@@ -103,7 +103,7 @@ class Seq2Seq(keras.Model):
 
     @classmethod
     def from_model_config(cls, config: ModelConfig, source_vocab_size: int,
-                          target_vocab_size: int) -> "Seq2Seq":
+                          target_vocab_size: int) -> Seq2Seq:
         """The model `config` describes (unbuilt), for vocabularies of the given sizes.
         Training sets `label_smoothing` when it compiles the model."""
         return cls(**shape_arguments(config, source_vocab_size, target_vocab_size),

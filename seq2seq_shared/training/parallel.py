@@ -13,7 +13,7 @@ directory; the others only read it (to resume).
 TensorFlow: `tf.distribute.MirroredStrategy` over one machine's GPUs (on a CPU, as many
 logical CPU devices). Keras 3 distributes only `Model.fit` by itself; here the model and
 optimizer are built in the strategy's scope, every replica runs Keras's `train_step` on
-its share of the rows (`backend._mirrored`), and the loss divides by the tokens summed
+its share of the rows (`Replicas.wrap_step`), and the loss divides by the tokens summed
 over the replicas (`backend.summed_over_replicas`). Several processes (hosts):
 `MultiWorkerMirroredStrategy`, described by TF_CONFIG, TensorFlow's own way.
 
@@ -28,10 +28,9 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -93,6 +92,26 @@ class Replicas:
         layout = self.distribution.get_data_layout(array.shape).backend_layout
         return jax.make_array_from_callback(array.shape, layout, lambda index: array[index])
 
+    def wrap_step(self, method: Callable) -> Callable:
+        """`method` (train_step or test_step) run by every replica of a MirroredStrategy on
+        its share of the batch's rows; the logs averaged over the replicas (each logs its
+        share of the global loss times the replicas, as Keras's trainer does)."""
+        import tensorflow as tf
+
+        def replica_step(data):
+            context = tf.distribute.get_replica_context()
+            count, index = context.num_replicas_in_sync, context.replica_id_in_sync_group
+            rows = tf.shape(tf.nest.flatten(data)[0])[0] // count
+            return method(tf.nest.map_structure(lambda x: x[index * rows:(index + 1) * rows],
+                                                data))
+
+        def step(data):
+            logs = self.strategy.run(replica_step, args=(data,))
+            return {name: self.strategy.reduce("MEAN", value, axis=None)
+                    for name, value in logs.items()}
+
+        return step
+
     def agreed(self, flag: bool) -> bool:
         """True if `flag` is true in any process: decisions that change which collective
         comes next (stop now, a signal, a time limit on one clock) are taken by all."""
@@ -142,7 +161,7 @@ def start(cluster: Cluster) -> Replicas | None:
     or optimizer is built. None for one device in one process (under TensorFlow, a
     TF_CONFIG in the environment means several processes)."""
     global _current
-    from . import backend
+    from .. import backend
 
     if cluster.single and not (backend.name() == "tensorflow" and os.environ.get("TF_CONFIG")):
         return None
@@ -178,7 +197,7 @@ def start(cluster: Cluster) -> Replicas | None:
     return _current
 
 
-def _start_mirrored(cluster: Cluster) -> "Replicas":
+def _start_mirrored(cluster: Cluster) -> Replicas:
     """TensorFlow: `tf.distribute.MirroredStrategy` over this machine's GPUs (or, without
     GPUs, as many logical CPU devices, as JAX's host-platform device count makes)."""
     global _current
@@ -212,7 +231,7 @@ def _start_mirrored(cluster: Cluster) -> "Replicas":
     return _current
 
 
-def _start_multi_worker() -> "Replicas":
+def _start_multi_worker() -> Replicas:
     """TensorFlow across processes (hosts): `MultiWorkerMirroredStrategy`, its workers
     and this one's index read from TF_CONFIG; each uses its GPUs, or its CPU."""
     global _current
@@ -285,13 +304,3 @@ def outside() -> Iterator[None]:
         yield
     finally:
         keras.distribution.set_distribution(distribution)
-
-
-def to_numpy(value: Any) -> np.ndarray:
-    """A variable's value on the host: a replicated array spanning several processes is
-    read from this process's own replica."""
-    if getattr(value, "is_fully_addressable", True) is False:
-        return np.asarray(value.addressable_data(0))
-    import keras
-
-    return keras.ops.convert_to_numpy(value)

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import DecodeConfig, ModelConfig
-from .decode import Decoder, Hypothesis
-from .model import Seq2Seq
-from .tokenizer import Tokenizer
+from ..config import DecodeConfig, ModelConfig
+from ..data.tokenizer import Tokenizer
+from ..model.seq2seq import Seq2Seq
+from .decoder import Decoder, Hypothesis
 
 logger = logging.getLogger(__name__)
 
@@ -44,8 +44,8 @@ class Translator:
 
     @classmethod
     def from_model_dir(cls, path: Path | str, decode_config: DecodeConfig = DecodeConfig()
-                       ) -> "Translator":
-        from .model_dir import ModelDir
+                       ) -> Translator:
+        from ..model_dir import ModelDir
 
         model, tokenizer, config = ModelDir(path).load_model()
         return cls(model, tokenizer, config.model, decode_config, fixed_weights=True)
@@ -73,7 +73,7 @@ class Translator:
         slow producer gets each translation as soon as its line is in; without it (files),
         chunks are always full, so batches do not depend on timing.
         """
-        from .files import available_chunks, fixed_chunks
+        from ..data.files import available_chunks, fixed_chunks
 
         chunks = available_chunks if eager else fixed_chunks
         for chunk in chunks(lines, chunk_size):

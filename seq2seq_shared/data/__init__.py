@@ -1,0 +1,1 @@
+"""Text in, ids and batches out: files, the pre-flight check, SentencePiece, encoded and prepared corpora."""

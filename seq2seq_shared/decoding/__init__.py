@@ -1,0 +1,1 @@
+"""Decoding: greedy and beam search, the batched Decoder, the Translator, evaluation, export."""

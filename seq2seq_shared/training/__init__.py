@@ -1,0 +1,1 @@
+"""Training: the run, its state and directory, checkpoints, validation, accumulation, averaging, data parallelism."""
