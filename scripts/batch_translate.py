@@ -26,6 +26,7 @@ has as many lines as the shard's input. A re-run first deletes the temporary fil
 writes killed midway left (`.NAME.tmp-*`, in the shard folder and beside the output).
 Errors (a missing or damaged model, unreadable input) print one `error: ...` line, exit 1.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,21 +51,28 @@ _translator = None
 _startup_error: str | None = None
 
 
-def translation_identity(model_dir: str, errors: str, decode_config: DecodeConfig
-                         ) -> dict[str, Any]:
+def translation_identity(
+    model_dir: str, errors: str, decode_config: DecodeConfig
+) -> dict[str, Any]:
     """What a shard's translation depends on; anything else (batch size) must stay out,
     or an innocent change would throw finished shards away."""
     decoding = dataclasses.asdict(decode_config)
     del decoding["batch_size"]  # the same translations, batched differently
-    return {"model": ModelDir(model_dir).fingerprint(),  # raises if missing or damaged
-            "decoding": {"errors": errors, **decoding}}
+    return {
+        "model": ModelDir(model_dir).fingerprint(),  # raises if missing or damaged
+        "decoding": {"errors": errors, **decoding},
+    }
 
 
 def input_identity(input_path: Path, shard_lines: int) -> dict[str, Any]:
     """What tells, without reading the input again, that the shards are of this input."""
     stat = input_path.stat()
-    return {"input": str(input_path.resolve()), "size": stat.st_size,
-            "mtime_ns": stat.st_mtime_ns, "shard_lines": shard_lines}
+    return {
+        "input": str(input_path.resolve()),
+        "size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+        "shard_lines": shard_lines,
+    }
 
 
 def read_manifest(shard_dir: Path) -> dict[str, Any] | None:
@@ -91,9 +99,11 @@ def split(input_path: Path, shard_dir: Path, shard_lines: int) -> dict[str, Any]
     if manifest is not None:
         if manifest["identity"] == identity:
             return manifest
-        raise SystemExit(f"error: {shard_dir} holds shards of another input or shard size "
-                         f"than {input_path} with --shard-lines {shard_lines}; remove it "
-                         f"to start over")
+        raise SystemExit(
+            f"error: {shard_dir} holds shards of another input or shard size "
+            f"than {input_path} with --shard-lines {shard_lines}; remove it "
+            f"to start over"
+        )
     shard_dir.mkdir(parents=True, exist_ok=True)
     shards: list[tuple[str, int]] = []
     buffer: list[bytes] = []
@@ -126,19 +136,26 @@ def remove_temporaries(shard_dir: Path, output: Path) -> None:
         leftover.unlink(missing_ok=True)
 
 
-def adopt_translation(shard_dir: Path, manifest: dict[str, Any],
-                      translation: dict[str, Any]) -> None:
+def adopt_translation(
+    shard_dir: Path, manifest: dict[str, Any], translation: dict[str, Any]
+) -> None:
     """Make the shard outputs belong to `translation`: those of another are deleted first.
 
     Deleting before recording the new identity matters: a kill in between must never
     leave another model's outputs under this model's name."""
     if manifest.get("translation") == translation:
         return
-    stale = [path for name, _ in manifest["shards"]
-             if (path := (shard_dir / name).with_suffix(".out")).exists()]
+    stale = [
+        path
+        for name, _ in manifest["shards"]
+        if (path := (shard_dir / name).with_suffix(".out")).exists()
+    ]
     if stale:
-        print(f"{len(stale)} finished shards were translated by another model or other "
-              f"options; translating them again", file=sys.stderr)
+        print(
+            f"{len(stale)} finished shards were translated by another model or other "
+            f"options; translating them again",
+            file=sys.stderr,
+        )
     for path in stale:
         path.unlink()
     manifest["translation"] = translation
@@ -152,8 +169,11 @@ def count_lines(path: Path) -> int:
 
 def finished(shards: list[tuple[Path, int]]) -> dict[Path, int]:
     """{shard: lines} of the shards whose output is complete (the identity already holds)."""
-    return {shard: count for shard, count in shards if shard.with_suffix(".out").exists()
-            and count_lines(shard.with_suffix(".out")) == count}
+    return {
+        shard: count
+        for shard, count in shards
+        if shard.with_suffix(".out").exists() and count_lines(shard.with_suffix(".out")) == count
+    }
 
 
 def start_worker(model_dir: str, decode_config: DecodeConfig, gpus: list[str], slots) -> None:
@@ -181,8 +201,9 @@ def translate_shard(job: tuple[str, str]) -> int:
         raise ValueError(str(error)) from None
 
 
-def translate(args: argparse.Namespace, decode_config: DecodeConfig,
-              shards: list[tuple[Path, int]]) -> None:
+def translate(
+    args: argparse.Namespace, decode_config: DecodeConfig, shards: list[tuple[Path, int]]
+) -> None:
     """Translate the shards not yet done, with one progress bar for the whole job."""
     total = sum(count for _, count in shards)
     done = finished(shards)
@@ -196,15 +217,20 @@ def translate(args: argparse.Namespace, decode_config: DecodeConfig,
     for slot in range(args.workers):
         slots.put(slot)
     with tqdm(total=total, initial=sum(done.values()), unit="line", desc="translating") as bar:
-        with context.Pool(args.workers, initializer=start_worker,
-                          initargs=(args.model_dir, decode_config, gpus, slots)) as pool:
-            for lines in pool.imap_unordered(translate_shard,
-                                             [(str(s), args.errors) for s in pending]):
+        with context.Pool(
+            args.workers,
+            initializer=start_worker,
+            initargs=(args.model_dir, decode_config, gpus, slots),
+        ) as pool:
+            for lines in pool.imap_unordered(
+                translate_shard, [(str(s), args.errors) for s in pending]
+            ):
                 bar.update(lines)
 
 
 def merge(shards: list[tuple[Path, int]], output: Path) -> int:
     """Concatenate the shard outputs in input order into `output`, atomically; its lines."""
+
     def write(temporary: Path) -> None:
         with open(temporary, "wb") as merged:
             for shard, _ in shards:
@@ -223,8 +249,11 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--shard-lines", type=int, default=100_000)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--gpus", default=os.environ.get("CUDA_VISIBLE_DEVICES", ""),
-                        help="comma-separated GPU ids, one worker per GPU in turn")
+    parser.add_argument(
+        "--gpus",
+        default=os.environ.get("CUDA_VISIBLE_DEVICES", ""),
+        help="comma-separated GPU ids, one worker per GPU in turn",
+    )
     parser.add_argument("--errors", choices=["strict", "replace"], default="strict")
     parser.add_argument("--beam-size", type=int, default=1, help="1: greedy search")
     parser.add_argument("--length-penalty", type=float, default=0.0, help="GNMT alpha")
@@ -236,8 +265,9 @@ def run(args: argparse.Namespace) -> None:
     if not args.input.is_file():
         raise SystemExit(f"error: {args.input}: no such file")
     try:
-        decode_config = DecodeConfig(batch_size=args.batch_size, beam_size=args.beam_size,
-                                     length_penalty=args.length_penalty)
+        decode_config = DecodeConfig(
+            batch_size=args.batch_size, beam_size=args.beam_size, length_penalty=args.length_penalty
+        )
     except ValueError as error:
         raise SystemExit(f"error: {error}") from None
     # Before the split: a missing or damaged model fails now, not after streaming the input.
@@ -251,8 +281,10 @@ def run(args: argparse.Namespace) -> None:
     total = sum(count for _, count in shards)
     written = merge(shards, args.output)
     if written != total:
-        raise SystemExit(f"error: {args.output} has {written} lines but {args.input} has "
-                         f"{total}; the shards in {shard_dir} are kept for inspection")
+        raise SystemExit(
+            f"error: {args.output} has {written} lines but {args.input} has "
+            f"{total}; the shards in {shard_dir} are kept for inspection"
+        )
     if not args.keep_shards:
         shutil.rmtree(shard_dir)
     print(f"{args.output}: {written} lines", file=sys.stderr)

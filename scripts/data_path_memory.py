@@ -7,6 +7,7 @@ rows), builds every batch, and prints the process's resident memory (VmRSS, its 
 and file-backed parts, and the peak VmHWM, from /proc/self/status) after planning and every
 `--every` batches: the figure behind the README's "flat over an epoch". Linux only.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,8 +20,9 @@ from seq2seq_shared.data.prepared import PreparedCorpus
 def memory() -> str:
     with open("/proc/self/status") as status:
         fields = dict(line.split(":", 1) for line in status)
-    return ", ".join(f"{name} {fields[name].strip()}"
-                     for name in ("VmRSS", "RssAnon", "RssFile", "VmHWM"))
+    return ", ".join(
+        f"{name} {fields[name].strip()}" for name in ("VmRSS", "RssAnon", "RssFile", "VmHWM")
+    )
 
 
 def main() -> None:
@@ -31,11 +33,18 @@ def main() -> None:
     args = parser.parse_args()
     started = time.perf_counter()
     pairs = PreparedCorpus(args.prepared).pairs()
-    batches = ParallelBatches(pairs, batch_tokens=args.batch_tokens, seed=1234, multiple=1,
-                              index=within_lengths(pairs, (128, 128)))
+    batches = ParallelBatches(
+        pairs,
+        batch_tokens=args.batch_tokens,
+        seed=1234,
+        multiple=1,
+        index=within_lengths(pairs, (128, 128)),
+    )
     batches.set_epoch(1)
-    print(f"planned {len(batches)} batches in {time.perf_counter() - started:.1f} s: "
-          f"{memory()}", flush=True)
+    print(
+        f"planned {len(batches)} batches in {time.perf_counter() - started:.1f} s: {memory()}",
+        flush=True,
+    )
     started = time.perf_counter()
     for index in range(len(batches)):
         batches.batch(index)

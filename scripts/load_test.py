@@ -19,6 +19,7 @@
    the server (in cores: both share this machine), the server's RSS sampled every second,
    its batching statistics, and that SIGTERM stopped it with exit code 0.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,9 +57,21 @@ class Server:
 
     def __init__(self, model_dir: Path, options: list[str]):
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "seq2seq_shared.cli", "serve", "--model-dir", str(model_dir),
-             "--port", "0", *options], stderr=subprocess.PIPE, text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            [
+                sys.executable,
+                "-m",
+                "seq2seq_shared.cli",
+                "serve",
+                "--model-dir",
+                str(model_dir),
+                "--port",
+                "0",
+                *options,
+            ],
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
         self.url = None
         for line in self.process.stderr:
             found = re.search(r"on (http://[^/\s]+)/", line)
@@ -94,9 +107,10 @@ class Connection:
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
         body = json.dumps(document).encode()
-        self.writer.write(b"POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
-                          b"Content-Length: %d\r\n\r\n%s" % (path.encode(), self.host.encode(),
-                                                             len(body), body))
+        self.writer.write(
+            b"POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (path.encode(), self.host.encode(), len(body), body)
+        )
         try:
             status = int((await self.reader.readline()).split()[1])
             length, close = 0, False
@@ -121,8 +135,16 @@ class Connection:
         self.reader = self.writer = None
 
 
-async def load(url: str, clients: int, seconds: float, warmup: float, per_request: int,
-               lines: list[str], expected: dict[str, str], seed: int) -> dict:
+async def load(
+    url: str,
+    clients: int,
+    seconds: float,
+    warmup: float,
+    per_request: int,
+    lines: list[str],
+    expected: dict[str, str],
+    seed: int,
+) -> dict:
     order = list(range(len(lines)))
     random.Random(seed).shuffle(order)
     cursor = 0
@@ -144,8 +166,14 @@ async def load(url: str, clients: int, seconds: float, warmup: float, per_reques
                 status, answer = await connection.post_json("/v1/translate", {"text": chosen})
                 if status == 200:
                     got = [t["text"] for t in answer["translations"]]
-            except (OSError, IndexError, ValueError, KeyError, TypeError,
-                    asyncio.IncompleteReadError) as error:
+            except (
+                OSError,
+                IndexError,
+                ValueError,
+                KeyError,
+                TypeError,
+                asyncio.IncompleteReadError,
+            ) as error:
                 answer = {"error": f"{type(error).__name__}: {error}"}
             done = time.perf_counter()
             if not measure_from <= done <= end:  # answered inside the window: counted
@@ -159,8 +187,13 @@ async def load(url: str, clients: int, seconds: float, warmup: float, per_reques
             elif got != [expected[line] for line in chosen]:
                 counted["mismatches"] += 1
                 if len(examples) < 5:
-                    examples.append({"lines": chosen, "got": got,
-                                     "offline": [expected[line] for line in chosen]})
+                    examples.append(
+                        {
+                            "lines": chosen,
+                            "got": got,
+                            "offline": [expected[line] for line in chosen],
+                        }
+                    )
             else:
                 counted["lines"] += per_request  # answered, and as offline
         connection.close()
@@ -174,13 +207,24 @@ async def load(url: str, clients: int, seconds: float, warmup: float, per_reques
     def percentile(p: float) -> float:  # nearest rank
         return round(1000 * latencies[max(0, math.ceil(p * len(latencies)) - 1)], 1)
 
-    return {"clients": clients, "seconds": seconds, **counted,
-            "client_cpu_share": round(client_cpu / elapsed, 3),  # of one core, this process
-            "lines_per_second": round(counted["lines"] / seconds, 1),
-            "latency_ms": ({"p50": percentile(0.50), "p95": percentile(0.95),
-                            "p99": percentile(0.99), "max": round(1000 * latencies[-1], 1)}
-                           if latencies else None),
-            "examples": examples}
+    return {
+        "clients": clients,
+        "seconds": seconds,
+        **counted,
+        "client_cpu_share": round(client_cpu / elapsed, 3),  # of one core, this process
+        "lines_per_second": round(counted["lines"] / seconds, 1),
+        "latency_ms": (
+            {
+                "p50": percentile(0.50),
+                "p95": percentile(0.95),
+                "p99": percentile(0.99),
+                "max": round(1000 * latencies[-1], 1),
+            }
+            if latencies
+            else None
+        ),
+        "examples": examples,
+    }
 
 
 def cpu_seconds(pid: int) -> float:
@@ -202,7 +246,7 @@ def main() -> None:
     argv = sys.argv[1:]
     split = argv.index("--") if "--" in argv else len(argv)
     args = parser.parse_args(argv[:split])
-    serve_options = argv[split + 1:]
+    serve_options = argv[split + 1 :]
 
     lines = [line for line in args.lines.read_text(encoding="utf-8").splitlines() if line]
     translations, offline_rate = offline(args.model_dir, lines)
@@ -222,27 +266,46 @@ def main() -> None:
     try:
         for clients in (int(c) for c in args.clients.split(",")):
             server_cpu, started = cpu_seconds(server.process.pid), time.perf_counter()
-            run = asyncio.run(load(server.url, clients, args.seconds, args.warmup,
-                                   args.lines_per_request, lines, expected, args.seed))
-            run["server_cpu_share"] = round((cpu_seconds(server.process.pid) - server_cpu)
-                                            / (time.perf_counter() - started), 3)
+            run = asyncio.run(
+                load(
+                    server.url,
+                    clients,
+                    args.seconds,
+                    args.warmup,
+                    args.lines_per_request,
+                    lines,
+                    expected,
+                    args.seed,
+                )
+            )
+            run["server_cpu_share"] = round(
+                (cpu_seconds(server.process.pid) - server_cpu) / (time.perf_counter() - started), 3
+            )
             run["ratio_to_offline"] = round(run["lines_per_second"] / offline_rate, 3)
             runs.append(run)
-            print(json.dumps({k: v for k, v in run.items() if k != "examples"}),
-                  file=sys.stderr)
+            print(json.dumps({k: v for k, v in run.items() if k != "examples"}), file=sys.stderr)
         batching = httpx.get(server.url + "/health").json()["batching"]
     finally:
         sampling.set()
         exit_code = server.stop()
-    result = {"model_dir": str(args.model_dir), "lines_file": str(args.lines),
-              "distinct_lines": len(lines), "lines_per_request": args.lines_per_request,
-              "serve_options": serve_options,
-              "offline_lines_per_second": round(offline_rate, 1), "runs": runs,
-              "server_rss_mb": {"start": round(rss[0], 1), "end": round(rss[-1], 1),
-                                "max": round(max(rss), 1),
-                                "every_10_s": [round(x) for x in rss[::10]]},
-              "batching": batching, "sigterm_exit_code": exit_code,
-              "host": {"cpus": os.cpu_count(), "python": platform.python_version()}}
+    result = {
+        "model_dir": str(args.model_dir),
+        "lines_file": str(args.lines),
+        "distinct_lines": len(lines),
+        "lines_per_request": args.lines_per_request,
+        "serve_options": serve_options,
+        "offline_lines_per_second": round(offline_rate, 1),
+        "runs": runs,
+        "server_rss_mb": {
+            "start": round(rss[0], 1),
+            "end": round(rss[-1], 1),
+            "max": round(max(rss), 1),
+            "every_10_s": [round(x) for x in rss[::10]],
+        },
+        "batching": batching,
+        "sigterm_exit_code": exit_code,
+        "host": {"cpus": os.cpu_count(), "python": platform.python_version()},
+    }
     text = json.dumps(result, indent=2)
     if args.output:
         args.output.write_text(text + "\n", encoding="utf-8")

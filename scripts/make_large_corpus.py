@@ -26,6 +26,7 @@ Pairs are generated with numpy, 50,000 at a time, and written chunk by chunk, so
 stays around 150 MB whatever --pairs is. The same --seed gives byte-identical files (with
 the same numpy version: numpy does not promise its random streams across versions).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,7 +41,7 @@ ZIPF_EXPONENT = 1.1
 MIN_WORDS, MAX_WORDS = 3, 40
 LENGTH_MODE = 11  # the most frequent sentence length, in words
 LENGTH_SIGMA = 0.45  # the spread of the lognormal; its mode is exp(mu - sigma**2)
-LENGTH_MU = np.log(LENGTH_MODE) + LENGTH_SIGMA ** 2
+LENGTH_MU = np.log(LENGTH_MODE) + LENGTH_SIGMA**2
 QUESTION_SHARE = 0.12
 NO_PUNCTUATION_SHARE = 0.08
 COMMA_SHARE = 0.3  # of the sentences with 6 words or more
@@ -54,12 +55,12 @@ TARGET_CONSONANTS, TARGET_VOWELS = "bdfgjklmnprstwxz", "aeiouy"
 # (the target may start with the question particle). Pieces 0 .. VOCABULARY_SIZE - 1 are
 # the words of the language, then come these:
 SPACE, COMMA, PERIOD_END, QUESTION_END, PLAIN_END, QUESTION_PARTICLE = range(
-    VOCABULARY_SIZE, VOCABULARY_SIZE + 6)
+    VOCABULARY_SIZE, VOCABULARY_SIZE + 6
+)
 PIECE_BYTES = 12  # room for the longest piece (a 10-letter particle and its space)
 
 
-def make_vocabulary(rng: np.random.Generator, size: int, consonants: str,
-                    vowels: str) -> list[str]:
+def make_vocabulary(rng: np.random.Generator, size: int, consonants: str, vowels: str) -> list[str]:
     """`size` distinct made-up words of 2-10 letters (7 on average), consonants and vowels
     in turn, roughly shortest first: word i is the i-th most frequent."""
     words: dict[str, None] = {}  # a dict keeps the order in which words were made
@@ -89,7 +90,7 @@ def make_piece_table(words: list[str], particle: str) -> np.ndarray:
     for index, piece in enumerate(pieces):
         encoded = piece.encode("utf-8")
         assert len(encoded) <= PIECE_BYTES, piece
-        table[index, :len(encoded)] = np.frombuffer(encoded, dtype=np.uint8)
+        table[index, : len(encoded)] = np.frombuffer(encoded, dtype=np.uint8)
     return table
 
 
@@ -124,8 +125,9 @@ def duplicate_origins(rng: np.random.Generator, pairs: int) -> np.ndarray:
     return origins
 
 
-def make_chunk(rng: np.random.Generator, pairs: int,
-               word_cumulative: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def make_chunk(
+    rng: np.random.Generator, pairs: int, word_cumulative: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The source sentences of a chunk: words (pairs x MAX_WORDS, word ids), separators
     (the piece after each word: a space, a comma or the ending) and lengths (in words).
     Only the first `length` columns of a row are used."""
@@ -137,9 +139,11 @@ def make_chunk(rng: np.random.Generator, pairs: int,
     rows = np.arange(pairs)
     separators = np.full((pairs, MAX_WORDS), SPACE, dtype=np.int32)
     draw = rng.random(pairs)
-    endings = np.select([draw < QUESTION_SHARE,
-                         draw < QUESTION_SHARE + NO_PUNCTUATION_SHARE],
-                        [QUESTION_END, PLAIN_END], PERIOD_END)
+    endings = np.select(
+        [draw < QUESTION_SHARE, draw < QUESTION_SHARE + NO_PUNCTUATION_SHARE],
+        [QUESTION_END, PLAIN_END],
+        PERIOD_END,
+    )
     separators[rows, lengths - 1] = endings
     has_comma = (lengths >= 6) & (rng.random(pairs) < COMMA_SHARE)
     comma_after = rng.integers(1, np.maximum(lengths - 2, 2))  # at least 2 words follow
@@ -149,8 +153,9 @@ def make_chunk(rng: np.random.Generator, pairs: int,
     return words[origins], separators[origins], lengths[origins]
 
 
-def interleave(words: np.ndarray, separators: np.ndarray,
-               lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def interleave(
+    words: np.ndarray, separators: np.ndarray, lengths: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """The pieces word, separator, word, separator, ... of each row, and which are used."""
     pairs, max_words = words.shape
     pieces = np.empty((pairs, 2 * max_words), dtype=np.int32)
@@ -167,13 +172,19 @@ def to_text(piece_table: np.ndarray, pieces: np.ndarray, used: np.ndarray) -> by
     return text[text != 0].tobytes()
 
 
-def source_text(piece_table: np.ndarray, words: np.ndarray, separators: np.ndarray,
-                lengths: np.ndarray) -> bytes:
+def source_text(
+    piece_table: np.ndarray, words: np.ndarray, separators: np.ndarray, lengths: np.ndarray
+) -> bytes:
     return to_text(piece_table, *interleave(words, separators, lengths))
 
 
-def target_text(piece_table: np.ndarray, orders: np.ndarray, words: np.ndarray,
-                separators: np.ndarray, lengths: np.ndarray) -> bytes:
+def target_text(
+    piece_table: np.ndarray,
+    orders: np.ndarray,
+    words: np.ndarray,
+    separators: np.ndarray,
+    lengths: np.ndarray,
+) -> bytes:
     """The translation: source word i is target word i; the words are reordered, the
     separators stay in place, and questions start with the question particle."""
     reordered = np.take_along_axis(words, orders[lengths], axis=1)
@@ -188,8 +199,7 @@ def target_text(piece_table: np.ndarray, orders: np.ndarray, words: np.ndarray,
 def write_corpus(output_dir: Path, pairs: int, seed: int) -> None:
     rng = np.random.default_rng(seed)
     source_words = make_vocabulary(rng, VOCABULARY_SIZE, SOURCE_CONSONANTS, SOURCE_VOWELS)
-    target_words = make_vocabulary(rng, VOCABULARY_SIZE + 1, TARGET_CONSONANTS,
-                                   TARGET_VOWELS)
+    target_words = make_vocabulary(rng, VOCABULARY_SIZE + 1, TARGET_CONSONANTS, TARGET_VOWELS)
     particle, target_words = target_words[0], target_words[1:]  # a short function word
     source_table = make_piece_table(source_words, particle)  # the source has no particle
     target_table = make_piece_table(target_words, particle)
@@ -218,10 +228,12 @@ def write_corpus(output_dir: Path, pairs: int, seed: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(
         description="Write OUT_DIR/train.src and OUT_DIR/train.tgt: a seeded synthetic "
-                    "parallel corpus for memory and speed benchmarks.")
+        "parallel corpus for memory and speed benchmarks."
+    )
     parser.add_argument("output_dir", type=Path, metavar="OUT_DIR")
-    parser.add_argument("--pairs", type=int, default=5_000_000,
-                        help="sentence pairs to write (default: 5,000,000)")
+    parser.add_argument(
+        "--pairs", type=int, default=5_000_000, help="sentence pairs to write (default: 5,000,000)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     arguments = parser.parse_args()
     if arguments.pairs < 1:

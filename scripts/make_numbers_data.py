@@ -13,23 +13,82 @@ units before tens, "one and twenty"), agreement-like form changes ("eins" alone 
 Numbers are drawn with a seeded generator, with the number of digits uniform so that small
 numbers are as frequent as large ones, and the three splits never share a number.
 """
+
 from __future__ import annotations
 
 import argparse
 import random
 from pathlib import Path
 
-ENGLISH_ONES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
-                "ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen",
-                "seventeen", "eighteen", "nineteen"]
-ENGLISH_TENS = ["", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty",
-                "ninety"]
+ENGLISH_ONES = [
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
+]
+ENGLISH_TENS = [
+    "",
+    "",
+    "twenty",
+    "thirty",
+    "forty",
+    "fifty",
+    "sixty",
+    "seventy",
+    "eighty",
+    "ninety",
+]
 
-GERMAN_ONES = ["null", "eins", "zwei", "drei", "vier", "fünf", "sechs", "sieben", "acht",
-               "neun", "zehn", "elf", "zwölf", "dreizehn", "vierzehn", "fünfzehn", "sechzehn",
-               "siebzehn", "achtzehn", "neunzehn"]
-GERMAN_TENS = ["", "", "zwanzig", "dreißig", "vierzig", "fünfzig", "sechzig", "siebzig",
-               "achtzig", "neunzig"]
+GERMAN_ONES = [
+    "null",
+    "eins",
+    "zwei",
+    "drei",
+    "vier",
+    "fünf",
+    "sechs",
+    "sieben",
+    "acht",
+    "neun",
+    "zehn",
+    "elf",
+    "zwölf",
+    "dreizehn",
+    "vierzehn",
+    "fünfzehn",
+    "sechzehn",
+    "siebzehn",
+    "achtzehn",
+    "neunzehn",
+]
+GERMAN_TENS = [
+    "",
+    "",
+    "zwanzig",
+    "dreißig",
+    "vierzig",
+    "fünfzig",
+    "sechzig",
+    "siebzig",
+    "achtzig",
+    "neunzig",
+]
 
 MAX_NUMBER = 999_999
 SPLITS = {"train": 20_000, "dev": 500, "test": 1_000}
@@ -90,13 +149,13 @@ def sample_numbers(seed: int) -> dict[str, list[int]]:
     numbers: list[int] = []
     while len(numbers) < wanted:
         digits = rng.randint(1, len(str(MAX_NUMBER)))
-        number = rng.randint(10 ** (digits - 1) if digits > 1 else 0, 10 ** digits - 1)
+        number = rng.randint(10 ** (digits - 1) if digits > 1 else 0, 10**digits - 1)
         if number not in seen:
             seen.add(number)
             numbers.append(number)
     splits, start = {}, 0
     for name, size in SPLITS.items():
-        splits[name] = numbers[start:start + size]
+        splits[name] = numbers[start : start + size]
         start += size
     return splits
 

@@ -8,6 +8,7 @@ for where to get them). Settings come from data/multi30k.toml; options after `--
 `seq2seq-shared train` (e.g. `-- --no-share-lstm` for the sharing ablation). Re-running
 the command resumes an interrupted training, then evaluates. Results: MODEL_DIR/results.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,35 +36,77 @@ def main() -> None:
     argv = sys.argv[1:]
     split = argv.index("--") if "--" in argv else len(argv)
     args = parser.parse_args(argv[:split])
-    args.train_options += argv[split + 1:]
+    args.train_options += argv[split + 1 :]
     data, model_dir = args.multi30k, args.model_dir
     for name in ("train", "val", "test2016"):
         for language in ("de", "en"):
             if not (data / f"{name}.{language}").is_file():
-                sys.exit(f"error: {data / f'{name}.{language}'} not found; MULTI30K_DIR must hold "
-                         f"train, val and test2016 .de/.en files")
+                sys.exit(
+                    f"error: {data / f'{name}.{language}'} not found; MULTI30K_DIR must hold "
+                    f"train, val and test2016 .de/.en files"
+                )
 
     command = [sys.executable, "-m", "seq2seq_shared.cli"]
-    run([*command, "train", data / "train.de", data / "train.en", "--valid", data / "val.de",
-         data / "val.en", "--model-dir", model_dir, "--config", args.config, "--quiet",
-         *args.train_options])
+    run(
+        [
+            *command,
+            "train",
+            data / "train.de",
+            data / "train.en",
+            "--valid",
+            data / "val.de",
+            data / "val.en",
+            "--model-dir",
+            model_dir,
+            "--config",
+            args.config,
+            "--quiet",
+            *args.train_options,
+        ]
+    )
     hypotheses = model_dir / "test2016.hyp.en"
-    scores = json.loads(run([*command, "evaluate", "--model-dir", model_dir, "--source",
-                             data / "test2016.de", "--reference", data / "test2016.en",
-                             "--json", "-o", hypotheses], capture=True))
+    scores = json.loads(
+        run(
+            [
+                *command,
+                "evaluate",
+                "--model-dir",
+                model_dir,
+                "--source",
+                data / "test2016.de",
+                "--reference",
+                data / "test2016.en",
+                "--json",
+                "-o",
+                hypotheses,
+            ],
+            capture=True,
+        )
+    )
     info = json.loads(run([*command, "info", "--model-dir", model_dir, "--json"], capture=True))
     state = RunDir(model_dir).read_state()
     results = {
         "test_set": "Multi30k test2016 de->en",
-        "bleu_lowercase": scores["bleu_lowercase"], "bleu": scores["bleu"],
-        "chrf": scores["chrf"], "perplexity": scores["perplexity"],
+        "bleu_lowercase": scores["bleu_lowercase"],
+        "bleu": scores["bleu"],
+        "chrf": scores["chrf"],
+        "perplexity": scores["perplexity"],
         "signatures": scores["signatures"],
-        "parameters": info["total"], "config": info["config"]["model"],
-        "training": {"minutes": round(state.seconds / 60, 1), "steps": state.step,
-                     "epochs": state.history[-1]["epoch"], "stopped": state.finished,
-                     "best_validation": dataclasses.asdict(state.best)},
-        "machine": {"platform": platform.platform(), "processor": _cpu_model(),
-                    "cpus": os.cpu_count(), "python": platform.python_version()},
+        "parameters": info["total"],
+        "config": info["config"]["model"],
+        "training": {
+            "minutes": round(state.seconds / 60, 1),
+            "steps": state.step,
+            "epochs": state.history[-1]["epoch"],
+            "stopped": state.finished,
+            "best_validation": dataclasses.asdict(state.best),
+        },
+        "machine": {
+            "platform": platform.platform(),
+            "processor": _cpu_model(),
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+        },
         "command": " ".join(map(str, sys.argv)),
         "hypotheses": str(hypotheses),
     }

@@ -6,6 +6,7 @@
 A test set is a pair NAME.<source> / NAME.<target> in --test-dir. Writes results.md (a
 Markdown table) and results.json (every measure and the sacreBLEU signatures).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,16 +24,21 @@ def main() -> None:
     parser.add_argument("--test-dir", type=Path, required=True)
     parser.add_argument("--source", required=True, help="source file suffix, e.g. de")
     parser.add_argument("--target", required=True, help="reference file suffix, e.g. en")
-    parser.add_argument("--output", type=Path, default=Path("results"),
-                        help="writes OUTPUT.md and OUTPUT.json")
+    parser.add_argument(
+        "--output", type=Path, default=Path("results"), help="writes OUTPUT.md and OUTPUT.json"
+    )
     parser.add_argument("--batch-size", type=int, default=64)
     args = parser.parse_args()
 
-    pairs = [(path, path.with_suffix("." + args.target))
-             for path in sorted(args.test_dir.glob("*." + args.source))]
+    pairs = [
+        (path, path.with_suffix("." + args.target))
+        for path in sorted(args.test_dir.glob("*." + args.source))
+    ]
     pairs = [(source, reference) for source, reference in pairs if reference.exists()]
     if not pairs:
-        raise SystemExit(f"error: no NAME.{args.source} / NAME.{args.target} pairs in {args.test_dir}")
+        raise SystemExit(
+            f"error: no NAME.{args.source} / NAME.{args.target} pairs in {args.test_dir}"
+        )
 
     from seq2seq_shared import Translator
     from seq2seq_shared.data.batches import read_parallel
@@ -45,15 +51,21 @@ def main() -> None:
         results[source.stem] = quality(hypotheses, references)
         print(f"{source.stem}: BLEU {results[source.stem]['bleu']}", file=sys.stderr)
 
-    rows = ["| test set | sentences | BLEU | BLEU (lowercased) | chrF |",
-            "| --- | ---: | ---: | ---: | ---: |"]
-    rows += [f"| {name} | {r['sentences']} | {r['bleu']} | {r['bleu_lowercase']} | {r['chrf']} |"
-             for name, r in results.items()]
+    rows = [
+        "| test set | sentences | BLEU | BLEU (lowercased) | chrF |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    rows += [
+        f"| {name} | {r['sentences']} | {r['bleu']} | {r['bleu_lowercase']} | {r['chrf']} |"
+        for name, r in results.items()
+    ]
     signatures = next(iter(results.values()))["signatures"]
     rows += ["", *(f"- {name}: `{signature}`" for name, signature in signatures.items())]
     atomic_write_text(args.output.with_suffix(".md"), "\n".join(rows) + "\n")
-    atomic_write_text(args.output.with_suffix(".json"),
-                      json.dumps({"model_dir": args.model_dir, "results": results}, indent=2) + "\n")
+    atomic_write_text(
+        args.output.with_suffix(".json"),
+        json.dumps({"model_dir": args.model_dir, "results": results}, indent=2) + "\n",
+    )
     print("\n".join(rows))
 
 

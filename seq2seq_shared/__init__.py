@@ -3,6 +3,7 @@
 Importing the package is cheap: Keras (and so TensorFlow) loads only when a model is
 built or loaded, e.g. by `Translator.from_model_dir`.
 """
+
 from ._version import __version__
 
 __all__ = ["Translator", "__version__"]

@@ -5,6 +5,7 @@ calling `keras.backend.backend()`. TensorFlow and JAX are imported here lazily, 
 functions; the other modules that import TensorFlow are `decoding/export.py` (the
 SavedModel export, a TensorFlow-only feature) and `training/parallel.py` (MirroredStrategy).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -23,8 +24,9 @@ def name() -> str:
     return keras.backend.backend()
 
 
-def compile_inference(model: keras.Model, function: Callable, static_argnums: tuple[int, ...] = ()
-                      ) -> Callable:
+def compile_inference(
+    model: keras.Model, function: Callable, static_argnums: tuple[int, ...] = ()
+) -> Callable:
     """Compile `function(*args)` that reads `model`'s weights, so later weight updates show.
 
     TensorFlow: a `tf.function` traced with every dimension free (see `_shape_free`),
@@ -78,8 +80,12 @@ def _compile_step(model: keras.Model, training: bool, replicas: Any) -> Callable
         method = model.train_on_batch if training else model.test_on_batch
 
         def step(source, target_input, target_output, loss_weight=None):
-            return method({"source": source, "target_input": target_input}, target_output,
-                          sample_weight=_row_weights(source, loss_weight), return_dict=True)
+            return method(
+                {"source": source, "target_input": target_input},
+                target_output,
+                sample_weight=_row_weights(source, loss_weight),
+                return_dict=True,
+            )
 
         return step
     method = model.train_step if training else model.test_step
@@ -131,15 +137,22 @@ def _jax_step(model: keras.Model, training: bool, replicas: Any) -> Callable:
 
     method = model.train_step if training else model.test_step
     compiled = jax.jit(method, donate_argnums=0)
-    groups = [model.trainable_variables, model.non_trainable_variables,
-              *([model.optimizer.variables] if training else []), model.metrics_variables]
+    groups = [
+        model.trainable_variables,
+        model.non_trainable_variables,
+        *([model.optimizer.variables] if training else []),
+        model.metrics_variables,
+    ]
     # data parallel: each device gets its rows (training/parallel.py)
     place = replicas.place if replicas is not None else (lambda array: array)
 
     def step(source, target_input, target_output, loss_weight=None):
         model.reset_metrics()
-        data = ({"source": place(source), "target_input": place(target_input)},
-                place(target_output), place(_row_weights(source, loss_weight)))
+        data = (
+            {"source": place(source), "target_input": place(target_input)},
+            place(target_output),
+            place(_row_weights(source, loss_weight)),
+        )
         logs, state = compiled([[v.value for v in group] for group in groups], data)
         for group, values in zip(groups, state):
             for variable, value in zip(group, values):
@@ -159,15 +172,20 @@ def _shape_free(function: Callable, static_argnums: tuple[int, ...] = ()) -> Cal
 
     def call(*args):
         static = {i: a for i, a in enumerate(args) if i in static_argnums or a is None}
-        dynamic = [tf.nest.map_structure(tf.convert_to_tensor, a)
-                   for i, a in enumerate(args) if i not in static]
+        dynamic = [
+            tf.nest.map_structure(tf.convert_to_tensor, a)
+            for i, a in enumerate(args)
+            if i not in static
+        ]
         specs = tf.nest.map_structure(_free_spec, dynamic)
         key = repr((sorted(static.items()), specs))
         if key not in traced:
+
             def bound(*values):
                 values = iter(values)
-                return function(*(static[i] if i in static else next(values)
-                                  for i in range(len(args))))
+                return function(
+                    *(static[i] if i in static else next(values) for i in range(len(args)))
+                )
 
             traced[key] = tf.function(bound, input_signature=specs, autograph=False)
         return traced[key](*dynamic)
@@ -197,14 +215,14 @@ def scan(step: Callable, carry, xs: tuple, outputs: int, reverse: bool = False):
             carry, ys = step(carry, tuple(x.read(index) for x in inputs))
             return t + 1, carry, [o.write(index, y) for o, y in zip(outputs, ys)]
 
-        _, carry, arrays = tf.while_loop(lambda t, *_: t < steps, body,
-                                         (tf.constant(0), carry, arrays))
+        _, carry, arrays = tf.while_loop(
+            lambda t, *_: t < steps, body, (tf.constant(0), carry, arrays)
+        )
         return carry, tuple(a.stack() for a in arrays)
     return keras.ops.scan(step, carry, xs, reverse=reverse)
 
 
-def shrinking_while_loop(cond: Callable, body: Callable, loop_vars: tuple,
-                         maximum_iterations: int):
+def shrinking_while_loop(cond: Callable, body: Callable, loop_vars: tuple, maximum_iterations: int):
     """`keras.ops.while_loop` whose loop variables may change their leading (batch) size
     from one iteration to the next, so a loop can drop the rows it is done with. Only
     where shapes are dynamic (`dynamic_shapes()`): a `tf.while_loop` with the leading
@@ -214,9 +232,11 @@ def shrinking_while_loop(cond: Callable, body: Callable, loop_vars: tuple,
     loop_vars = tf.nest.map_structure(tf.convert_to_tensor, loop_vars)
     invariants = tf.nest.map_structure(
         lambda x: tf.TensorShape([None]).concatenate(x.shape[1:]) if x.shape.rank else x.shape,
-        loop_vars)
-    return tf.while_loop(cond, body, loop_vars, shape_invariants=invariants,
-                         maximum_iterations=maximum_iterations)
+        loop_vars,
+    )
+    return tf.while_loop(
+        cond, body, loop_vars, shape_invariants=invariants, maximum_iterations=maximum_iterations
+    )
 
 
 def _free_spec(x):
@@ -262,8 +282,10 @@ def use_compile_cache(path) -> None:
 
 _CACHE_SET_HERE = False  # the cache directory is a run's (so the next run moves it)
 _COMPILES: dict[str, int] = {}
-_COMPILE_EVENTS = {"/jax/compilation_cache/cache_misses": "compiled",
-                   "/jax/compilation_cache/cache_hits": "cached"}
+_COMPILE_EVENTS = {
+    "/jax/compilation_cache/cache_misses": "compiled",
+    "/jax/compilation_cache/cache_hits": "cached",
+}
 
 
 def _count_compile(event: str, **kwargs) -> None:
@@ -384,8 +406,9 @@ class TensorBoardWriter:
             for key, value in values.items():
                 # float32 events: a diverging run's perplexity (1e42) is written as inf
                 # instead of stopping the run.
-                self._summary.scalar(key, value if abs(value) < FLOAT32_MAX
-                                     else math.copysign(math.inf, value))
+                self._summary.scalar(
+                    key, value if abs(value) < FLOAT32_MAX else math.copysign(math.inf, value)
+                )
         self._writer.flush()
 
     def close(self) -> None:
@@ -403,8 +426,9 @@ def tensorboard_writer(path) -> TensorBoardWriter | None:
         missing = "the tensorboard package (pip install tensorboard)"
     else:
         return TensorBoardWriter(path)
-    logging.getLogger(__name__).warning("TensorBoard logs need %s; skipping them (metrics.csv "
-                                        "has the same figures)", missing)
+    logging.getLogger(__name__).warning(
+        "TensorBoard logs need %s; skipping them (metrics.csv has the same figures)", missing
+    )
     return None
 
 

@@ -2,6 +2,7 @@
 
 Nothing here imports Keras, so the CLI can parse and validate settings instantly.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -20,33 +21,39 @@ PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 class ModelConfig:
     """The network's shape. Saved in the model directory; the model is rebuilt from it."""
 
-    vocab_size: int = 8000            # SentencePiece pieces (per language with separate vocabularies)
-    joint_vocab: bool = True          # one SentencePiece model for source and target
+    vocab_size: int = 8000  # SentencePiece pieces (per language with separate vocabularies)
+    joint_vocab: bool = True  # one SentencePiece model for source and target
     embedding_dim: int = 256
     hidden_size: int = 512
-    num_layers: int = 1               # each layer is ONE LSTM shared by encoder and decoder
-    share_lstm: bool = True           # False builds separate encoder/decoder LSTMs (ablation)
-    share_embeddings: bool = True     # one table for source and target (needs joint_vocab)
-    tie_output: bool = True           # output projection reuses the target embedding table
-    dropout: float = 0.3              # on embeddings and LSTM outputs, never inside the recurrence
-    reverse_source: bool = True       # feed the source backwards (Sutskever et al., 2014)
-    feed_context: bool = True         # the decoder reads the encoder's final state every step
-    attention: str = "dot"            # Luong attention over the source: "dot", "general" or "none"
-    role_signal: str = "bias"         # the LSTM knows reading from writing: "bias", "embedding", "none"
-    max_source_length: int = 128      # pieces; longer training pairs are dropped, inputs truncated
+    num_layers: int = 1  # each layer is ONE LSTM shared by encoder and decoder
+    share_lstm: bool = True  # False builds separate encoder/decoder LSTMs (ablation)
+    share_embeddings: bool = True  # one table for source and target (needs joint_vocab)
+    tie_output: bool = True  # output projection reuses the target embedding table
+    dropout: float = 0.3  # on embeddings and LSTM outputs, never inside the recurrence
+    reverse_source: bool = True  # feed the source backwards (Sutskever et al., 2014)
+    feed_context: bool = True  # the decoder reads the encoder's final state every step
+    attention: str = "dot"  # Luong attention over the source: "dot", "general" or "none"
+    role_signal: str = "bias"  # the LSTM knows reading from writing: "bias", "embedding", "none"
+    max_source_length: int = 128  # pieces; longer training pairs are dropped, inputs truncated
 
     def __post_init__(self) -> None:
         _require(self.vocab_size >= 8, "vocab_size must be at least 8 (4 special pieces + text)")
         for name in ("embedding_dim", "hidden_size", "num_layers", "max_source_length"):
             _require(getattr(self, name) >= 1, f"{name} must be a positive integer")
         _require(0.0 <= self.dropout < 1.0, "dropout must be in [0, 1)")
-        _require(self.attention in ("none", "dot", "general"),
-                 "attention must be 'none', 'dot' or 'general'")
-        _require(self.role_signal in ("none", "bias", "embedding"),
-                 "role_signal must be 'none', 'bias' or 'embedding'")
-        _require(not self.share_embeddings or self.joint_vocab,
-                 "share_embeddings needs a joint vocabulary: drop --separate-vocab "
-                 "or pass --no-share-embeddings")
+        _require(
+            self.attention in ("none", "dot", "general"),
+            "attention must be 'none', 'dot' or 'general'",
+        )
+        _require(
+            self.role_signal in ("none", "bias", "embedding"),
+            "role_signal must be 'none', 'bias' or 'embedding'",
+        )
+        _require(
+            not self.share_embeddings or self.joint_vocab,
+            "share_embeddings needs a joint vocabulary: drop --separate-vocab "
+            "or pass --no-share-embeddings",
+        )
 
 
 @dataclass(frozen=True)
@@ -54,46 +61,59 @@ class TrainingConfig:
     """How to train. Saved beside the model config so a run can be reproduced."""
 
     epochs: int = 10
-    batch_tokens: int = 3072          # target tokens per batch (padding included)
+    batch_tokens: int = 3072  # target tokens per batch (padding included)
     learning_rate: float = 2e-3
-    clip_norm: float = 1.0            # gradient clipping by global norm; 0 turns it off
+    clip_norm: float = 1.0  # gradient clipping by global norm; 0 turns it off
     label_smoothing: float = 0.1
     seed: int = 1234
-    max_target_length: int = 128      # pieces; longer training pairs are dropped
+    max_target_length: int = 128  # pieces; longer training pairs are dropped
     sentencepiece_model_type: str = "unigram"
     # Lines SentencePiece trains on, sampled from the corpus: its trainer holds about
     # 1.6 KB per line, so 300,000 keep `prepare` under 1 GiB (1,000,000 took 1.9 GiB).
     sentencepiece_sample_lines: int = 300_000
-    warmup_steps: int = 100           # linear learning-rate warm-up from 0
+    warmup_steps: int = 100  # linear learning-rate warm-up from 0
     # Validation (with --valid): every `validate_every` steps, or every epoch when 0.
     validate_every: int = 0
-    best_metric: str = "bleu"         # "bleu" (greedy, on the validation set) or "loss"
-    plateau_metric: str = "loss"      # what the rate's plateau watches: "loss" (smooth) or "bleu"
-    lr_patience: int = 2              # validations without improvement (of plateau_metric) before the rate drops
-    lr_decay: float = 0.5             # ... by this factor
-    min_learning_rate: float = 1e-5   # the rate never drops below this
-    patience: int = 6                 # validations without improvement before stopping (0: never)
-    max_minutes: float = 0.0          # stop after this much training time, resumes included (0: no limit)
+    best_metric: str = "bleu"  # "bleu" (greedy, on the validation set) or "loss"
+    plateau_metric: str = "loss"  # what the rate's plateau watches: "loss" (smooth) or "bleu"
+    lr_patience: int = (
+        2  # validations without improvement (of plateau_metric) before the rate drops
+    )
+    lr_decay: float = 0.5  # ... by this factor
+    min_learning_rate: float = 1e-5  # the rate never drops below this
+    patience: int = 6  # validations without improvement before stopping (0: never)
+    max_minutes: float = 0.0  # stop after this much training time, resumes included (0: no limit)
     # Checkpoints (full training state, for resuming) every N steps and at every validation.
     checkpoint_every: int = 1000
     keep_checkpoints: int = 3
-    deterministic: bool = True        # deterministic kernels (TensorFlow), for bitwise resume
-    tensorboard: bool = True          # TensorBoard logs in the model directory (TensorFlow backend)
+    deterministic: bool = True  # deterministic kernels (TensorFlow), for bitwise resume
+    tensorboard: bool = True  # TensorBoard logs in the model directory (TensorFlow backend)
     # Steps between reads of the loss from the device (progress bar, divergence check);
     # 0: every step on a CPU, where it costs nothing, every 50 on a GPU, which would wait.
     log_every: int = 0
     # Batches per optimizer step: N > 1 steps once over N batches, as on one batch N times
     # larger (a large effective batch on a small GPU); steps and warm-up count updates.
     accumulate_steps: int = 1
-    precision: str = "float32"        # training computation: PRECISIONS; weights stay float32
+    precision: str = "float32"  # training computation: PRECISIONS; weights stay float32
 
     # The settings a resumed run may change: when to stop, how often to checkpoint and to
     # read the loss, the step size (to recover from divergence) and the precision (the
     # weights are float32 in every one). Changing the latter two ends exactness. The
     # SentencePiece sample is read only when a run begins (earlier runs used 1,000,000).
-    RESUMABLE = ("epochs", "patience", "max_minutes", "checkpoint_every", "keep_checkpoints",
-                 "tensorboard", "learning_rate", "clip_norm", "warmup_steps", "log_every",
-                 "precision", "sentencepiece_sample_lines")
+    RESUMABLE = (
+        "epochs",
+        "patience",
+        "max_minutes",
+        "checkpoint_every",
+        "keep_checkpoints",
+        "tensorboard",
+        "learning_rate",
+        "clip_norm",
+        "warmup_steps",
+        "log_every",
+        "precision",
+        "sentencepiece_sample_lines",
+    )
 
     def __post_init__(self) -> None:
         _require(self.epochs >= 1, "epochs must be at least 1")
@@ -102,10 +122,18 @@ class TrainingConfig:
         _require(self.clip_norm >= 0, "clip_norm must be >= 0 (0 turns clipping off)")
         _require(0.0 <= self.label_smoothing < 1.0, "label_smoothing must be in [0, 1)")
         _require(self.max_target_length >= 1, "max_target_length must be positive")
-        _require(self.sentencepiece_model_type in ("unigram", "bpe"),
-                 "sentencepiece_model_type must be 'unigram' or 'bpe'")
-        for name in ("warmup_steps", "validate_every", "lr_patience", "patience",
-                     "checkpoint_every", "log_every"):
+        _require(
+            self.sentencepiece_model_type in ("unigram", "bpe"),
+            "sentencepiece_model_type must be 'unigram' or 'bpe'",
+        )
+        for name in (
+            "warmup_steps",
+            "validate_every",
+            "lr_patience",
+            "patience",
+            "checkpoint_every",
+            "log_every",
+        ):
             _require(getattr(self, name) >= 0, f"{name} must be >= 0")
         for name in ("best_metric", "plateau_metric"):
             _require(getattr(self, name) in ("bleu", "loss"), f"{name} must be 'bleu' or 'loss'")
@@ -116,11 +144,15 @@ class TrainingConfig:
         _require(self.accumulate_steps >= 1, "accumulate_steps must be at least 1")
         # Keras's loss scaling skips an update whose gradients overflow without counting
         # the call, which would shift every later group of accumulated batches.
-        _require(self.accumulate_steps == 1 or self.precision != "mixed_float16",
-                 "accumulate_steps above 1 needs --precision float32 or mixed_bfloat16 "
-                 "(mixed_float16 skips overflowing updates, which breaks the groups)")
-        _require(self.precision in PRECISIONS,
-                 f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
+        _require(
+            self.accumulate_steps == 1 or self.precision != "mixed_float16",
+            "accumulate_steps above 1 needs --precision float32 or mixed_bfloat16 "
+            "(mixed_float16 skips overflowing updates, which breaks the groups)",
+        )
+        _require(
+            self.precision in PRECISIONS,
+            f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}",
+        )
 
 
 @dataclass(frozen=True)
@@ -128,24 +160,30 @@ class DecodeConfig:
     """How to decode: the search, and its limits (a sentence stops at eos or at
     length_ratio * source + length_offset pieces)."""
 
-    batch_size: int = 64              # sentences decoded together (each with its beam)
+    batch_size: int = 64  # sentences decoded together (each with its beam)
     length_ratio: float = 2.0
     length_offset: int = 10
-    beam_size: int = 1                # 1: greedy search, the fastest path
-    length_penalty: float = 0.0       # GNMT's alpha: score = log-prob / ((5 + len) / 6) ** alpha
-    n_best: int = 1                   # hypotheses returned per sentence (<= beam_size)
+    beam_size: int = 1  # 1: greedy search, the fastest path
+    length_penalty: float = 0.0  # GNMT's alpha: score = log-prob / ((5 + len) / 6) ** alpha
+    n_best: int = 1  # hypotheses returned per sentence (<= beam_size)
 
     def __post_init__(self) -> None:
         _require(self.batch_size >= 1, "batch_size must be at least 1")
-        _require(self.length_ratio > 0 and self.length_offset >= 0,
-                 "length_ratio must be positive and length_offset >= 0")
+        _require(
+            self.length_ratio > 0 and self.length_offset >= 0,
+            "length_ratio must be positive and length_offset >= 0",
+        )
         _require(self.beam_size >= 1, "beam_size must be at least 1")
         _require(self.length_penalty >= 0, "length_penalty must be >= 0 (0: none)")
-        _require(self.beam_size > 1 or self.length_penalty == 0,
-                 "length_penalty ranks a beam's hypotheses: it needs --beam-size 2 or more")
-        _require(1 <= self.n_best <= self.beam_size,
-                 f"n_best ({self.n_best}) must be between 1 and the beam size "
-                 f"({self.beam_size}); pass --beam-size {self.n_best} or more")
+        _require(
+            self.beam_size > 1 or self.length_penalty == 0,
+            "length_penalty ranks a beam's hypotheses: it needs --beam-size 2 or more",
+        )
+        _require(
+            1 <= self.n_best <= self.beam_size,
+            f"n_best ({self.n_best}) must be between 1 and the beam size "
+            f"({self.beam_size}); pass --beam-size {self.n_best} or more",
+        )
 
 
 @dataclass(frozen=True)
@@ -160,11 +198,13 @@ class Config:
     def from_dict(cls, data: dict[str, Any], source: str = "config") -> Config:
         unknown = set(data) - {"model", "training"}
         if unknown:
-            raise ValueError(f"{source}: unknown section(s) {sorted(unknown)}; "
-                             "expected 'model' and 'training'")
-        return cls(model=_build(ModelConfig, data.get("model", {}), f"{source} [model]"),
-                   training=_build(TrainingConfig, data.get("training", {}),
-                                   f"{source} [training]"))
+            raise ValueError(
+                f"{source}: unknown section(s) {sorted(unknown)}; expected 'model' and 'training'"
+            )
+        return cls(
+            model=_build(ModelConfig, data.get("model", {}), f"{source} [model]"),
+            training=_build(TrainingConfig, data.get("training", {}), f"{source} [training]"),
+        )
 
     def resume_differences(self, requested: Config) -> list[str]:
         """What `requested` changes in this (saved) run's settings beyond what a resume may
@@ -189,8 +229,10 @@ class Config:
                 training[name] = value
             else:
                 raise ValueError(f"unknown setting {name!r}")
-        return Config(model=dataclasses.replace(self.model, **model),
-                      training=dataclasses.replace(self.training, **training))
+        return Config(
+            model=dataclasses.replace(self.model, **model),
+            training=dataclasses.replace(self.training, **training),
+        )
 
 
 def load_config_file(path: Path) -> Config:
@@ -201,8 +243,9 @@ def load_config_file(path: Path) -> Config:
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: config file not found") from None
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as error:
-        raise ValueError(f"{path}: not valid {'TOML' if path.suffix == '.toml' else 'JSON'}: "
-                         f"{error}") from None
+        raise ValueError(
+            f"{path}: not valid {'TOML' if path.suffix == '.toml' else 'JSON'}: {error}"
+        ) from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected an object with 'model' and 'training' sections")
     return Config.from_dict(data, source=str(path))
@@ -217,13 +260,16 @@ def _build(cls: type, values: dict[str, Any], source: str) -> Any:
         raise ValueError(f"{source}: expected a table of settings, got {values!r}")
     unknown = set(values) - _field_names(cls)
     if unknown:
-        raise ValueError(f"{source}: unknown setting(s) {sorted(unknown)}; "
-                         f"known: {sorted(_field_names(cls))}")
+        raise ValueError(
+            f"{source}: unknown setting(s) {sorted(unknown)}; known: {sorted(_field_names(cls))}"
+        )
     for field_ in dataclasses.fields(cls):
         if field_.name in values and not _has_type_of(values[field_.name], field_.default):
-            raise ValueError(f"{source}: {field_.name} = {values[field_.name]!r} should be "
-                             f"{type(field_.default).__name__} like its default "
-                             f"{field_.default!r}")
+            raise ValueError(
+                f"{source}: {field_.name} = {values[field_.name]!r} should be "
+                f"{type(field_.default).__name__} like its default "
+                f"{field_.default!r}"
+            )
     return cls(**values)
 
 

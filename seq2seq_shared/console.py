@@ -1,6 +1,7 @@
 """The console around the commands: library errors as one line and exit code 1, and
 Keras imported with TensorFlow's start-up chatter silenced. Used by `cli.py` and
 `serve/command.py`; it imports neither."""
+
 from __future__ import annotations
 
 import os

@@ -23,6 +23,7 @@
 Every file is written through `files.atomic_write`: a crash leaves the old or the new
 file, never half of one.
 """
+
 from __future__ import annotations
 
 import json
@@ -40,9 +41,12 @@ from .data.files import atomic_write, atomic_write_bytes, atomic_write_text, fil
 # function of its training section: the plateau used to watch the best_metric).
 FORMAT_VERSION = 3
 READABLE_FORMATS = (1, 2, 3)
-ADDED_SETTINGS = {3: lambda training: {
-    "model": {"attention": "none", "role_signal": "none"},
-    "training": {"plateau_metric": training.get("best_metric", "bleu")}}}
+ADDED_SETTINGS = {
+    3: lambda training: {
+        "model": {"attention": "none", "role_signal": "none"},
+        "training": {"plateau_metric": training.get("best_metric", "bleu")},
+    }
+}
 
 CONFIG = "config.json"
 JOINT_SPM, SOURCE_SPM, TARGET_SPM = "sentencepiece.model", "source.model", "target.model"
@@ -92,16 +96,24 @@ class ModelDir:
 
     # Config and tokenizer ----------------------------------------------------------------
 
-    def save_config(self, config: Config, source_vocab_size: int, target_vocab_size: int,
-                    sentencepiece_models: dict[str, bytes]) -> None:
+    def save_config(
+        self,
+        config: Config,
+        source_vocab_size: int,
+        target_vocab_size: int,
+        sentencepiece_models: dict[str, bytes],
+    ) -> None:
         document = {
             "format_version": FORMAT_VERSION,
             "package_version": __version__,
             **config.to_dict(),
-            "vocab": {"source_vocab_size": source_vocab_size,
-                      "target_vocab_size": target_vocab_size,
-                      "sentencepiece_sha256": {name: sha256(data)
-                                               for name, data in sentencepiece_models.items()}},
+            "vocab": {
+                "source_vocab_size": source_vocab_size,
+                "target_vocab_size": target_vocab_size,
+                "sentencepiece_sha256": {
+                    name: sha256(data) for name, data in sentencepiece_models.items()
+                },
+            },
         }
         atomic_write_text(self.path / CONFIG, json.dumps(document, indent=2) + "\n")
         self._document = document
@@ -116,21 +128,27 @@ class ModelDir:
     def _parse_config(self) -> dict[str, Any]:
         path = self.path / CONFIG
         if not self.path.is_dir():
-            raise FileNotFoundError(f"{self.path}: model directory not found; train one with "
-                                    f"`seq2seq-shared train ... --model-dir {self.path}`")
+            raise FileNotFoundError(
+                f"{self.path}: model directory not found; train one with "
+                f"`seq2seq-shared train ... --model-dir {self.path}`"
+            )
         if not path.exists():
-            raise FileNotFoundError(f"{path}: missing; {self.path} is not a seq2seq-shared model "
-                                    f"directory (or its training never got past the start)")
+            raise FileNotFoundError(
+                f"{path}: missing; {self.path} is not a seq2seq-shared model "
+                f"directory (or its training never got past the start)"
+            )
         try:
             document = json.loads(path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise ValueError(f"{path}: corrupt ({error}); restore it or retrain") from None
         version = document.get("format_version")
         if version not in READABLE_FORMATS:
-            raise ValueError(f"{path}: model directory format {version!r}, but this "
-                             f"seq2seq-shared ({__version__}) reads formats "
-                             f"{', '.join(map(str, READABLE_FORMATS))}; "
-                             f"use the version that wrote it, or retrain")
+            raise ValueError(
+                f"{path}: model directory format {version!r}, but this "
+                f"seq2seq-shared ({__version__}) reads formats "
+                f"{', '.join(map(str, READABLE_FORMATS))}; "
+                f"use the version that wrote it, or retrain"
+            )
         for added_in, settings in ADDED_SETTINGS.items():
             if version < added_in:  # what the directory's version meant
                 for section, values in settings(document.get("training", {})).items():
@@ -139,13 +157,18 @@ class ModelDir:
 
     def read_config(self) -> Config:
         document = self.read_config_document()
-        return Config.from_dict({"model": document["model"], "training": document["training"]},
-                                source=str(self.path / CONFIG))
+        return Config.from_dict(
+            {"model": document["model"], "training": document["training"]},
+            source=str(self.path / CONFIG),
+        )
 
     def save_tokenizer(self, source_model: bytes, target_model: bytes | None) -> dict[str, bytes]:
         """Write the SentencePiece model(s); returns {file name: bytes} for the config's hashes."""
-        models = ({JOINT_SPM: source_model} if target_model is None
-                  else {SOURCE_SPM: source_model, TARGET_SPM: target_model})
+        models = (
+            {JOINT_SPM: source_model}
+            if target_model is None
+            else {SOURCE_SPM: source_model, TARGET_SPM: target_model}
+        )
         for file_name, data in models.items():
             atomic_write_bytes(self.path / file_name, data)
         return models
@@ -164,12 +187,16 @@ class ModelDir:
         for file_name, digest in expected.items():
             path = self.path / file_name
             if not path.exists():
-                raise FileNotFoundError(f"{path}: missing SentencePiece model; restore it or retrain")
+                raise FileNotFoundError(
+                    f"{path}: missing SentencePiece model; restore it or retrain"
+                )
             models[file_name] = path.read_bytes()
             if sha256(models[file_name]) != digest:
-                raise ValueError(f"{path}: does not match the model it was trained with "
-                                 f"(sha256 differs from {self.path / CONFIG}); restore the "
-                                 f"original file or retrain")
+                raise ValueError(
+                    f"{path}: does not match the model it was trained with "
+                    f"(sha256 differs from {self.path / CONFIG}); restore the "
+                    f"original file or retrain"
+                )
         if JOINT_SPM in models:
             return Tokenizer(models[JOINT_SPM])
         return Tokenizer(models[SOURCE_SPM], models[TARGET_SPM])
@@ -179,8 +206,10 @@ class ModelDir:
     def describe(self) -> dict[str, Any]:
         """The saved settings for people and reports: model, training, vocabulary, versions."""
         document = self.read_config_document()
-        return {key: document[key] for key in ("model", "training", "vocab", "format_version",
-                                               "package_version")}
+        return {
+            key: document[key]
+            for key in ("model", "training", "vocab", "format_version", "package_version")
+        }
 
     def vocab_sizes(self) -> tuple[int, int]:
         """(source, target) vocabulary sizes of the saved SentencePiece model(s)."""
@@ -213,8 +242,11 @@ class ModelDir:
             digest.append(file_sha256(temporary))
             self._save_digests([*digest, *self._weights_digests()[:1]])
 
-        atomic_write(self.weights_path, lambda temporary: model.save_weights(temporary),
-                     before_rename=publish_digest)
+        atomic_write(
+            self.weights_path,
+            lambda temporary: model.save_weights(temporary),
+            before_rename=publish_digest,
+        )
         self._save_digests(digest)
 
     def _save_digests(self, digests: list[str]) -> None:
@@ -234,18 +266,24 @@ class ModelDir:
             return  # written before checksums were recorded
         digests = self._weights_digests()
         if not digests:
-            raise ValueError(f"{self.path / CHECKSUMS}: missing or corrupt, so {path} cannot be "
-                             f"verified; restore it with the model directory, or retrain")
+            raise ValueError(
+                f"{self.path / CHECKSUMS}: missing or corrupt, so {path} cannot be "
+                f"verified; restore it with the model directory, or retrain"
+            )
         if (digest or file_sha256(path)) not in digests:
-            raise ValueError(f"{path}: damaged: its sha256 differs from the one recorded when it "
-                             f"was written ({self.path / CHECKSUMS}); restore the file from a "
-                             f"copy, or retrain (`train` resumes from {CHECKPOINTS}/)")
+            raise ValueError(
+                f"{path}: damaged: its sha256 differs from the one recorded when it "
+                f"was written ({self.path / CHECKSUMS}); restore the file from a "
+                f"copy, or retrain (`train` resumes from {CHECKPOINTS}/)"
+            )
 
     def _existing_weights(self) -> Path:
         if not self.weights_path.exists():
-            raise FileNotFoundError(f"{self.weights_path}: missing; the model has no trained "
-                                    f"weights yet (train it, or let a running training save "
-                                    f"an epoch)")
+            raise FileNotFoundError(
+                f"{self.weights_path}: missing; the model has no trained "
+                f"weights yet (train it, or let a running training save "
+                f"an epoch)"
+            )
         return self.weights_path
 
     def load_weights(self, model) -> None:
@@ -253,14 +291,19 @@ class ModelDir:
         try:
             model.load_weights(self.weights_path)
         except Exception as error:  # h5py/Keras raise many types for a damaged or foreign file
-            raise ValueError(f"{self.weights_path}: cannot be loaded ({error}); it is corrupt or "
-                             f"belongs to another model; restore it or retrain") from None
+            raise ValueError(
+                f"{self.weights_path}: cannot be loaded ({error}); it is corrupt or "
+                f"belongs to another model; restore it or retrain"
+            ) from None
 
     def fingerprint(self) -> dict[str, str]:
         """sha256 of every file translation depends on: what makes two models the same."""
         self.read_config_document()  # a missing or foreign directory: its clear error first
-        files = [self.path / CONFIG, self._existing_weights(),
-                 *set(self.sentencepiece_files().values())]
+        files = [
+            self.path / CONFIG,
+            self._existing_weights(),
+            *set(self.sentencepiece_files().values()),
+        ]
         digests = {path.name: file_sha256(path) for path in sorted(files)}
         self.verify_weights(digests[WEIGHTS])
         return digests

@@ -6,6 +6,7 @@ MOMENT "during-save": SIGKILL after the checkpoint at STEP is written to its tem
 file, before the rename that publishes it. "after-save": SIGKILL right after the
 checkpoint at STEP (and whatever validation preceded it) is complete.
 """
+
 import os
 import signal
 import sys

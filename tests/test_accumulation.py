@@ -1,5 +1,6 @@
 """--accumulate-steps N: one optimizer step over N batches equals one step on the batch N
 times larger; a run accumulates, counts updates as steps and resumes exactly mid-group."""
+
 import json
 import signal
 
@@ -20,8 +21,11 @@ TARGETS = [[[17], []], [[18, 19, 20], [21], [22, 23]]]
 
 
 def _batch(sources, targets):
-    return Batch(source=pad(sources, 1), target_input=pad([[2, *t] for t in targets], 1),
-                 target_output=pad([[*t, 3] for t in targets], 1))
+    return Batch(
+        source=pad(sources, 1),
+        target_input=pad([[2, *t] for t in targets], 1),
+        target_output=pad([[*t, 3] for t in targets], 1),
+    )
 
 
 def _trained(accumulate_steps, batches, weights):
@@ -30,8 +34,9 @@ def _trained(accumulate_steps, batches, weights):
     config = ModelConfig(vocab_size=30, embedding_dim=8, hidden_size=12, dropout=0.0)
     model = Seq2Seq.from_model_config(config, 30, 30)
     model.build()
-    compile_for_training(model, TrainingConfig(accumulate_steps=accumulate_steps,
-                                               learning_rate=0.01))
+    compile_for_training(
+        model, TrainingConfig(accumulate_steps=accumulate_steps, learning_rate=0.01)
+    )
     for batch, weight in zip(batches, weights):
         train_step(model, batch, weight)
     return [np.asarray(v) for v in model.trainable_variables]
@@ -80,8 +85,9 @@ def test_groups_weights_and_fillers_of_an_epoch():
     for group in ([0, 1, 2], [3, 4, 5], [6]):
         weights = [accumulation.loss_weight(i) for i in group]
         assert sum(weights) == pytest.approx(3)
-        assert weights == pytest.approx([3 * tokens[i] / sum(tokens[j] for j in group)
-                                         for i in group])
+        assert weights == pytest.approx(
+            [3 * tokens[i] / sum(tokens[j] for j in group) for i in group]
+        )
     filler = accumulation.filler()
     assert filler.num_target_tokens == 0 and filler.source.shape[0] == 1
 
@@ -90,8 +96,9 @@ def test_groups_weights_and_fillers_of_an_epoch():
 def accumulated(numbers_corpus, tmp_path_factory):
     """2 epochs of 4 batches in groups of 3: per epoch a whole group and one of 1 batch."""
     model_dir = tmp_path_factory.mktemp("accumulated") / "model"
-    result = invoke(train_arguments(numbers_corpus, model_dir, "--epochs", "2",
-                                    "--accumulate-steps", "3"))
+    result = invoke(
+        train_arguments(numbers_corpus, model_dir, "--epochs", "2", "--accumulate-steps", "3")
+    )
     assert result.exit_code == 0, result.output
     return model_dir
 
@@ -108,7 +115,8 @@ def test_a_run_counts_optimizer_updates_as_steps(accumulated):
 
 
 def test_interrupted_inside_a_group_then_resumed_equals_the_uninterrupted_run(
-        accumulated, numbers_corpus, tmp_path, monkeypatch):
+    accumulated, numbers_corpus, tmp_path, monkeypatch
+):
     step = TrainingRun._step
 
     def step_then_signal(self, batch, index):
@@ -119,8 +127,9 @@ def test_interrupted_inside_a_group_then_resumed_equals_the_uninterrupted_run(
 
     monkeypatch.setattr(TrainingRun, "_step", step_then_signal)
     model_dir = tmp_path / "model"
-    arguments = train_arguments(numbers_corpus, model_dir, "--epochs", "2",
-                                "--accumulate-steps", "3")
+    arguments = train_arguments(
+        numbers_corpus, model_dir, "--epochs", "2", "--accumulate-steps", "3"
+    )
     result = invoke(arguments)
     assert result.exit_code == 128 + signal.SIGTERM
     monkeypatch.undo()

@@ -1,5 +1,6 @@
 """Attention on the shared LSTM and the role signal: the maths, padding, the one set of
 LSTM weights, alignments, and old model directories loading as before."""
+
 import json
 import shutil
 from pathlib import Path
@@ -35,9 +36,18 @@ def test_weights_sum_to_one_on_real_positions_and_are_exactly_zero_on_padding(ki
     assert weights.std() > 0.02  # not uniform: the scores matter
 
 
-@pytest.mark.parametrize("options", [{"attention": "dot"},
-                                     {"attention": "general", "reverse_source": True,
-                                      "feed_context": True, "role_signal": "bias"}])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"attention": "dot"},
+        {
+            "attention": "general",
+            "reverse_source": True,
+            "feed_context": True,
+            "role_signal": "bias",
+        },
+    ],
+)
 def test_padding_the_source_further_changes_no_logit(options):
     model = build(**options)
     randomize(model)
@@ -75,7 +85,8 @@ def test_one_set_of_lstm_weights_and_the_formula_counts_attention_and_roles(role
     # W_c (2H x H) and W_a (H x H), and the roles' parameters, by hand.
     assert model.count_params() == plain + 3 * H * H + roles[role_signal]
     assert model.count_params() == expected_parameter_count(
-        **{**SHAPE, "num_layers": 2, "attention": "general", "role_signal": role_signal})
+        **{**SHAPE, "num_layers": 2, "attention": "general", "role_signal": role_signal}
+    )
 
 
 def test_role_signals_change_the_model_only_once_learned():
@@ -85,12 +96,14 @@ def test_role_signals_change_the_model_only_once_learned():
     inputs = {"source": random_ids(2, 5, 1), "target_input": random_ids(2, 4, 2)}
     for kind in ("bias", "embedding"):
         model = build(attention="dot", role_signal=kind)
-        assert np.array_equal(ops.convert_to_numpy(model(inputs)),
-                              ops.convert_to_numpy(plain(inputs)))
+        assert np.array_equal(
+            ops.convert_to_numpy(model(inputs)), ops.convert_to_numpy(plain(inputs))
+        )
         for variable in model.roles.weights:
             variable.assign(np.random.default_rng(0).normal(size=variable.shape))
-        assert not np.allclose(ops.convert_to_numpy(model(inputs)),
-                               ops.convert_to_numpy(plain(inputs)))
+        assert not np.allclose(
+            ops.convert_to_numpy(model(inputs)), ops.convert_to_numpy(plain(inputs))
+        )
 
 
 def test_greedy_alignments_match_the_teacher_forced_weights():
@@ -112,8 +125,9 @@ def test_greedy_alignments_match_the_teacher_forced_weights():
         alone = decoder.decode([source], 1, alignments=True)[1][0]
         np.testing.assert_allclose(weights, alone, atol=1e-6)
         target_input = np.array([[2] + target], dtype="int32")
-        _, forced = model.decoder_states(target_input, model.encode(np.array([source])),
-                                         return_attention=True)
+        _, forced = model.decoder_states(
+            target_input, model.encode(np.array([source])), return_attention=True
+        )
         np.testing.assert_allclose(weights, ops.convert_to_numpy(forced)[0], atol=1e-5)
 
 
@@ -148,15 +162,33 @@ def test_train_translate_alignments_and_info_through_the_cli(numbers_corpus, tmp
         return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
 
     model_dir = tmp_path / "attention"
-    result = run("train", numbers_corpus / "train.en", numbers_corpus / "train.de",
-                 "--model-dir", model_dir, *TINY, "--attention", "general",
-                 "--role-signal", "bias")
+    result = run(
+        "train",
+        numbers_corpus / "train.en",
+        numbers_corpus / "train.de",
+        "--model-dir",
+        model_dir,
+        *TINY,
+        "--attention",
+        "general",
+        "--role-signal",
+        "bias",
+    )
     assert result.exit_code == 0, result.output
     source = tmp_path / "in.txt"
     source.write_text("one hundred\n\ntwelve\n", encoding="utf-8")
     output, alignments = tmp_path / "out.txt", tmp_path / "align.jsonl"
-    result = run("translate", "--model-dir", model_dir, "-i", source, "-o", output,
-                 "--alignments", alignments)
+    result = run(
+        "translate",
+        "--model-dir",
+        model_dir,
+        "-i",
+        source,
+        "-o",
+        output,
+        "--alignments",
+        alignments,
+    )
     assert result.exit_code == 0, result.output
     translations = output.read_text(encoding="utf-8").split("\n")[:-1]
     records = [json.loads(line) for line in alignments.read_text(encoding="utf-8").splitlines()]
@@ -176,6 +208,7 @@ def test_train_translate_alignments_and_info_through_the_cli(numbers_corpus, tmp
     assert json.loads(result.stdout)["total"] == json.loads(result.stdout)["formula"]
 
     shutil.copytree(FIXTURES / "format2_model", tmp_path / "plain")  # no attention
-    result = run("translate", "--model-dir", tmp_path / "plain", "-i", source, "--alignments",
-                 alignments)
+    result = run(
+        "translate", "--model-dir", tmp_path / "plain", "-i", source, "--alignments", alignments
+    )
     assert result.exit_code == 2 and "has no attention" in result.output

@@ -1,4 +1,5 @@
 """Malformed input, built here byte by byte: check-data's report, and translate's behaviour."""
+
 import json
 import random
 import re
@@ -17,8 +18,11 @@ TARGET = [f"Satz {i}: " + "Wort " * n for i, n in enumerate(LENGTHS)]
 
 
 def write(path, lines, ending=b"\n"):
-    path.write_bytes(b"".join(line.encode() + ending if isinstance(line, str) else line + ending
-                              for line in lines))
+    path.write_bytes(
+        b"".join(
+            line.encode() + ending if isinstance(line, str) else line + ending for line in lines
+        )
+    )
     return path
 
 
@@ -39,7 +43,7 @@ def test_a_missing_line_is_located_by_sentence_lengths(tmp_path):
 
 def test_line_breaks_other_tools_count_nul_and_invalid_utf8_are_flagged_by_file_line_byte(tmp_path):
     lines = [line.encode() for line in SOURCE[:6]]
-    lines[1] = b"caf\xe9 au lait"                       # Latin-1, not UTF-8
+    lines[1] = b"caf\xe9 au lait"  # Latin-1, not UTF-8
     lines[2] = "two\u2028lines?".encode()
     lines[3] = b"nul\x00byte"
     lines[4] = "next\u0085line".encode()
@@ -52,9 +56,13 @@ def test_line_breaks_other_tools_count_nul_and_invalid_utf8_are_flagged_by_file_
     assert report["source_lines"] == report["target_lines"] == 6  # counted as wc -l does
     assert any(e.startswith(f"{source}:2:4: invalid UTF-8") for e in report["errors"])
     warnings = "\n".join(report["warnings"])
-    for expected in ("a.en:3:4: LINE SEPARATOR (U+2028)", "a.en:4:4: NUL byte",
-                     "a.en:5:5: NEXT LINE (U+0085)", "a.en:6:5: PARAGRAPH SEPARATOR (U+2029)",
-                     "b.de: 6 line(s) end in \\r\\n"):
+    for expected in (
+        "a.en:3:4: LINE SEPARATOR (U+2028)",
+        "a.en:4:4: NUL byte",
+        "a.en:5:5: NEXT LINE (U+0085)",
+        "a.en:6:5: PARAGRAPH SEPARATOR (U+2029)",
+        "b.de: 6 line(s) end in \\r\\n",
+    ):
         assert expected in warnings
 
 
@@ -80,17 +88,20 @@ def test_training_refuses_misaligned_data_before_building_anything(tmp_path):
     source = write(tmp_path / "a.en", SOURCE)
     target = write(tmp_path / "b.de", TARGET[:-1])
     model_dir = tmp_path / "model"
-    result = CliRunner().invoke(main, ["train", str(source), str(target), "--model-dir",
-                                       str(model_dir), "--quiet"])
+    result = CliRunner().invoke(
+        main, ["train", str(source), str(target), "--model-dir", str(model_dir), "--quiet"]
+    )
     assert result.exit_code == 1 and "stop corresponding near line" in result.output
     assert not (model_dir / "config.json").exists()
 
 
 # translate ------------------------------------------------------------------------------
 
+
 def translate(trained, *arguments, input=None):
-    return CliRunner().invoke(main, ["translate", "--model-dir", str(trained), *map(str, arguments)],
-                              input=input)
+    return CliRunner().invoke(
+        main, ["translate", "--model-dir", str(trained), *map(str, arguments)], input=input
+    )
 
 
 def test_invalid_utf8_is_an_error_with_its_line_or_replaced_on_request(trained):
@@ -110,16 +121,28 @@ def test_an_over_long_line_is_truncated_with_a_warning_and_still_one_output_line
 
 
 def test_unwritable_output_fails_before_loading_the_model(trained, tmp_path):
-    result = translate(tmp_path / "no-model-here", "-o", tmp_path / "missing" / "out.txt",
-                       input="seven\n")
+    result = translate(
+        tmp_path / "no-model-here", "-o", tmp_path / "missing" / "out.txt", input="seven\n"
+    )
     assert result.exit_code == 1 and "does not exist; create it first" in result.output
 
 
 def test_a_killed_translation_leaves_no_output_file_that_looks_complete(trained, tmp_path):
     output = tmp_path / "out.txt"
-    process = subprocess.Popen([sys.executable, "-m", "seq2seq_shared.cli", "translate",
-                                "--model-dir", str(trained), "-o", str(output)],
-                               stdin=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "seq2seq_shared.cli",
+            "translate",
+            "--model-dir",
+            str(trained),
+            "-o",
+            str(output),
+        ],
+        stdin=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
     process.stdin.write(b"seven\ntwelve\n" * 50)
     process.stdin.flush()
     time.sleep(8)  # the model is loaded and translating; the input is not finished
@@ -131,7 +154,15 @@ def test_a_killed_translation_leaves_no_output_file_that_looks_complete(trained,
 def test_an_unwritable_model_directory_fails_before_reading_the_data(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory\n")
-    result = CliRunner().invoke(main, ["train", str(tmp_path / "missing.en"),
-                                       str(tmp_path / "missing.de"), "--model-dir",
-                                       str(blocker / "model"), "--quiet"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "train",
+            str(tmp_path / "missing.en"),
+            str(tmp_path / "missing.de"),
+            "--model-dir",
+            str(blocker / "model"),
+            "--quiet",
+        ],
+    )
     assert result.exit_code == 1 and "model directory is not writable" in result.output

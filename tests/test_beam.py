@@ -1,5 +1,6 @@
 """Beam search, n-best lists and their scores (the model's own teacher-forced
 log-probabilities), checked by hand and against greedy search."""
+
 import json
 import math
 
@@ -61,12 +62,10 @@ def test_the_length_penalty_divides_the_score_and_can_change_the_winner():
     """GNMT: score = log-prob / ((5 + length) / 6) ** alpha, length counting eos."""
     model = MarkovModel()
     encoded = {"states": [[ops.zeros((1, 1)), ops.zeros((1, 1))]]}
-    found = beam_search(model, encoded, np.array([6], "int32"), 6, beam_size=3, alpha=1.0,
-                        n_best=3)
+    found = beam_search(model, encoded, np.array([6], "int32"), 6, beam_size=3, alpha=1.0, n_best=3)
     log_probs = ops.convert_to_numpy(found["log_probs"])[0]
     scores = ops.convert_to_numpy(found["scores"])[0]
-    lengths = [(row != 0).sum() for row in ops.convert_to_numpy(trim_at_eos(
-        found["ids"][0]))]
+    lengths = [(row != 0).sum() for row in ops.convert_to_numpy(trim_at_eos(found["ids"][0]))]
     for log_prob, score, length in zip(log_probs, scores, lengths):
         assert score == pytest.approx(log_prob / ((5 + length + 1) / 6), rel=1e-5)
     assert list(scores) == sorted(scores, reverse=True)
@@ -86,25 +85,32 @@ def test_beam_1_is_greedy_search_token_for_token(trained, numbers_corpus):
     model, tokenizer, config = trained_parts(trained)
     decoder = Decoder(model, DecodeConfig(), config.model.max_source_length)
     sources = tokenizer.encode_source(numbers(numbers_corpus, 200))
-    encoded, limits = decoder._encode(np.asarray(
-        [s + [0] * (max(map(len, sources)) - len(s)) for s in sources], "int32"))
+    encoded, limits = decoder._encode(
+        np.asarray([s + [0] * (max(map(len, sources)) - len(s)) for s in sources], "int32")
+    )
     greedy = ops.convert_to_numpy(trim_at_eos(greedy_search(model, encoded, limits, 40)))
-    beam = ops.convert_to_numpy(trim_at_eos(beam_search(model, encoded, limits, 40, 1)["ids"][:, 0]))
+    beam = ops.convert_to_numpy(
+        trim_at_eos(beam_search(model, encoded, limits, 40, 1)["ids"][:, 0])
+    )
     np.testing.assert_array_equal(beam, greedy)
     assert (greedy[:, 0] != 0).all() and len({tuple(r) for r in greedy}) > 150
 
 
 def teacher_forced_log_prob(model, source, target_with_eos):
-    logits = ops.convert_to_numpy(model({"source": np.array([source], "int32"),
-                                         "target_input": np.array([[2] + target_with_eos[:-1]],
-                                                                  "int32")}))[0]
+    logits = ops.convert_to_numpy(
+        model(
+            {
+                "source": np.array([source], "int32"),
+                "target_input": np.array([[2] + target_with_eos[:-1]], "int32"),
+            }
+        )
+    )[0]
     shifted = logits - logits.max(-1, keepdims=True)
     log_probs = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
     return float(sum(log_probs[t, piece] for t, piece in enumerate(target_with_eos)))
 
 
-def test_n_best_scores_are_teacher_forced_log_probs_sorted_and_distinct(trained,
-                                                                        numbers_corpus):
+def test_n_best_scores_are_teacher_forced_log_probs_sorted_and_distinct(trained, numbers_corpus):
     model, tokenizer, config = trained_parts(trained)
     decoder = Decoder(model, DecodeConfig(beam_size=5, n_best=5), config.model.max_source_length)
     sources = tokenizer.encode_source(numbers(numbers_corpus, 12))
@@ -121,16 +127,19 @@ def test_n_best_scores_are_teacher_forced_log_probs_sorted_and_distinct(trained,
     greedy = Decoder(model, DecodeConfig(), config.model.max_source_length)
     for source, (h,) in zip(sources, greedy.search(sources, scores=True)):
         assert h.log_prob == pytest.approx(
-            teacher_forced_log_prob(model, source, h.ids + [EOS] * h.ended), abs=1e-4)
+            teacher_forced_log_prob(model, source, h.ids + [EOS] * h.ended), abs=1e-4
+        )
 
 
 def test_batch_size_and_order_change_no_beam_output_and_empty_lines_stay_empty(
-        trained, numbers_corpus):
+    trained, numbers_corpus
+):
     from seq2seq_shared.decoding.translator import Translator
 
     model, tokenizer, config = trained_parts(trained)
-    translator = Translator(model, tokenizer, config.model,
-                            DecodeConfig(beam_size=4, n_best=2, length_penalty=0.6))
+    translator = Translator(
+        model, tokenizer, config.model, DecodeConfig(beam_size=4, n_best=2, length_penalty=0.6)
+    )
     lines = numbers(numbers_corpus, 40)
     lines[5:5] = [""]
     lines.append("")
@@ -160,8 +169,9 @@ def test_beam_alignments_are_the_best_hypothesis_teacher_forced_weights():
             assert best.ids == [] and best.weights.shape == (0, 0)
             continue
         target_input = np.array([[2] + best.ids + [EOS] * best.ended][:1], "int32")[:, :-1]
-        _, forced = model.decoder_states(target_input, model.encode(np.array([source])),
-                                         return_attention=True)
+        _, forced = model.decoder_states(
+            target_input, model.encode(np.array([source])), return_attention=True
+        )
         assert best.weights.shape == (len(best.ids) + best.ended, len(source))
         np.testing.assert_allclose(best.weights, ops.convert_to_numpy(forced)[0], atol=1e-5)
 
@@ -175,8 +185,9 @@ def test_translate_cli_beam_n_best_and_scores(trained, tmp_path):
     source.write_text("one hundred\n\ntwelve\n", encoding="utf-8")
 
     def run(*args):
-        return CliRunner().invoke(main, ["translate", "--model-dir", str(trained), "-i",
-                                         str(source), *map(str, args)])
+        return CliRunner().invoke(
+            main, ["translate", "--model-dir", str(trained), "-i", str(source), *map(str, args)]
+        )
 
     result = run("--beam-size", "3", "--n-best", "3")
     assert result.exit_code == 0, result.output
@@ -195,7 +206,8 @@ def test_translate_cli_beam_n_best_and_scores(trained, tmp_path):
 
 
 def test_averaging_identical_checkpoints_gives_their_weights_and_a_loadable_model(
-        trained, tmp_path):
+    trained, tmp_path
+):
     """Three copies of the newest checkpoint average to its own weights; averaging the
     run's real checkpoints gives a model `translate` loads, of other weights."""
     import shutil
@@ -210,11 +222,13 @@ def test_averaging_identical_checkpoints_gives_their_weights_and_a_loadable_mode
     run = RunDir(trained)
     copy = tmp_path / "copy"
     shutil.copytree(trained, copy)
-    (last_step, newest), = RunDir(copy).checkpoints()[-1:]
+    ((last_step, newest),) = RunDir(copy).checkpoints()[-1:]
     for step in (last_step + 1, last_step + 2):  # two newer checkpoints, identical to it
         shutil.copy(newest, newest.with_name(f"step-{step:09d}.npz"))
-    result = CliRunner().invoke(main, ["average", "--model-dir", str(copy), "--last", "3",
-                                       "--output", str(tmp_path / "same")])
+    result = CliRunner().invoke(
+        main,
+        ["average", "--model-dir", str(copy), "--last", "3", "--output", str(tmp_path / "same")],
+    )
     assert result.exit_code == 0, result.output
     averaged, _, _ = ModelDir(tmp_path / "same").load_model()
     arrays, _ = checkpoint.read(newest)
@@ -227,17 +241,40 @@ def test_averaging_identical_checkpoints_gives_their_weights_and_a_loadable_mode
 
     kept = len(run.checkpoints())
     assert kept >= 2
-    result = CliRunner().invoke(main, ["average", "--model-dir", str(trained), "--last",
-                                       str(kept), "--output", str(tmp_path / "mean")])
+    result = CliRunner().invoke(
+        main,
+        [
+            "average",
+            "--model-dir",
+            str(trained),
+            "--last",
+            str(kept),
+            "--output",
+            str(tmp_path / "mean"),
+        ],
+    )
     assert result.exit_code == 0, result.output
-    result = CliRunner().invoke(main, ["translate", "--model-dir", str(tmp_path / "mean")],
-                                input="twelve\n")
+    result = CliRunner().invoke(
+        main, ["translate", "--model-dir", str(tmp_path / "mean")], input="twelve\n"
+    )
     assert result.exit_code == 0 and len(result.stdout.splitlines()) == 1
     mean, _, _ = ModelDir(tmp_path / "mean").load_model()
-    assert not all(np.array_equal(np.asarray(a), np.asarray(b))
-                   for a, b in zip(mean.trainable_variables, averaged.trainable_variables))
-    refused = CliRunner().invoke(main, ["average", "--model-dir", str(trained), "--last",
-                                        str(kept + 1), "--output", str(tmp_path / "more")])
+    assert not all(
+        np.array_equal(np.asarray(a), np.asarray(b))
+        for a, b in zip(mean.trainable_variables, averaged.trainable_variables)
+    )
+    refused = CliRunner().invoke(
+        main,
+        [
+            "average",
+            "--model-dir",
+            str(trained),
+            "--last",
+            str(kept + 1),
+            "--output",
+            str(tmp_path / "more"),
+        ],
+    )
     assert refused.exit_code == 1 and "--keep-checkpoints" in refused.output
     assert not (tmp_path / "more").exists()
 
@@ -257,12 +294,26 @@ def test_the_compacting_loop_equals_the_masked_one_alignments_included():
     encoded = model.encode(source)
     limits = np.array([2 * n + 1 if n else 0 for n in lengths], "int32")
     for max_steps in (19, 5):  # 5: sentences still open when the loop ends
-        runs = [beam_search(model, encoded, limits, max_steps, beam_size=3, alpha=0.6,
-                            n_best=3, alignments=True, compact=compact)
-                for compact in (True, False)]
+        runs = [
+            beam_search(
+                model,
+                encoded,
+                limits,
+                max_steps,
+                beam_size=3,
+                alpha=0.6,
+                n_best=3,
+                alignments=True,
+                compact=compact,
+            )
+            for compact in (True, False)
+        ]
         for name in ("ids", "log_probs", "scores", "weights"):
-            np.testing.assert_allclose(*(ops.convert_to_numpy(run[name]) for run in runs),
-                                       atol=1e-5, err_msg=f"{name}, {max_steps} steps")
+            np.testing.assert_allclose(
+                *(ops.convert_to_numpy(run[name]) for run in runs),
+                atol=1e-5,
+                err_msg=f"{name}, {max_steps} steps",
+            )
         assert ops.convert_to_numpy(runs[0]["ids"])[1].sum() == 0  # the empty source
     assert (ops.convert_to_numpy(runs[0]["scores"])[[0, 3]] > -1e8).all()  # cut, but kept
 
@@ -277,10 +328,9 @@ def test_one_trace_serves_every_batch_shape_and_step_limit(trained, numbers_corp
     model, tokenizer, config = trained_parts(trained)
     lines = numbers(numbers_corpus, 200)
     for beam_size in (1, 3):
-        decoder = Decoder(model, DecodeConfig(beam_size=beam_size),
-                          config.model.max_source_length)
+        decoder = Decoder(model, DecodeConfig(beam_size=beam_size), config.model.max_source_length)
         for size in (1, 5, 17):
-            decoder.decode(tokenizer.encode_source(lines[size * 3:size * 4]))
+            decoder.decode(tokenizer.encode_source(lines[size * 3 : size * 4]))
         decoder.decode(tokenizer.encode_source(["one", "one hundred ninety-nine thousand"]))
         assert len(decoder._search.traced) == 1, list(decoder._search.traced)
         (function,) = decoder._search.traced.values()
@@ -294,11 +344,13 @@ def test_pad_and_bos_are_never_written_even_where_the_model_prefers_them():
     model.log_table = ops.convert_to_tensor(np.log(table).astype("float32"))
     encoded = {"states": [[ops.zeros((2, 1)), ops.zeros((2, 1))]]}
     for compact in (True, False):
-        found = beam_search(model, encoded, np.array([4, 3], "int32"), 4, beam_size=2,
-                            n_best=2, compact=compact)
+        found = beam_search(
+            model, encoded, np.array([4, 3], "int32"), 4, beam_size=2, n_best=2, compact=compact
+        )
         ids = ops.convert_to_numpy(found["ids"])
         # Pad (0.5) and bos (0.4) are masked, not renormalised away: eos alone (0.04)
         # is best, then B eos (0.06 x 0.04), for both sentences.
         assert ids[:, :, :3].tolist() == [[[EOS, 0, 0], [B, EOS, 0]]] * 2
-        np.testing.assert_allclose(ops.convert_to_numpy(found["log_probs"]),
-                                   np.log([[0.04, 0.06 * 0.04]] * 2), atol=1e-5)
+        np.testing.assert_allclose(
+            ops.convert_to_numpy(found["log_probs"]), np.log([[0.04, 0.06 * 0.04]] * 2), atol=1e-5
+        )

@@ -1,4 +1,5 @@
 """scripts/benchmark.py: its workers measure the product's own training step and decoder."""
+
 import argparse
 import json
 import subprocess
@@ -15,8 +16,12 @@ SIZE = ["--vocab-size", "50", "--embedding-dim", "8", "--hidden-size", "16"]
 
 
 def worker(*args: str) -> dict:
-    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "benchmark.py"), "worker",
-                           *args], capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "benchmark.py"), "worker", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -39,12 +44,25 @@ def test_train_and_decode_workers(tmp_path):
     assert train["tokens_per_s"] > 0 and train["peak_rss_mib"] > 0 and train["warmup_s"] > 0
 
     benchmark.save_sources(sources, [[5, 6, 7], [8, 9], [10, 11, 12, 13]])
-    benchmark.save_reference_weights(weights, argparse.Namespace(
-        vocab_size=50, embedding_dim=8, hidden_size=16))
+    benchmark.save_reference_weights(
+        weights, argparse.Namespace(vocab_size=50, embedding_dim=8, hidden_size=16)
+    )
     ids = tmp_path / "ids.npy"
-    decode = worker("decode", "--sources", str(sources), "--weights", str(weights),
-                    "--batch-size", "2", "--max-steps", "6", "--repeats", "1",
-                    "--output", str(ids))
+    decode = worker(
+        "decode",
+        "--sources",
+        str(sources),
+        "--weights",
+        str(weights),
+        "--batch-size",
+        "2",
+        "--max-steps",
+        "6",
+        "--repeats",
+        "1",
+        "--output",
+        str(ids),
+    )
     assert decode["sentences"] == 3 and decode["sentences_per_s"] > 0
     assert np.load(ids).shape == (3, 6)
 
@@ -61,11 +79,33 @@ def test_agreement_compares_up_to_the_first_eos(tmp_path):
 def test_attention_train_and_search_workers(tmp_path, trained):
     batches = tmp_path / "b.npz"
     benchmark.save_batches(batches, benchmark.synthetic_batches(50, 4, count=2))
-    train = worker("train", "--batches", str(batches), "--steps", "2", "--repeats", "1",
-                   "--recipe-shape", "--attention", "general", *SIZE)
+    train = worker(
+        "train",
+        "--batches",
+        str(batches),
+        "--steps",
+        "2",
+        "--repeats",
+        "1",
+        "--recipe-shape",
+        "--attention",
+        "general",
+        *SIZE,
+    )
     assert train["tokens_per_s"] > 0
     lines = tmp_path / "lines.txt"
     lines.write_text("twelve\none hundred\n", encoding="utf-8")
-    search = worker("search", "--model-dir", str(trained), "--sources", str(lines),
-                    "--beam-size", "3", "--batch-size", "2", "--repeats", "1")
+    search = worker(
+        "search",
+        "--model-dir",
+        str(trained),
+        "--sources",
+        str(lines),
+        "--beam-size",
+        "3",
+        "--batch-size",
+        "2",
+        "--repeats",
+        "1",
+    )
     assert search["sentences"] == 2 and search["sentences_per_s"] > 0

@@ -1,4 +1,5 @@
 """Translation in bulk: streaming through a pipe, sharded batch decoding, scoring, export."""
+
 import json
 import os
 import shutil
@@ -14,14 +15,28 @@ from seq2seq_shared.model_dir import ModelDir
 
 ROOT = Path(__file__).resolve().parent.parent
 ENVIRONMENT = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
-LINES = ["one hundred", "", "twelve", "seven", "one hundred ninety-nine", "", "forty-two",
-         "three", "eighty-eight"] * 5
+LINES = [
+    "one hundred",
+    "",
+    "twelve",
+    "seven",
+    "one hundred ninety-nine",
+    "",
+    "forty-two",
+    "three",
+    "eighty-eight",
+] * 5
 
 
 def test_translate_streams_behind_a_producer_that_is_still_writing(trained):
     process = subprocess.Popen(
         [sys.executable, "-m", "seq2seq_shared.cli", "translate", "--model-dir", str(trained)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=ENVIRONMENT, text=True, bufsize=1)
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env=ENVIRONMENT,
+        text=True,
+        bufsize=1,
+    )
     answers = []
     try:
         for line in ["one hundred", "twelve"]:
@@ -40,17 +55,33 @@ def test_translate_streams_behind_a_producer_that_is_still_writing(trained):
 
 
 def batch_translate(*args):
-    return subprocess.run([sys.executable, str(ROOT / "scripts" / "batch_translate.py"), *map(str, args)],
-                          env=ENVIRONMENT, capture_output=True, text=True, check=True,
-                          timeout=600)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "batch_translate.py"), *map(str, args)],
+        env=ENVIRONMENT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    )
 
 
 def test_batch_script_equals_translate_and_resumes_without_redoing_shards(trained, tmp_path):
     source = tmp_path / "big.txt"
     source.write_text("".join(line + "\n" for line in LINES), encoding="utf-8")
     output = tmp_path / "big.out"
-    options = ["--model-dir", trained, "-i", source, "-o", output, "--workers", "2",
-               "--shard-lines", "7", "--keep-shards"]
+    options = [
+        "--model-dir",
+        trained,
+        "-i",
+        source,
+        "-o",
+        output,
+        "--workers",
+        "2",
+        "--shard-lines",
+        "7",
+        "--keep-shards",
+    ]
     batch_translate(*options)
     expected = Translator.from_model_dir(trained).translate(LINES)
     assert output.read_text(encoding="utf-8").split("\n")[:-1] == expected
@@ -96,8 +127,7 @@ def test_batch_script_translates_again_the_shards_of_another_model(trained, tmp_
     # missing below (lines 21..27, shard 00003).
     assert any(first[i] != second[i] for i in range(len(LINES)) if not 21 <= i < 28)
 
-    options = ["-i", source, "-o", output, "--workers", "2", "--shard-lines", "7",
-               "--keep-shards"]
+    options = ["-i", source, "-o", output, "--workers", "2", "--shard-lines", "7", "--keep-shards"]
     batch_translate("--model-dir", trained, *options)
     assert output.read_text(encoding="utf-8").split("\n")[:-1] == first
     output.unlink()  # a crash part way, then a re-run with another model
@@ -113,14 +143,27 @@ def test_batch_script_removes_leftover_temporaries_and_ignores_batch_size(traine
     source = tmp_path / "big.txt"
     source.write_text("".join(line + "\n" for line in LINES), encoding="utf-8")
     output = tmp_path / "big.out"
-    options = ["--model-dir", trained, "-i", source, "-o", output, "--shard-lines", "7",
-               "--keep-shards"]
+    options = [
+        "--model-dir",
+        trained,
+        "-i",
+        source,
+        "-o",
+        output,
+        "--shard-lines",
+        "7",
+        "--keep-shards",
+    ]
     batch_translate(*options)
     expected = output.read_text(encoding="utf-8")
     shards = tmp_path / "big.out.shards"
     # What atomic_write leaves behind when its process is killed mid-write.
-    leftovers = [shards / ".00003.out.tmp-xyz.out", shards / ".00001.in.tmp-abc.in",
-                 shards / ".manifest.json.tmp-q1.json", tmp_path / ".big.out.tmp-k9.out"]
+    leftovers = [
+        shards / ".00003.out.tmp-xyz.out",
+        shards / ".00001.in.tmp-abc.in",
+        shards / ".manifest.json.tmp-q1.json",
+        tmp_path / ".big.out.tmp-k9.out",
+    ]
     for leftover in leftovers:
         leftover.write_text("half a line")
     result = batch_translate(*options, "--batch-size", "3")  # batch size changes no output
@@ -139,10 +182,22 @@ def test_batch_script_refuses_a_missing_or_damaged_model_in_one_line(trained, tm
         with open(model_dir / "model.weights.h5", "r+b") as weights:
             weights.seek(-1, os.SEEK_END)
             weights.write(b"\x00" if weights.read(1) != b"\x00" else b"\x01")
-    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "batch_translate.py"),
-                             "--model-dir", str(model_dir), "-i", str(source),
-                             "-o", str(tmp_path / "out.txt")],
-                            env=ENVIRONMENT, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "batch_translate.py"),
+            "--model-dir",
+            str(model_dir),
+            "-i",
+            str(source),
+            "-o",
+            str(tmp_path / "out.txt"),
+        ],
+        env=ENVIRONMENT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 1
     assert result.stderr.startswith(f"error: {model_dir}") and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
@@ -154,11 +209,28 @@ def test_score_test_sets_writes_markdown_and_json(trained, numbers_corpus, tmp_p
     for name, count in (("small", 20), ("large", 60)):
         for language in ("en", "de"):
             lines = (numbers_corpus / f"train.{language}").read_text(encoding="utf-8").split("\n")
-            (sets / f"{name}.{language}").write_text("\n".join(lines[:count]) + "\n", encoding="utf-8")
-    subprocess.run([sys.executable, str(ROOT / "scripts" / "score_test_sets.py"), "--model-dir",
-                    str(trained), "--test-dir", str(sets), "--source", "en", "--target", "de",
-                    "--output", str(tmp_path / "results")], env=ENVIRONMENT, check=True,
-                   capture_output=True)
+            (sets / f"{name}.{language}").write_text(
+                "\n".join(lines[:count]) + "\n", encoding="utf-8"
+            )
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "score_test_sets.py"),
+            "--model-dir",
+            str(trained),
+            "--test-dir",
+            str(sets),
+            "--source",
+            "en",
+            "--target",
+            "de",
+            "--output",
+            str(tmp_path / "results"),
+        ],
+        env=ENVIRONMENT,
+        check=True,
+        capture_output=True,
+    )
     results = json.loads((tmp_path / "results.json").read_text())["results"]
     assert set(results) == {"small", "large"} and results["large"]["sentences"] == 60
     assert {"bleu", "bleu_lowercase", "chrf"} <= set(results["small"])
@@ -166,16 +238,19 @@ def test_score_test_sets_writes_markdown_and_json(trained, numbers_corpus, tmp_p
     assert "| large | 60 |" in table and "BLEU (lowercased)" in table
 
 
-@pytest.mark.skipif(os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow",
-                    reason="SavedModel export needs TensorFlow")
+@pytest.mark.skipif(
+    os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow",
+    reason="SavedModel export needs TensorFlow",
+)
 def test_export_loads_without_the_package_and_reproduces_translate(trained, tmp_path):
     from click.testing import CliRunner
 
     from seq2seq_shared.cli import main
 
     lines = ["one hundred ninety-nine", "", "twelve", "seven"]
-    result = CliRunner().invoke(main, ["export", "--model-dir", str(trained),
-                                       "--output", str(tmp_path / "export")])
+    result = CliRunner().invoke(
+        main, ["export", "--model-dir", str(trained), "--output", str(tmp_path / "export")]
+    )
     assert result.exit_code == 0, result.output
     consumer = """
 import json, sys
@@ -192,7 +267,12 @@ print(json.dumps(sp.decode([[int(i) for i in row if i != 0] for row in out])))
 """
     # A fresh process with a PYTHONPATH that cannot reach the package's source.
     environment = {k: v for k, v in ENVIRONMENT.items() if k != "PYTHONPATH"}
-    output = subprocess.run([sys.executable, "-I", "-c", consumer, str(tmp_path / "export"),
-                             json.dumps(lines)], env=environment, capture_output=True, text=True,
-                            check=True, cwd=tmp_path)
+    output = subprocess.run(
+        [sys.executable, "-I", "-c", consumer, str(tmp_path / "export"), json.dumps(lines)],
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+    )
     assert json.loads(output.stdout) == Translator.from_model_dir(trained).translate(lines)

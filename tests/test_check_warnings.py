@@ -1,5 +1,6 @@
 """check-data's warnings about corpora that look usable but are not what they seem, and
 `info` refusing a model directory whose SentencePiece model is missing or swapped."""
+
 import json
 import logging
 import shutil
@@ -37,10 +38,12 @@ def test_mostly_identical_pairs_are_counted_and_warned_about(tmp_path):
     target = write(tmp_path / "b.de", ["one", "two", "three", "vier", "Paris"])
     report = check_corpus(source, target)
     assert report.identical == [1, 2, 3, 5]
-    assert any("4 of 5 kept pairs (80%) have a target identical to their source (lines "
-               "1, 2, 3, 5)" in warning for warning in report.warnings)
-    assert report.to_dict()["identical"] == {"pairs": 4, "share": 0.8,
-                                             "first_lines": [1, 2, 3, 5]}
+    assert any(
+        "4 of 5 kept pairs (80%) have a target identical to their source (lines "
+        "1, 2, 3, 5)" in warning
+        for warning in report.warnings
+    )
+    assert report.to_dict()["identical"] == {"pairs": 4, "share": 0.8, "first_lines": [1, 2, 3, 5]}
     result = check_data(source, target)
     assert result.exit_code == 0
     assert "4 pair(s) (80%) have a target identical to their source" in result.output
@@ -52,7 +55,8 @@ def test_a_few_identical_pairs_are_counted_without_a_warning(tmp_path):
     report = check_corpus(source, target)
     assert report.identical == [3] and not report.warnings
     assert "1 pair(s) (33%) have a target identical to their source (kept; lines 3)" in (
-        report.summary())
+        report.summary()
+    )
     clean = check_corpus(source, write(tmp_path / "c.de", ["eins", "zwei", "Parigi"]))
     assert clean.to_dict()["identical"] == {"pairs": 0, "share": 0.0, "first_lines": []}
     assert not any("identical to their source" in line for line in clean.summary())
@@ -84,8 +88,11 @@ def test_train_logs_the_same_warnings_through_read_parallel(tmp_path, caplog):
     corpus.write_bytes(BOM + b"one\ntwo\n")
     with caplog.at_level(logging.WARNING, logger="seq2seq_shared.data.batches"):
         assert read_parallel(corpus, corpus) == (["one", "two"], ["one", "two"])
-    for expected in ("are the same file", "1: UTF-8 byte order mark removed",
-                     "2 of 2 kept pairs (100%) have a target identical to their source"):
+    for expected in (
+        "are the same file",
+        "1: UTF-8 byte order mark removed",
+        "2 of 2 kept pairs (100%) have a target identical to their source",
+    ):
         assert expected in caplog.text
 
 
@@ -105,8 +112,9 @@ def test_info_refuses_a_missing_sentencepiece_model(trained, tmp_path):
 
 def test_info_refuses_a_swapped_sentencepiece_model(trained, tmp_path):
     def swap(path):  # a valid SentencePiece model, but not the one trained with
-        path.write_bytes(train_sentencepiece(["eins zwei drei", "vier fünf sechs"] * 20,
-                                             vocab_size=30))
+        path.write_bytes(
+            train_sentencepiece(["eins zwei drei", "vier fünf sechs"] * 20, vocab_size=30)
+        )
 
     result = damaged_copy(trained, tmp_path, swap)
     assert result.exit_code == 1

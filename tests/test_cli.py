@@ -1,4 +1,5 @@
 """End to end through the command line (Click's CliRunner), on a shrunken config."""
+
 import json
 import subprocess
 import sys
@@ -16,8 +17,15 @@ def run(*args, input=None):
 
 def test_train_writes_a_complete_model_directory(trained):
     names = {p.name for p in trained.iterdir()}
-    assert {"config.json", "sentencepiece.model", "model.weights.h5", "training_state.json",
-            "metrics.csv", "train.log", "checksums.json"} <= names
+    assert {
+        "config.json",
+        "sentencepiece.model",
+        "model.weights.h5",
+        "training_state.json",
+        "metrics.csv",
+        "train.log",
+        "checksums.json",
+    } <= names
     assert not [n for n in names if ".tmp-" in n], "temporary files left behind"
     state = json.loads((trained / "training_state.json").read_text())
     assert state["epoch"] == 2 and state["finished"]
@@ -79,39 +87,72 @@ def test_info_shows_the_shared_lstm_once(trained):
 
 
 def test_evaluate_reports_bleu_chrf_exact_match_and_perplexity(trained, numbers_corpus):
-    result = run("evaluate", "--model-dir", trained, "--source", numbers_corpus / "train.en",
-                 "--reference", numbers_corpus / "train.de", "--json")
+    result = run(
+        "evaluate",
+        "--model-dir",
+        trained,
+        "--source",
+        numbers_corpus / "train.en",
+        "--reference",
+        numbers_corpus / "train.de",
+        "--json",
+    )
     report = json.loads(result.stdout)
-    assert {"bleu", "bleu_lowercase", "chrf", "exact_match", "perplexity", "signatures"} <= set(report)
+    assert {"bleu", "bleu_lowercase", "chrf", "exact_match", "perplexity", "signatures"} <= set(
+        report
+    )
     assert report["sentences"] == 200 and report["perplexity"] > 1
 
 
-@pytest.mark.parametrize("make_problem, message", [
-    (lambda d: (d / "b.txt").write_text("eins\n"), "has 2 lines but"),
-    (lambda d: (d / "a.txt").write_bytes(b"one\n\xfe\n"), r"a\.txt:2:1: invalid UTF-8"),
-    (lambda d: (d / "b.txt").unlink(), r"b\.txt: no such file"),
-])
+@pytest.mark.parametrize(
+    "make_problem, message",
+    [
+        (lambda d: (d / "b.txt").write_text("eins\n"), "has 2 lines but"),
+        (lambda d: (d / "a.txt").write_bytes(b"one\n\xfe\n"), r"a\.txt:2:1: invalid UTF-8"),
+        (lambda d: (d / "b.txt").unlink(), r"b\.txt: no such file"),
+    ],
+)
 def test_bad_training_data_is_a_clear_error_not_a_traceback(tmp_path, make_problem, message):
     (tmp_path / "a.txt").write_text("one\ntwo\n")
     (tmp_path / "b.txt").write_text("eins\nzwei\n")
     make_problem(tmp_path)
-    result = CliRunner().invoke(main, ["train", str(tmp_path / "a.txt"), str(tmp_path / "b.txt"),
-                                       "--model-dir", str(tmp_path / "m"), *TINY])
+    result = CliRunner().invoke(
+        main,
+        [
+            "train",
+            str(tmp_path / "a.txt"),
+            str(tmp_path / "b.txt"),
+            "--model-dir",
+            str(tmp_path / "m"),
+            *TINY,
+        ],
+    )
     assert result.exit_code == 1
     assert result.output.startswith("Error: ")
     assert "Traceback" not in result.output
     import re
+
     assert re.search(message, result.output), result.output
 
 
 def test_non_empty_model_dir_is_refused_without_overwrite(trained, numbers_corpus):
-    result = CliRunner().invoke(main, ["train", str(numbers_corpus / "train.en"),
-                                       str(numbers_corpus / "train.de"), "--model-dir", str(trained)])
+    result = CliRunner().invoke(
+        main,
+        [
+            "train",
+            str(numbers_corpus / "train.en"),
+            str(numbers_corpus / "train.de"),
+            "--model-dir",
+            str(trained),
+        ],
+    )
     assert result.exit_code == 1 and "--overwrite" in result.output
 
 
 def test_missing_model_dir_and_corrupt_files_name_the_file(trained, tmp_path):
-    result = CliRunner().invoke(main, ["translate", "--model-dir", str(tmp_path / "nope")], input="x\n")
+    result = CliRunner().invoke(
+        main, ["translate", "--model-dir", str(tmp_path / "nope")], input="x\n"
+    )
     assert result.exit_code == 1 and "model directory not found" in result.output
     broken = tmp_path / "broken"
     broken.mkdir()
@@ -137,11 +178,23 @@ def test_usage_errors_exit_with_2():
 
 def test_config_file_is_overridden_by_options(numbers_corpus, tmp_path):
     config = tmp_path / "config.toml"
-    config.write_text("[model]\nhidden_size = 24\nembedding_dim = 8\nvocab_size = 100\n"
-                      "[training]\nepochs = 1\nbatch_tokens = 512\n")
+    config.write_text(
+        "[model]\nhidden_size = 24\nembedding_dim = 8\nvocab_size = 100\n"
+        "[training]\nepochs = 1\nbatch_tokens = 512\n"
+    )
     model_dir = tmp_path / "m"
-    result = run("train", numbers_corpus / "train.en", numbers_corpus / "train.de",
-                 "--model-dir", model_dir, "--config", config, "--hidden-size", "20", "--quiet")
+    result = run(
+        "train",
+        numbers_corpus / "train.en",
+        numbers_corpus / "train.de",
+        "--model-dir",
+        model_dir,
+        "--config",
+        config,
+        "--hidden-size",
+        "20",
+        "--quiet",
+    )
     assert result.exit_code == 0, result.output
     saved = json.loads((model_dir / "config.json").read_text())
     assert saved["model"]["hidden_size"] == 20 and saved["model"]["embedding_dim"] == 8
@@ -153,13 +206,17 @@ def test_config_file_is_overridden_by_options(numbers_corpus, tmp_path):
 
 
 def test_help_does_not_import_tensorflow():
-    code = ("import sys; from click.testing import CliRunner; from seq2seq_shared.cli import main;"
-            "r = CliRunner().invoke(main, ['--help']); r2 = CliRunner().invoke(main, ['train', '--help']);"
-            "r3 = CliRunner().invoke(main, ['translate', '--help']);"
-            "r4 = CliRunner().invoke(main, ['serve', '--help']);"
-            "assert r.exit_code == r2.exit_code == r3.exit_code == r4.exit_code == 0;"
-            "import seq2seq_shared;"
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', "
-            "'jax', 'fastapi', 'uvicorn')))")
-    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    code = (
+        "import sys; from click.testing import CliRunner; from seq2seq_shared.cli import main;"
+        "r = CliRunner().invoke(main, ['--help']); r2 = CliRunner().invoke(main, ['train', '--help']);"
+        "r3 = CliRunner().invoke(main, ['translate', '--help']);"
+        "r4 = CliRunner().invoke(main, ['serve', '--help']);"
+        "assert r.exit_code == r2.exit_code == r3.exit_code == r4.exit_code == 0;"
+        "import seq2seq_shared;"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', "
+        "'jax', 'fastapi', 'uvicorn')))"
+    )
+    output = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
     assert output.stdout.strip() == "[]"

@@ -2,6 +2,7 @@
 
 Pure Python (no Keras): these run in milliseconds.
 """
+
 import dataclasses
 import json
 
@@ -26,8 +27,10 @@ epochs = 3
 learning_rate = 0.01
 best_metric = "loss"
 """
-SAME_AS_JSON = {"model": {"hidden_size": 24, "embedding_dim": 8, "feed_context": False},
-                "training": {"epochs": 3, "learning_rate": 0.01, "best_metric": "loss"}}
+SAME_AS_JSON = {
+    "model": {"hidden_size": 24, "embedding_dim": 8, "feed_context": False},
+    "training": {"epochs": 3, "learning_rate": 0.01, "best_metric": "loss"},
+}
 
 
 def write(path, text):
@@ -40,15 +43,28 @@ def test_defaults_are_the_documented_recipe():
     assert config.model == ModelConfig() and config.training == TrainingConfig()
     model, training = config.model, config.training
     # The README's "How the defaults were chosen": the measured Multi30k recipe.
-    assert (model.tie_output, model.feed_context, model.share_lstm, model.share_embeddings,
-            model.joint_vocab, model.reverse_source) == (True, True, True, True, True, True)
-    assert (model.dropout, training.label_smoothing, training.learning_rate,
-            training.warmup_steps, training.batch_tokens) == (0.3, 0.1, 2e-3, 100, 3072)
+    assert (
+        model.tie_output,
+        model.feed_context,
+        model.share_lstm,
+        model.share_embeddings,
+        model.joint_vocab,
+        model.reverse_source,
+    ) == (True, True, True, True, True, True)
+    assert (
+        model.dropout,
+        training.label_smoothing,
+        training.learning_rate,
+        training.warmup_steps,
+        training.batch_tokens,
+    ) == (0.3, 0.1, 2e-3, 100, 3072)
     assert (training.best_metric, training.validate_every, training.tensorboard) == (
-        "bleu", 0, True)
+        "bleu",
+        0,
+        True,
+    )
     # Screened on val (README): dot attention with the role bias; the plateau watches loss.
-    assert (model.attention, model.role_signal, training.plateau_metric) == ("dot", "bias",
-                                                                             "loss")
+    assert (model.attention, model.role_signal, training.plateau_metric) == ("dot", "bias", "loss")
 
 
 def test_toml_and_json_files_give_the_same_config(tmp_path):
@@ -64,21 +80,31 @@ def test_defaults_then_file_then_options(tmp_path):
     the defaults, and whatever neither names keeps its default."""
     from_file = load_config_file(write(tmp_path / "c.toml", TOML))
     config = from_file.updated({"hidden_size": 20, "learning_rate": 0.05, "tensorboard": False})
-    assert config.model.hidden_size == 20                # option over file
-    assert config.training.learning_rate == 0.05         # option over file
-    assert config.training.tensorboard is False          # option over default
-    assert config.model.embedding_dim == 8               # file over default
-    assert config.model.feed_context is False            # file over default (a False one)
-    assert config.training.epochs == 3                   # file, no option
-    assert config.model.num_layers == ModelConfig().num_layers            # defaults
+    assert config.model.hidden_size == 20  # option over file
+    assert config.training.learning_rate == 0.05  # option over file
+    assert config.training.tensorboard is False  # option over default
+    assert config.model.embedding_dim == 8  # file over default
+    assert config.model.feed_context is False  # file over default (a False one)
+    assert config.training.epochs == 3  # file, no option
+    assert config.model.num_layers == ModelConfig().num_layers  # defaults
     assert config.training.batch_tokens == TrainingConfig().batch_tokens
-    named = {"hidden_size", "embedding_dim", "feed_context", "epochs", "learning_rate",
-             "best_metric", "tensorboard"}
-    untouched = {section: {name: value for name, value in values.items() if name not in named}
-                 for section, values in config.to_dict().items()}
-    assert untouched == {section: {name: value for name, value in values.items()
-                                   if name not in named}
-                         for section, values in Config().to_dict().items()}
+    named = {
+        "hidden_size",
+        "embedding_dim",
+        "feed_context",
+        "epochs",
+        "learning_rate",
+        "best_metric",
+        "tensorboard",
+    }
+    untouched = {
+        section: {name: value for name, value in values.items() if name not in named}
+        for section, values in config.to_dict().items()
+    }
+    assert untouched == {
+        section: {name: value for name, value in values.items() if name not in named}
+        for section, values in Config().to_dict().items()
+    }
 
 
 def test_a_file_with_one_section_or_none_keeps_the_other_defaults(tmp_path):
@@ -102,34 +128,56 @@ def test_updated_returns_a_new_config_and_routes_each_name_to_its_section():
 
 
 def test_to_dict_round_trips_through_from_dict():
-    config = Config().updated({"hidden_size": 64, "joint_vocab": False, "share_embeddings": False,
-                               "validate_every": 50, "sentencepiece_model_type": "bpe"})
+    config = Config().updated(
+        {
+            "hidden_size": 64,
+            "joint_vocab": False,
+            "share_embeddings": False,
+            "validate_every": 50,
+            "sentencepiece_model_type": "bpe",
+        }
+    )
     data = config.to_dict()
     assert set(data) == {"model", "training"}
     assert Config.from_dict(json.loads(json.dumps(data))) == config
 
 
-@pytest.mark.parametrize("data, message", [
-    ({"modle": {"hidden_size": 3}}, r"c\.json: unknown section\(s\) \['modle'\]; expected 'model' "
-                                    r"and 'training'"),
-    ({"model": {"hiden_size": 3}}, r"c\.json \[model\]: unknown setting\(s\) \['hiden_size'\]; "
-                                   r"known: \[.*'hidden_size'"),
-    ({"training": {"epochs": 2, "epoch": 3}}, r"c\.json \[training\]: unknown setting\(s\) "
-                                              r"\['epoch'\]"),
-    # A setting in the wrong section is unknown there.
-    ({"model": {"epochs": 2}}, r"\[model\]: unknown setting\(s\) \['epochs'\]"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (
+            {"modle": {"hidden_size": 3}},
+            r"c\.json: unknown section\(s\) \['modle'\]; expected 'model' "
+            r"and 'training'",
+        ),
+        (
+            {"model": {"hiden_size": 3}},
+            r"c\.json \[model\]: unknown setting\(s\) \['hiden_size'\]; "
+            r"known: \[.*'hidden_size'",
+        ),
+        (
+            {"training": {"epochs": 2, "epoch": 3}},
+            r"c\.json \[training\]: unknown setting\(s\) "
+            r"\['epoch'\]",
+        ),
+        # A setting in the wrong section is unknown there.
+        ({"model": {"epochs": 2}}, r"\[model\]: unknown setting\(s\) \['epochs'\]"),
+    ],
+)
 def test_unknown_sections_and_settings_are_refused_naming_the_file(tmp_path, data, message):
     path = write(tmp_path / "c.json", json.dumps(data))
     with pytest.raises(ValueError, match=message):
         load_config_file(path)
 
 
-@pytest.mark.parametrize("name, text, message", [
-    ("c.json", '{"model": {', r"c\.json: not valid JSON"),
-    ("c.toml", "[model\nhidden_size = 3\n", r"c\.toml: not valid TOML"),
-    ("c.json", "[1, 2]", r"c\.json: expected an object with 'model' and 'training' sections"),
-])
+@pytest.mark.parametrize(
+    "name, text, message",
+    [
+        ("c.json", '{"model": {', r"c\.json: not valid JSON"),
+        ("c.toml", "[model\nhidden_size = 3\n", r"c\.toml: not valid TOML"),
+        ("c.json", "[1, 2]", r"c\.json: expected an object with 'model' and 'training' sections"),
+    ],
+)
 def test_unreadable_files_are_a_value_error_naming_the_file(tmp_path, name, text, message):
     with pytest.raises(ValueError, match=message):
         load_config_file(write(tmp_path / name, text))
@@ -162,8 +210,13 @@ RULES = [
     (TrainingConfig, "clip_norm", -1.0, 0.0, r"clip_norm must be >= 0 \(0 turns clipping off\)"),
     (TrainingConfig, "label_smoothing", 1.0, 0.0, r"label_smoothing must be in \[0, 1\)"),
     (TrainingConfig, "max_target_length", 0, 1, "max_target_length must be positive"),
-    (TrainingConfig, "sentencepiece_model_type", "word", "bpe",
-     "sentencepiece_model_type must be 'unigram' or 'bpe'"),
+    (
+        TrainingConfig,
+        "sentencepiece_model_type",
+        "word",
+        "bpe",
+        "sentencepiece_model_type must be 'unigram' or 'bpe'",
+    ),
     (TrainingConfig, "warmup_steps", -1, 0, "warmup_steps must be >= 0"),
     (TrainingConfig, "validate_every", -1, 0, "validate_every must be >= 0"),
     (TrainingConfig, "lr_patience", -1, 0, "lr_patience must be >= 0"),
@@ -172,8 +225,13 @@ RULES = [
     (TrainingConfig, "best_metric", "BLEU", "loss", "best_metric must be 'bleu' or 'loss'"),
     (TrainingConfig, "plateau_metric", "ppl", "bleu", "plateau_metric must be 'bleu' or 'loss'"),
     (ModelConfig, "attention", "bahdanau", "dot", "attention must be 'none', 'dot' or 'general'"),
-    (ModelConfig, "role_signal", "both", "bias",
-     "role_signal must be 'none', 'bias' or 'embedding'"),
+    (
+        ModelConfig,
+        "role_signal",
+        "both",
+        "bias",
+        "role_signal must be 'none', 'bias' or 'embedding'",
+    ),
     (TrainingConfig, "lr_decay", 0.0, 1.0, r"lr_decay must be in \(0, 1\]"),
     (TrainingConfig, "lr_decay", 1.5, 0.01, r"lr_decay must be in \(0, 1\]"),
     (TrainingConfig, "min_learning_rate", -1e-6, 0.0, "min_learning_rate must be >= 0"),
@@ -190,8 +248,9 @@ RULES = [
 ]
 
 
-@pytest.mark.parametrize("cls, name, bad, good, message", RULES,
-                         ids=[f"{rule[1]}={rule[2]!r}" for rule in RULES])
+@pytest.mark.parametrize(
+    "cls, name, bad, good, message", RULES, ids=[f"{rule[1]}={rule[2]!r}" for rule in RULES]
+)
 def test_post_init_refuses_a_value_out_of_range_with_its_message(cls, name, bad, good, message):
     with pytest.raises(ValueError, match=f"^{message}"):
         cls(**{name: bad})
@@ -210,18 +269,27 @@ def test_every_numeric_setting_has_a_rule():
 
 
 def test_shared_embeddings_need_a_joint_vocabulary():
-    with pytest.raises(ValueError, match="share_embeddings needs a joint vocabulary: drop "
-                                         "--separate-vocab or pass --no-share-embeddings"):
+    with pytest.raises(
+        ValueError,
+        match="share_embeddings needs a joint vocabulary: drop "
+        "--separate-vocab or pass --no-share-embeddings",
+    ):
         ModelConfig(joint_vocab=False)
     separate = ModelConfig(joint_vocab=False, share_embeddings=False)  # what --separate-vocab sets
     assert not separate.joint_vocab and not separate.share_embeddings
     assert ModelConfig(share_embeddings=False).joint_vocab  # a joint vocabulary, two tables
 
 
-@pytest.mark.parametrize("data", [{"model": {"hidden_size": "32"}}, {"model": {"tie_output": "no"}},
-                                  {"training": {"epochs": 2.5}}, {"model": 3}],
-                         ids=["string-for-int", "string-for-flag", "float-for-int",
-                              "section-not-table"])
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"model": {"hidden_size": "32"}},
+        {"model": {"tie_output": "no"}},
+        {"training": {"epochs": 2.5}},
+        {"model": 3},
+    ],
+    ids=["string-for-int", "string-for-flag", "float-for-int", "section-not-table"],
+)
 def test_wrongly_typed_settings_are_a_value_error(data):
     with pytest.raises(ValueError, match="config"):
         Config.from_dict(data)

@@ -14,8 +14,8 @@ from seq2seq_shared.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
 def test_teacher_forcing_shift_by_hand():
     decoder_input, labels = teacher_forcing([17, 42, 9])
-    assert decoder_input == [2, 17, 42, 9]   # bos + target
-    assert labels == [17, 42, 9, 3]          # target + eos
+    assert decoder_input == [2, 17, 42, 9]  # bos + target
+    assert labels == [17, 42, 9, 3]  # target + eos
     assert (BOS_ID, EOS_ID) == (2, 3)
 
 
@@ -56,15 +56,18 @@ def test_batches_cover_every_pair_once_within_the_token_budget(fixed_shapes):
     rng = np.random.default_rng(0)
     sources = [list(rng.integers(4, 50, rng.integers(1, 30))) for _ in range(300)]
     targets = [list(rng.integers(4, 50, rng.integers(1, 30))) for _ in range(300)]
-    batches = ParallelBatches.from_lists(sources, targets, batch_tokens=256, seed=1,
-                              fixed_shapes=fixed_shapes)
+    batches = ParallelBatches.from_lists(
+        sources, targets, batch_tokens=256, seed=1, fixed_shapes=fixed_shapes
+    )
     seen = []
     for index in range(len(batches)):
         batch = batches.batch(index)
         assert batch.target_output.size <= 256 or batch.target_output.shape[0] == 1
         for row in range(batch.source.shape[0]):
             if fixed_shapes and (batch.target_output[row] == PAD_ID).all():
-                assert batch.source[row].tolist() == [EOS_ID] + [PAD_ID] * (batch.source.shape[1] - 1)
+                assert batch.source[row].tolist() == [EOS_ID] + [PAD_ID] * (
+                    batch.source.shape[1] - 1
+                )
                 continue  # an empty row, filling the last batch of its width
             assert batch.target_input[row, 0] == BOS_ID
             source = batch.source[row][batch.source[row] != PAD_ID].tolist()
@@ -80,14 +83,24 @@ def test_fixed_shapes_give_one_shape_per_width():
     rng = np.random.default_rng(3)
     sources = [[5] * int(n) for n in rng.integers(1, 129, 5000)]
     targets = [[6] * int(n) for n in rng.integers(1, 128, 5000)]
-    batches = ParallelBatches.from_lists(sources, targets, batch_tokens=3072, seed=1, multiple=8,
-                              fixed_shapes=True)
-    shapes = {batches.batch(i).source.shape + batches.batch(i).target_input.shape
-              for i in range(len(batches))}
+    batches = ParallelBatches.from_lists(
+        sources, targets, batch_tokens=3072, seed=1, multiple=8, fixed_shapes=True
+    )
+    shapes = {
+        batches.batch(i).source.shape + batches.batch(i).target_input.shape
+        for i in range(len(batches))
+    }
     assert len(shapes) == 16 and all(rows * width <= 3072 for rows, width, _, _ in shapes)
     free = ParallelBatches.from_lists(sources, targets, batch_tokens=3072, seed=1, multiple=8)
-    assert len({free.batch(i).source.shape + free.batch(i).target_input.shape
-                for i in range(len(free))}) > 16  # what a compiling backend met before
+    assert (
+        len(
+            {
+                free.batch(i).source.shape + free.batch(i).target_input.shape
+                for i in range(len(free))
+            }
+        )
+        > 16
+    )  # what a compiling backend met before
     assert 0.5 < batches.padding_efficiency <= 1
     # A resumed run keeps its own plan: the same encoded pairs, batched by the other one.
     assert [b.tolist() for b in free.planned(True).batches] == [b.tolist() for b in batches.batches]
@@ -120,6 +133,8 @@ def test_a_long_line_without_spaces_is_dropped_by_the_check_train_runs(tmp_path)
     (tmp_path / "b").write_text("eins\nzwei\ndrei\n")
     report = check_corpus(tmp_path / "a", tmp_path / "b", max_length=128)
     assert report.dropped == {"longer than 1280 characters (the cap for 128 words)": [2]}
-    assert read_parallel(tmp_path / "a", tmp_path / "b", 128) == (["one", "three"],
-                                                                  ["eins", "drei"])
+    assert read_parallel(tmp_path / "a", tmp_path / "b", 128) == (
+        ["one", "three"],
+        ["eins", "drei"],
+    )
     assert check_corpus(tmp_path / "a", tmp_path / "b").sources[1] == "x" * 100_000

@@ -2,6 +2,7 @@
 GPU-only branch (Keras's fused LSTM, the loss without `nonzero` or scatter), which must
 compute the same loss and gradients as the CPU path. Keras's fused kernel (cuDNN) cannot
 run here, so a reference LSTM with its signature stands in for it, and counts its calls."""
+
 import keras
 import keras.src.backend
 import numpy as np
@@ -16,8 +17,21 @@ from seq2seq_shared.model.seq2seq import Seq2Seq
 def reference_lstm(calls):
     """A plain-loop LSTM with the signature of `keras.src.backend.lstm` (Keras's fused,
     cuDNN, kernel), recording each call's mask in `calls`."""
-    def lstm(inputs, h, c, mask, kernel, recurrent_kernel, bias, activation,
-             recurrent_activation, return_sequences=False, go_backwards=False, unroll=False):
+
+    def lstm(
+        inputs,
+        h,
+        c,
+        mask,
+        kernel,
+        recurrent_kernel,
+        bias,
+        activation,
+        recurrent_activation,
+        return_sequences=False,
+        go_backwards=False,
+        unroll=False,
+    ):
         calls.append(mask)
         outputs = []
         for t in range(inputs.shape[1]):
@@ -33,14 +47,22 @@ def reference_lstm(calls):
             h, c = h_new, c_new
             outputs.append(output)
         return h, ops.stack(outputs, axis=1), [h, c]
+
     return lstm
 
 
 def _model(role_signal="bias"):
     keras.utils.set_random_seed(11)
-    config = ModelConfig(vocab_size=40, embedding_dim=8, hidden_size=12, dropout=0.0,
-                         attention="dot", role_signal=role_signal, feed_context=True,
-                         reverse_source=True)
+    config = ModelConfig(
+        vocab_size=40,
+        embedding_dim=8,
+        hidden_size=12,
+        dropout=0.0,
+        attention="dot",
+        role_signal=role_signal,
+        feed_context=True,
+        reverse_source=True,
+    )
     model = Seq2Seq.from_model_config(config, 40, 40)
     model.label_smoothing = 0.1
     model.build()

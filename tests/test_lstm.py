@@ -1,5 +1,6 @@
 """The hand-written gradients: LSTM against keras.layers.LSTM (outputs, states,
 gradients), and the cross-entropy against automatic differentiation."""
+
 import keras
 import numpy as np
 import pytest
@@ -26,7 +27,8 @@ def _gradients(function, variables, inputs):
                 return function(*xs)
 
         grads = jax.grad(stateless, argnums=tuple(range(len(inputs) + 1)))(
-            [v.value for v in variables], *inputs)
+            [v.value for v in variables], *inputs
+        )
         return [np.asarray(g) for g in list(grads[0]) + list(grads[1:])]
     pytest.skip("gradients checked on TensorFlow and JAX")
 
@@ -45,8 +47,10 @@ def test_shared_lstm_matches_keras_lstm_forward_and_backward(masked):
     h0, c0 = (rng.normal(size=(batch, units)).astype("float32") for _ in range(2))
     mask = (np.arange(steps)[None] < np.array([[5], [3], [1]])) if masked else None
     # Weights on every output, so every gradient path (outputs, final h, final c) counts.
-    w_out, w_h, w_c = (rng.normal(size=s).astype("float32")
-                       for s in [(batch, steps, units), (batch, units), (batch, units)])
+    w_out, w_h, w_c = (
+        rng.normal(size=s).astype("float32")
+        for s in [(batch, steps, units), (batch, units), (batch, units)]
+    )
 
     def objective(layer):
         def value(x, h0, c0):
@@ -54,10 +58,12 @@ def test_shared_lstm_matches_keras_lstm_forward_and_backward(masked):
             if masked:  # Keras leaves masked outputs unspecified; compare real steps only
                 outputs = outputs * ops.expand_dims(ops.cast(mask, "float32"), -1)
             return ops.sum(outputs * w_out) + ops.sum(h * w_h) + ops.sum(c * w_c)
+
         return value
 
-    for got, want in zip(ours(x, initial_state=[h0, c0], mask=mask),
-                         reference(x, initial_state=[h0, c0], mask=mask)):
+    for got, want in zip(
+        ours(x, initial_state=[h0, c0], mask=mask), reference(x, initial_state=[h0, c0], mask=mask)
+    ):
         if masked and got.ndim == 3:
             got, want = (np.asarray(a) * mask[..., None] for a in (got, want))
         np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-5)
@@ -78,11 +84,13 @@ def test_context_and_missing_inputs_equal_the_full_input():
     x = rng.normal(size=(2, 4, 3)).astype("float32")
     context = rng.normal(size=(2, 5)).astype("float32")
     tiled = np.concatenate([x, np.repeat(context[:, None], 4, axis=1)], -1)
-    np.testing.assert_allclose(np.asarray(ours(x, context=context)[0]),
-                               np.asarray(ours(tiled)[0]), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(ours(x, context=context)[0]), np.asarray(ours(tiled)[0]), rtol=1e-5, atol=1e-6
+    )
     zeros = np.concatenate([x, np.zeros((2, 4, 5), "float32")], -1)
-    np.testing.assert_allclose(np.asarray(ours(x)[0]), np.asarray(ours(zeros)[0]),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(ours(x)[0]), np.asarray(ours(zeros)[0]), rtol=1e-5, atol=1e-6
+    )
 
 
 @pytest.mark.parametrize("scatter", [True, False])  # the CPU's correction, and the GPU's
@@ -107,8 +115,12 @@ def test_cross_entropy_gradient_matches_automatic_differentiation(smoothing, row
         return ops.sum(loss * weights)
 
     np.testing.assert_allclose(float(ours(logits)), float(reference(logits)), rtol=1e-5)
-    np.testing.assert_allclose(_gradients(ours, [], [logits])[0],
-                               _gradients(reference, [], [logits])[0], rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(
+        _gradients(ours, [], [logits])[0],
+        _gradients(reference, [], [logits])[0],
+        rtol=1e-4,
+        atol=1e-6,
+    )
 
 
 def test_step_is_one_step_of_the_keras_cell():
@@ -117,7 +129,10 @@ def test_step_is_one_step_of_the_keras_cell():
     ours = LSTM(5)
     ours.build((None, None, 3 + 5))
     rng = np.random.default_rng(2)
-    x, context = rng.normal(size=(2, 3)).astype("float32"), rng.normal(size=(2, 5)).astype("float32")
+    x, context = (
+        rng.normal(size=(2, 3)).astype("float32"),
+        rng.normal(size=(2, 5)).astype("float32"),
+    )
     states = [rng.normal(size=(2, 5)).astype("float32") for _ in range(2)]
     got_h, (_, got_c) = ours.step(x, states, ours.context_projection(context))
     want_h, (_, want_c) = ours.cell(np.concatenate([x, context], -1), states)

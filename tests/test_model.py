@@ -12,9 +12,19 @@ from seq2seq_shared.model.seq2seq import Seq2Seq  # noqa: E402
 
 V, E, H = 37, 8, 12
 # The shape every test builds unless it says otherwise: Seq2Seq takes its shape in full.
-SHAPE = dict(source_vocab_size=V, target_vocab_size=V, embedding_dim=E, hidden_size=H,
-             num_layers=1, share_lstm=True, share_embeddings=True, tie_output=False,
-             feed_context=False, attention="none", role_signal="none")
+SHAPE = dict(
+    source_vocab_size=V,
+    target_vocab_size=V,
+    embedding_dim=E,
+    hidden_size=H,
+    num_layers=1,
+    share_lstm=True,
+    share_embeddings=True,
+    tie_output=False,
+    feed_context=False,
+    attention="none",
+    role_signal="none",
+)
 
 
 def build(**options) -> Seq2Seq:
@@ -35,7 +45,7 @@ def randomize(model, seed: int = 3, scale: float = 0.5) -> None:
 
 def random_ids(rows, length, seed):
     ids = np.random.default_rng(seed).integers(4, V, size=(rows, length)).astype("int32")
-    ids[1, length - 3:] = 0  # a shorter, right-padded sentence
+    ids[1, length - 3 :] = 0  # a shorter, right-padded sentence
     return ids
 
 
@@ -49,13 +59,23 @@ def test_encoder_and_decoder_use_the_very_same_lstm_variables():
     assert sum("lstm" in p for p in paths) == 2 * 3  # 2 layers x (kernel, recurrent, bias)
 
 
-@pytest.mark.parametrize("options", [
-    {}, {"num_layers": 3}, {"share_lstm": False}, {"tie_output": True},
-    {"share_embeddings": False, "source_vocab_size": 29}, {"num_layers": 2, "share_lstm": False},
-    {"feed_context": True, "num_layers": 2}, {"attention": "dot"},
-    {"attention": "general", "num_layers": 2, "feed_context": True, "tie_output": True},
-    {"role_signal": "bias", "num_layers": 2}, {"role_signal": "embedding"},
-    {"attention": "general", "role_signal": "bias", "share_lstm": False}])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"num_layers": 3},
+        {"share_lstm": False},
+        {"tie_output": True},
+        {"share_embeddings": False, "source_vocab_size": 29},
+        {"num_layers": 2, "share_lstm": False},
+        {"feed_context": True, "num_layers": 2},
+        {"attention": "dot"},
+        {"attention": "general", "num_layers": 2, "feed_context": True, "tie_output": True},
+        {"role_signal": "bias", "num_layers": 2},
+        {"role_signal": "embedding"},
+        {"attention": "general", "role_signal": "bias", "share_lstm": False},
+    ],
+)
 def test_parameter_count_matches_the_formula(options):
     model = build(**options)
     assert model.count_params() == expected_parameter_count(**{**SHAPE, **options})
@@ -70,17 +90,34 @@ def test_one_shared_lstm_by_hand():
 
 
 STEP_BY_STEP_OPTIONS = [
-    {}, {"num_layers": 2}, {"share_lstm": False}, {"tie_output": True},
+    {},
+    {"num_layers": 2},
+    {"share_lstm": False},
+    {"tie_output": True},
     {"feed_context": True, "num_layers": 2},
     # The recipe's shape (tied output through a bridge, fed context), with 2 layers.
     {"feed_context": True, "tie_output": True, "num_layers": 2},
-    {"feed_context": True, "tie_output": True, "num_layers": 2, "share_lstm": False,
-     "share_embeddings": False, "source_vocab_size": 29},
-    {"attention": "dot"}, {"attention": "general", "reverse_source": True},
-    {"attention": "general", "feed_context": True, "tie_output": True, "num_layers": 2,
-     "role_signal": "bias", "reverse_source": True},
+    {
+        "feed_context": True,
+        "tie_output": True,
+        "num_layers": 2,
+        "share_lstm": False,
+        "share_embeddings": False,
+        "source_vocab_size": 29,
+    },
+    {"attention": "dot"},
+    {"attention": "general", "reverse_source": True},
+    {
+        "attention": "general",
+        "feed_context": True,
+        "tie_output": True,
+        "num_layers": 2,
+        "role_signal": "bias",
+        "reverse_source": True,
+    },
     {"role_signal": "embedding", "feed_context": True, "tie_output": True},
-    {"role_signal": "bias", "num_layers": 2, "share_lstm": False}]
+    {"role_signal": "bias", "num_layers": 2, "share_lstm": False},
+]
 
 
 @pytest.mark.parametrize("options", STEP_BY_STEP_OPTIONS)
@@ -101,21 +138,32 @@ def test_step_by_step_decoding_reproduces_teacher_forced_logits(options):
     assert ("memory" in constants) == ("attention" in options)
     for t in range(target_input.shape[1]):
         logits, states = model.decode_step(target_input[:, t], states, constants)
-        np.testing.assert_allclose(ops.convert_to_numpy(logits), forced[:, t], rtol=1e-5,
-                                   atol=1e-5, err_msg=f"step {t}")
+        np.testing.assert_allclose(
+            ops.convert_to_numpy(logits), forced[:, t], rtol=1e-5, atol=1e-5, err_msg=f"step {t}"
+        )
         logits, looked_up = model.decode_step(target_input[:, t], looked_up, constants, table)
-        np.testing.assert_allclose(ops.convert_to_numpy(logits), forced[:, t], rtol=1e-5,
-                                   atol=1e-5, err_msg=f"step {t}, input table")
+        np.testing.assert_allclose(
+            ops.convert_to_numpy(logits),
+            forced[:, t],
+            rtol=1e-5,
+            atol=1e-5,
+            err_msg=f"step {t}, input table",
+        )
 
 
 def test_padding_does_not_change_the_encoder_state():
     model = build()
     source = random_ids(2, 6, seed=3)
     padded = np.pad(source, ((0, 0), (0, 10)))
-    for (h, c), (h_padded, c_padded) in zip(model.encode(source)["states"],
-                                            model.encode(padded)["states"]):
-        np.testing.assert_allclose(ops.convert_to_numpy(h), ops.convert_to_numpy(h_padded), atol=1e-6)
-        np.testing.assert_allclose(ops.convert_to_numpy(c), ops.convert_to_numpy(c_padded), atol=1e-6)
+    for (h, c), (h_padded, c_padded) in zip(
+        model.encode(source)["states"], model.encode(padded)["states"]
+    ):
+        np.testing.assert_allclose(
+            ops.convert_to_numpy(h), ops.convert_to_numpy(h_padded), atol=1e-6
+        )
+        np.testing.assert_allclose(
+            ops.convert_to_numpy(c), ops.convert_to_numpy(c_padded), atol=1e-6
+        )
 
 
 @pytest.mark.parametrize("compact", [False, True])
@@ -130,14 +178,16 @@ def test_greedy_search_equals_a_plain_python_loop(options, compact):
     # Sentences must also end by eos, not only by their limits: raise eos's bias just
     # enough to win the first step of the row where it comes closest.
     encoded = model.encode(source)
-    first, _ = model.decode_step(np.full(4, 2, dtype="int32"), encoded["states"],
-                                 model.decoder_constants(encoded))
+    first, _ = model.decode_step(
+        np.full(4, 2, dtype="int32"), encoded["states"], model.decoder_constants(encoded)
+    )
     first = ops.convert_to_numpy(first)[:3]
     bias = ops.convert_to_numpy(model.projection.bias)
     bias[3] += np.min(first.max(-1) - first[:, 3]) + 1e-3
     model.projection.bias.assign(bias)
-    output = ops.convert_to_numpy(greedy_search(model, model.encode(source), limits,
-                                                max_steps=8, compact=compact))
+    output = ops.convert_to_numpy(
+        greedy_search(model, model.encode(source), limits, max_steps=8, compact=compact)
+    )
     encoded, token = model.encode(source), np.full(4, 2, dtype="int32")
     states, context = encoded["states"], model.decoder_constants(encoded)
     expected = np.zeros((4, 8), dtype="int32")
@@ -183,13 +233,16 @@ def test_loss_ignores_padding():
     real = [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1)]
     expected = -np.mean([log_probs[b, t, labels[b, t]] for b, t in real])
     assert float(model.compute_loss(y=labels, y_pred=logits, training=False)) == pytest.approx(
-        expected, rel=1e-5)
+        expected, rel=1e-5
+    )
     assert float(model.compute_loss(y=labels, y_pred=states, training=True)) == pytest.approx(
-        expected, rel=1e-5)
+        expected, rel=1e-5
+    )
     model.label_smoothing = 0.1
     smooth = -np.mean([log_probs[b, t].mean() for b, t in real])
     assert float(model.compute_loss(y=labels, y_pred=states, training=True)) == pytest.approx(
-        0.9 * expected + 0.1 * smooth, rel=1e-5)
+        0.9 * expected + 0.1 * smooth, rel=1e-5
+    )
 
 
 def keras_teacher_forced_logits(model, inputs):
@@ -204,9 +257,11 @@ def keras_teacher_forced_logits(model, inputs):
 def test_weights_saved_with_keras_lstm_layers_still_load(tmp_path, monkeypatch):
     """Model directories trained before the model used its own LSTM class (with
     keras.layers.LSTM) load into today's model, giving the same logits."""
+
     def keras_lstm(self, prefix, index):
-        layer = keras.layers.LSTM(self.hidden_size, return_sequences=True, return_state=True,
-                                  name=f"{prefix}_{index}")
+        layer = keras.layers.LSTM(
+            self.hidden_size, return_sequences=True, return_state=True, name=f"{prefix}_{index}"
+        )
         layer.build((None, None, self.hidden_size if index else self.first_input_size))
         return layer
 
@@ -237,11 +292,15 @@ def test_the_model_reads_its_source_backwards_real_tokens_only():
     source = np.array([[5, 6, 7, 0], [8, 9, 0, 0], [0, 0, 0, 0]], dtype="int32")
     lengths = np.array([3, 2, 0], dtype="int32")
     assert ops.convert_to_numpy(reverse_sentences(source, lengths)).tolist() == [
-        [7, 6, 5, 0], [9, 8, 0, 0], [0, 0, 0, 0]]
+        [7, 6, 5, 0],
+        [9, 8, 0, 0],
+        [0, 0, 0, 0],
+    ]
     backwards = build(reverse_source=True)
     forwards = build()  # the same seed: the same weights
     by_hand = np.array([[7, 6, 5, 0], [9, 8, 0, 0], [0, 0, 0, 0]], dtype="int32")
-    for mine, reference in zip(backwards.encode(source)["states"],
-                               forwards.encode(by_hand)["states"]):
+    for mine, reference in zip(
+        backwards.encode(source)["states"], forwards.encode(by_hand)["states"]
+    ):
         for a, b in zip(mine, reference):
             np.testing.assert_array_equal(ops.convert_to_numpy(a), ops.convert_to_numpy(b))

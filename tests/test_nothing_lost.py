@@ -1,4 +1,5 @@
 """Nothing lost: output paths of every kind, full disks, damaged weights, one writer per model."""
+
 import errno
 import json
 import os
@@ -24,8 +25,9 @@ TEXT = "".join(line + "\n" for line in LINES)
 
 
 def translate(model_dir, *options, input_text=TEXT):
-    return CliRunner().invoke(main, ["translate", "--model-dir", str(model_dir),
-                                     *map(str, options)], input=input_text)
+    return CliRunner().invoke(
+        main, ["translate", "--model-dir", str(model_dir), *map(str, options)], input=input_text
+    )
 
 
 def expected(model_dir) -> str:
@@ -63,8 +65,9 @@ def test_output_to_a_fifo_reaches_its_reader(trained, tmp_path):
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
     received = []
-    reader = threading.Thread(target=lambda: received.append(fifo.read_text(encoding="utf-8")),
-                              daemon=True)
+    reader = threading.Thread(
+        target=lambda: received.append(fifo.read_text(encoding="utf-8")), daemon=True
+    )
     reader.start()
     result = translate(trained, "-o", fifo)
     reader.join(timeout=60)
@@ -86,8 +89,9 @@ def test_output_through_a_symlink_writes_its_target_and_keeps_the_link(trained, 
 
 def test_a_write_error_on_a_device_is_one_line_naming_it(trained, tmp_path):
     full = device(tmp_path, "full")
-    assert_one_line_error(translate(trained, "-o", full), f"{full}: cannot write it",
-                          "No space left on device")
+    assert_one_line_error(
+        translate(trained, "-o", full), f"{full}: cannot write it", "No space left on device"
+    )
     assert full.is_char_device()
 
 
@@ -95,8 +99,13 @@ def test_a_full_disk_under_stdout_is_one_line_and_exit_1(trained):
     with open("/dev/full", "w") as full:
         result = subprocess.run(
             [sys.executable, "-m", "seq2seq_shared.cli", "translate", "--model-dir", str(trained)],
-            input=TEXT, stdout=full, stderr=subprocess.PIPE, text=True, env=ENVIRONMENT,
-            timeout=300)
+            input=TEXT,
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=ENVIRONMENT,
+            timeout=300,
+        )
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr and "Exception ignored" not in result.stderr
     assert "standard output: cannot write it (No space left on device" in result.stderr
@@ -114,12 +123,12 @@ def no_space_for(fragment: str, monkeypatch) -> None:
     monkeypatch.setattr(files.os, "fsync", full_disk_fsync)
 
 
-def test_output_file_on_a_full_disk_is_one_line_and_leaves_nothing(trained, tmp_path,
-                                                                    monkeypatch):
+def test_output_file_on_a_full_disk_is_one_line_and_leaves_nothing(trained, tmp_path, monkeypatch):
     output = tmp_path / "out.txt"
     no_space_for("out.txt", monkeypatch)
-    assert_one_line_error(translate(trained, "-o", output), f"{output}: cannot write it",
-                          "No space left on device")
+    assert_one_line_error(
+        translate(trained, "-o", output), f"{output}: cannot write it", "No space left on device"
+    )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -128,7 +137,8 @@ def test_an_unwritable_special_path_is_named_as_given(trained):
 
 
 def test_training_into_a_full_disk_is_one_line_and_the_directory_stays_usable(
-        numbers_corpus, tmp_path, monkeypatch):
+    numbers_corpus, tmp_path, monkeypatch
+):
     from test_resume import train_arguments
 
     model_dir = tmp_path / "model"
@@ -149,7 +159,7 @@ def test_damaged_weights_are_refused_naming_the_file(trained, tmp_path):
     weights = model_dir / "model.weights.h5"
     data = bytearray(weights.read_bytes())
     middle = len(data) // 2
-    data[middle:middle + 64] = os.urandom(64)
+    data[middle : middle + 64] = os.urandom(64)
     weights.write_bytes(bytes(data))
     for command in (["translate", "--model-dir", model_dir], ["info", "--model-dir", model_dir]):
         result = CliRunner().invoke(main, list(map(str, command)), input=TEXT)
@@ -171,15 +181,22 @@ def test_a_second_writer_is_refused_naming_the_holder(numbers_corpus, tmp_path):
 
     model_dir = tmp_path / "model"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\nfrom seq2seq_shared.training.run_dir import RunDir\n"
-         "d = RunDir(sys.argv[1]); d.create()\nwith d.lock():\n print('held', flush=True)\n"
-         " time.sleep(600)\n", str(model_dir)], stdout=subprocess.PIPE, text=True,
-        env=ENVIRONMENT)
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\nfrom seq2seq_shared.training.run_dir import RunDir\n"
+            "d = RunDir(sys.argv[1]); d.create()\nwith d.lock():\n print('held', flush=True)\n"
+            " time.sleep(600)\n",
+            str(model_dir),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=ENVIRONMENT,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         result = CliRunner().invoke(main, train_arguments(numbers_corpus, model_dir))
-        assert_one_line_error(result, "another training run is writing here",
-                              f"pid {holder.pid}")
+        assert_one_line_error(result, "another training run is writing here", f"pid {holder.pid}")
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()
@@ -201,8 +218,19 @@ def test_a_refused_training_leaves_no_directory_behind(numbers_corpus, tmp_path)
 
 def test_evaluate_output_to_a_device_keeps_it(trained, numbers_corpus, tmp_path):
     null = device(tmp_path, "null")
-    result = CliRunner().invoke(main, ["evaluate", "--model-dir", str(trained), "--source",
-                                       str(numbers_corpus / "train.en"), "--reference",
-                                       str(numbers_corpus / "train.de"), "-o", str(null)])
+    result = CliRunner().invoke(
+        main,
+        [
+            "evaluate",
+            "--model-dir",
+            str(trained),
+            "--source",
+            str(numbers_corpus / "train.en"),
+            "--reference",
+            str(numbers_corpus / "train.de"),
+            "-o",
+            str(null),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert null.is_char_device()

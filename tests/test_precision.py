@@ -1,6 +1,7 @@
 """--precision: training under Keras's mixed-precision policies (loss scaling with float16),
 validation and translation in float32, and checkpoints that move between precisions.
 Tiny runs on the 200-pair corpus: 4 steps per epoch."""
+
 import json
 import math
 
@@ -11,13 +12,33 @@ from click.testing import CliRunner
 from seq2seq_shared.cli import main
 from seq2seq_shared.training.run_dir import RunDir
 
-RUN = ["--embedding-dim", "16", "--hidden-size", "32", "--vocab-size", "120", "--batch-tokens",
-       "256", "--quiet", "--no-tensorboard"]
+RUN = [
+    "--embedding-dim",
+    "16",
+    "--hidden-size",
+    "32",
+    "--vocab-size",
+    "120",
+    "--batch-tokens",
+    "256",
+    "--quiet",
+    "--no-tensorboard",
+]
 
 
 def train(corpus, model_dir, *options):
-    arguments = ["train", corpus / "train.en", corpus / "train.de", "--model-dir", model_dir,
-                 "--valid", corpus / "train.en", corpus / "train.de", *RUN, *options]
+    arguments = [
+        "train",
+        corpus / "train.en",
+        corpus / "train.de",
+        "--model-dir",
+        model_dir,
+        "--valid",
+        corpus / "train.en",
+        corpus / "train.de",
+        *RUN,
+        *options,
+    ]
     result = CliRunner().invoke(main, [str(a) for a in arguments], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return model_dir
@@ -34,15 +55,17 @@ def groups(arrays) -> set[str]:
 
 def saved_precision(model_dir) -> str:
     return json.loads((model_dir / "config.json").read_text(encoding="utf-8"))["training"][
-        "precision"]
+        "precision"
+    ]
 
 
 @pytest.fixture(scope="module", params=["mixed_float16", "mixed_bfloat16"])
 def mixed_run(request, numbers_corpus, tmp_path_factory):
     """(precision, model directory): one epoch with a validation, under a mixed policy."""
     model_dir = tmp_path_factory.mktemp(request.param) / "model"
-    return request.param, train(numbers_corpus, model_dir, "--epochs", "1",
-                                "--precision", request.param)
+    return request.param, train(
+        numbers_corpus, model_dir, "--epochs", "1", "--precision", request.param
+    )
 
 
 def test_training_under_a_mixed_policy_gives_finite_losses(mixed_run):
@@ -54,8 +77,11 @@ def test_training_under_a_mixed_policy_gives_finite_losses(mixed_run):
         assert math.isfinite(row[name]), (name, row)
     assert all(np.isfinite(value).all() for value in arrays.values() if value.dtype.kind == "f")
     # Only float16 scales its loss; its Adam's variables are where a float32 run has them.
-    assert groups(arrays) == ({"model", "optimizer", "loss_scale"}
-                              if precision == "mixed_float16" else {"model", "optimizer"})
+    assert groups(arrays) == (
+        {"model", "optimizer", "loss_scale"}
+        if precision == "mixed_float16"
+        else {"model", "optimizer"}
+    )
     assert arrays["optimizer/0000"] == 4  # Adam's step
 
 
@@ -96,8 +122,10 @@ def test_a_float32_checkpoint_resumes_under_mixed_float16_and_back(numbers_corpu
     assert arrays["optimizer/0000"] == 8  # the float32 run's Adam, continued
     scale = float(arrays["loss_scale/0000"])
     assert math.isfinite(scale) and scale >= 1  # Keras's 2 ** 15, halved at each overflow
-    assert all(math.isfinite(row["train_loss"]) and math.isfinite(row["valid_loss"])
-               for row in state["history"])
+    assert all(
+        math.isfinite(row["train_loss"]) and math.isfinite(row["valid_loss"])
+        for row in state["history"]
+    )
 
     train(numbers_corpus, model_dir, "--epochs", "3", "--precision", "float32")
     arrays, state = newest_checkpoint(model_dir)
@@ -109,6 +137,8 @@ def test_a_float32_checkpoint_resumes_under_mixed_float16_and_back(numbers_corpu
 def test_precision_is_checked():
     from seq2seq_shared.config import TrainingConfig
 
-    with pytest.raises(ValueError, match="precision must be one of float32, mixed_bfloat16, "
-                                         "mixed_float16, not 'float16'"):
+    with pytest.raises(
+        ValueError,
+        match="precision must be one of float32, mixed_bfloat16, mixed_float16, not 'float16'",
+    ):
         TrainingConfig(precision="float16")

@@ -1,5 +1,6 @@
 """`prepare`: the corpus checked, tokenized and encoded once into memory-mapped arrays, and
 `train` reading them; text files go through the same path (into MODEL_DIR/prepared-corpus)."""
+
 import hashlib
 import json
 import shutil
@@ -36,15 +37,21 @@ def test_prepare_encodes_the_kept_pairs_with_their_lines_and_the_files_sha256(tm
     result = invoke("prepare", source, target, tmp_path / "prepared", "--vocab-size", "40")
     assert result.exit_code == 0, result.output
     corpus = PreparedCorpus(tmp_path / "prepared")
-    assert corpus.data_sha256 == {"train_source": hashlib.sha256(source.read_bytes()).hexdigest(),
-                                  "train_target": hashlib.sha256(target.read_bytes()).hexdigest()}
+    assert corpus.data_sha256 == {
+        "train_source": hashlib.sha256(source.read_bytes()).hexdigest(),
+        "train_target": hashlib.sha256(target.read_bytes()).hexdigest(),
+    }
     record = corpus.manifest["check"]
     assert record["dropped"]["with an empty side"]["first_lines"] == [2]
     assert record["duplicates"]["first_lines"] == [4]
     pairs, tokenizer = corpus.pairs(), corpus.tokenizer()
     assert isinstance(pairs.source_offsets, np.memmap)  # read as batches ask, not loaded
-    kept = [("one two", "eins zwei"), ("three", "drei"), ("one two", "eins zwei"),
-            ("five six seven", "fuenf")]
+    kept = [
+        ("one two", "eins zwei"),
+        ("three", "drei"),
+        ("one two", "eins zwei"),
+        ("five six seven", "fuenf"),
+    ]
     assert len(pairs) == len(corpus) == 4
     for i, (source_text, target_text) in enumerate(kept):
         assert pairs.source(i).tolist() == tokenizer.encode_source([source_text])[0]
@@ -70,8 +77,10 @@ def test_prepare_refuses_a_bad_corpus_with_check_datas_file_line_and_leaves_noth
 def test_a_killed_prepare_leaves_the_previous_data_whole(tmp_path, monkeypatch):
     source = write(tmp_path / "a.en", [f"line {i}" for i in range(50)])
     target = write(tmp_path / "b.de", [f"Zeile {i}" for i in range(50)])
-    assert invoke("prepare", source, target, tmp_path / "prepared", "--vocab-size", "30"
-                  ).exit_code == 0
+    assert (
+        invoke("prepare", source, target, tmp_path / "prepared", "--vocab-size", "30").exit_code
+        == 0
+    )
     before = (tmp_path / "prepared" / "prepared.json").read_bytes()
 
     def killed(self):
@@ -79,8 +88,13 @@ def test_a_killed_prepare_leaves_the_previous_data_whole(tmp_path, monkeypatch):
 
     monkeypatch.setattr(prepared_module._ArrayWriter, "_flush", killed)
     with pytest.raises(KeyboardInterrupt):
-        prepared_module.prepare(source, target, tmp_path / "prepared",
-                                prepared_module.PrepareSettings(vocab_size=30), overwrite=True)
+        prepared_module.prepare(
+            source,
+            target,
+            tmp_path / "prepared",
+            prepared_module.PrepareSettings(vocab_size=30),
+            overwrite=True,
+        )
     assert (tmp_path / "prepared" / "prepared.json").read_bytes() == before
     assert not list(tmp_path.glob(".prepared*"))
     assert len(PreparedCorpus(tmp_path / "prepared").pairs()) == 50
@@ -90,17 +104,22 @@ def test_training_on_a_prepared_directory_equals_training_on_the_files(numbers_c
     source, target = numbers_corpus / "train.en", numbers_corpus / "train.de"
     assert invoke("prepare", source, target, tmp_path / "prepared", *PREPARE_TINY).exit_code == 0
     from_files = invoke("train", source, target, "--model-dir", tmp_path / "files", *TINY)
-    from_prepared = invoke("train", tmp_path / "prepared", "--model-dir", tmp_path / "prepared_run",
-                           *TINY)
+    from_prepared = invoke(
+        "train", tmp_path / "prepared", "--model-dir", tmp_path / "prepared_run", *TINY
+    )
     assert from_files.exit_code == 0, from_files.output
     assert from_prepared.exit_code == 0, from_prepared.output
-    vocabularies = [PreparedCorpus(path).manifest["sentencepiece_sha256"]
-                    for path in (tmp_path / "files" / "prepared-corpus", tmp_path / "prepared")]
+    vocabularies = [
+        PreparedCorpus(path).manifest["sentencepiece_sha256"]
+        for path in (tmp_path / "files" / "prepared-corpus", tmp_path / "prepared")
+    ]
     assert vocabularies[0] == vocabularies[1]
     files, files_state = checkpoint.read(
-        sorted((tmp_path / "files" / "checkpoints").glob("*.npz"))[-1])
+        sorted((tmp_path / "files" / "checkpoints").glob("*.npz"))[-1]
+    )
     prepared, prepared_state = checkpoint.read(
-        sorted((tmp_path / "prepared_run" / "checkpoints").glob("*.npz"))[-1])
+        sorted((tmp_path / "prepared_run" / "checkpoints").glob("*.npz"))[-1]
+    )
     assert files_state["data_sha256"] == prepared_state["data_sha256"]
     assert files_state["step"] == prepared_state["step"] == 8
     assert sorted(files) == sorted(prepared)
@@ -153,26 +172,35 @@ def _plan_one_pair_at_a_time(lengths, batch_tokens, multiple, seed):
 def test_the_vectorised_plan_equals_the_loop_it_replaced(batch_tokens, multiple):
     rng = np.random.default_rng(batch_tokens)
     lengths = rng.integers(1, 60, size=(3000, 2))
-    pairs = EncodedPairs(np.zeros(0, np.int32), np.zeros(3001, np.int64),
-                         np.zeros(0, np.int32), np.zeros(3001, np.int64), lengths=lengths)
+    pairs = EncodedPairs(
+        np.zeros(0, np.int32),
+        np.zeros(3001, np.int64),
+        np.zeros(0, np.int32),
+        np.zeros(3001, np.int64),
+        lengths=lengths,
+    )
     batches = ParallelBatches(pairs, batch_tokens=batch_tokens, seed=3, multiple=multiple)
     assert [b.tolist() for b in batches.batches] == _plan_one_pair_at_a_time(
-        lengths, batch_tokens, multiple, seed=3)
+        lengths, batch_tokens, multiple, seed=3
+    )
 
 
-def test_a_run_saved_before_prepared_data_resumes_with_its_own_vocabulary(numbers_corpus,
-                                                                          tmp_path):
+def test_a_run_saved_before_prepared_data_resumes_with_its_own_vocabulary(numbers_corpus, tmp_path):
     source, target = numbers_corpus / "train.en", numbers_corpus / "train.de"
     model_dir = tmp_path / "model"
-    assert invoke("train", source, target, "--model-dir", model_dir, *TINY, "--epochs", "1"
-                  ).exit_code == 0
+    assert (
+        invoke("train", source, target, "--model-dir", model_dir, *TINY, "--epochs", "1").exit_code
+        == 0
+    )
     shutil.rmtree(model_dir / "prepared-corpus")  # as the previous version left its directories
     resumed = invoke("train", source, target, "--model-dir", model_dir, *TINY)
     assert resumed.exit_code == 0, resumed.output
     assert json.loads(resumed.output.splitlines()[-1])["epoch"] == 2.0
     recorded = json.loads((model_dir / "config.json").read_text())["vocab"]
-    assert PreparedCorpus(model_dir / "prepared-corpus").manifest["sentencepiece_sha256"] == \
-        recorded["sentencepiece_sha256"]  # encoded with the run's SentencePiece model
+    assert (
+        PreparedCorpus(model_dir / "prepared-corpus").manifest["sentencepiece_sha256"]
+        == recorded["sentencepiece_sha256"]
+    )  # encoded with the run's SentencePiece model
 
 
 def test_overwrite_never_deletes_a_folder_that_is_not_ours(numbers_corpus, tmp_path):

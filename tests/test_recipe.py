@@ -1,4 +1,5 @@
 """The Multi30k recipe script runs as written, on a stand-in corpus with a shrunken config."""
+
 import json
 import subprocess
 import sys
@@ -16,23 +17,45 @@ def test_recipe_trains_evaluates_and_writes_results(numbers_corpus, tmp_path):
         (corpus / f"{name}.de").write_text(german, encoding="utf-8")
         (corpus / f"{name}.en").write_text(english, encoding="utf-8")
     config = tmp_path / "tiny.toml"
-    config.write_text("[model]\nvocab_size = 120\nembedding_dim = 16\nhidden_size = 32\n"
-                      "feed_context = true\ntie_output = true\n"
-                      "[training]\nepochs = 2\nbatch_tokens = 256\ntensorboard = false\n")
+    config.write_text(
+        "[model]\nvocab_size = 120\nembedding_dim = 16\nhidden_size = 32\n"
+        "feed_context = true\ntie_output = true\n"
+        "[training]\nepochs = 2\nbatch_tokens = 256\ntensorboard = false\n"
+    )
     model_dir = tmp_path / "model"
-    command = [sys.executable, str(ROOT / "scripts" / "multi30k.py"), str(corpus),
-               "--model-dir", str(model_dir), "--config", str(config), "--", "--no-share-lstm"]
+    command = [
+        sys.executable,
+        str(ROOT / "scripts" / "multi30k.py"),
+        str(corpus),
+        "--model-dir",
+        str(model_dir),
+        "--config",
+        str(config),
+        "--",
+        "--no-share-lstm",
+    ]
     finished = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert finished.returncode == 0, finished.stderr
     results = json.loads((model_dir / "results.json").read_text(encoding="utf-8"))
-    assert {"bleu_lowercase", "bleu", "chrf", "signatures", "parameters", "training",
-            "machine", "command"} <= set(results)
+    assert {
+        "bleu_lowercase",
+        "bleu",
+        "chrf",
+        "signatures",
+        "parameters",
+        "training",
+        "machine",
+        "command",
+    } <= set(results)
     assert results["training"]["steps"] > 0 and results["training"]["stopped"] == "2 epochs done"
     assert "case:lc" in results["signatures"]["bleu_lowercase"]
     assert results["config"]["share_lstm"] is False  # the options after `--` reached train
     hypotheses = (model_dir / "test2016.hyp.en").read_text(encoding="utf-8")
     assert hypotheses.count("\n") == 200
 
-    missing = subprocess.run([sys.executable, str(ROOT / "scripts" / "multi30k.py"),
-                              str(tmp_path / "nowhere")], capture_output=True, text=True)
+    missing = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "multi30k.py"), str(tmp_path / "nowhere")],
+        capture_output=True,
+        text=True,
+    )
     assert missing.returncode != 0 and "train.de not found" in missing.stderr

@@ -1,4 +1,5 @@
 """Nothing lost: exact resume after Ctrl-C, SIGTERM and kill -9; divergence; refusals."""
+
 import json
 import random
 import signal
@@ -18,14 +19,40 @@ from seq2seq_shared.training.train import TrainingRun
 ROOT = Path(__file__).resolve().parent.parent
 
 # 4 batches per epoch on the 200-pair corpus; a checkpoint every 3 steps and every epoch.
-RUN = ["--embedding-dim", "16", "--hidden-size", "32", "--vocab-size", "120", "--batch-tokens",
-       "256", "--dropout", "0.2", "--checkpoint-every", "3", "--quiet", "--no-tensorboard"]
+RUN = [
+    "--embedding-dim",
+    "16",
+    "--hidden-size",
+    "32",
+    "--vocab-size",
+    "120",
+    "--batch-tokens",
+    "256",
+    "--dropout",
+    "0.2",
+    "--checkpoint-every",
+    "3",
+    "--quiet",
+    "--no-tensorboard",
+]
 
 
 def train_arguments(corpus, model_dir, *extra):
-    return [str(a) for a in ("train", corpus / "train.en", corpus / "train.de", "--model-dir",
-                             model_dir, "--valid", corpus / "train.en", corpus / "train.de",
-                             *RUN, *extra)]
+    return [
+        str(a)
+        for a in (
+            "train",
+            corpus / "train.en",
+            corpus / "train.de",
+            "--model-dir",
+            model_dir,
+            "--valid",
+            corpus / "train.en",
+            corpus / "train.de",
+            *RUN,
+            *extra,
+        )
+    ]
 
 
 def invoke(arguments):
@@ -46,8 +73,9 @@ def assert_same_run(model_dir, reference_dir):
         np.testing.assert_array_equal(arrays[key], reference_arrays[key], err_msg=key)
     timing = {"minutes", "target_tokens_per_second"}
     rows = [{k: v for k, v in row.items() if k not in timing} for row in state["history"]]
-    assert rows == [{k: v for k, v in row.items() if k not in timing}
-                    for row in reference_state["history"]]
+    assert rows == [
+        {k: v for k, v in row.items() if k not in timing} for row in reference_state["history"]
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -60,10 +88,13 @@ def reference(numbers_corpus, tmp_path_factory):
 
 
 # With --log-every 3 the losses are read back in threes (as on a GPU): the same run.
-@pytest.mark.parametrize("signal_number, at_step, options", [
-    (signal.SIGINT, 5, []), (signal.SIGTERM, 8, ["--log-every", "3"])])
+@pytest.mark.parametrize(
+    "signal_number, at_step, options",
+    [(signal.SIGINT, 5, []), (signal.SIGTERM, 8, ["--log-every", "3"])],
+)
 def test_interrupted_then_resumed_run_equals_an_uninterrupted_one(
-        signal_number, at_step, options, reference, numbers_corpus, tmp_path, monkeypatch):
+    signal_number, at_step, options, reference, numbers_corpus, tmp_path, monkeypatch
+):
     step = TrainingRun._step
 
     def step_then_signal(self, batch, index):
@@ -89,10 +120,15 @@ def test_interrupted_then_resumed_run_equals_an_uninterrupted_one(
 
 
 def test_kill_9_at_random_moments_then_resume_ends_as_an_uninterrupted_run(
-        reference, numbers_corpus, tmp_path):
+    reference, numbers_corpus, tmp_path
+):
     model_dir = tmp_path / "model"
-    command = [sys.executable, "-m", "seq2seq_shared.cli",
-               *train_arguments(numbers_corpus, model_dir, "--epochs", "3")]
+    command = [
+        sys.executable,
+        "-m",
+        "seq2seq_shared.cli",
+        *train_arguments(numbers_corpus, model_dir, "--epochs", "3"),
+    ]
     moments = random.Random(4).sample([x / 2 for x in range(4, 24)], 4)  # 2-12 s after start
     kills = 0
     for moment in moments:
@@ -112,16 +148,22 @@ def test_kill_9_at_random_moments_then_resume_ends_as_an_uninterrupted_run(
     assert not [p for p in model_dir.rglob(".*.tmp-*")], "temporary files left behind"
 
     from seq2seq_shared.decoding.translator import Translator
+
     assert len(Translator.from_model_dir(model_dir).translate(["seven", "", "twelve"])) == 3
 
 
-@pytest.mark.parametrize("poisoned_after, message, good_step, options", [
-    (5, "at epoch 2, step 6: the loss is nan", 4, []),      # caught by the next step's loss
-    # Losses read back every 2 steps (as on a GPU): the same step is named.
-    (5, "at epoch 2, step 6: the loss is nan", 4, ["--log-every", "2"]),
-    (4, "by step 4: the validation loss is nan", 3, [])])  # caught by the epoch's validation
+@pytest.mark.parametrize(
+    "poisoned_after, message, good_step, options",
+    [
+        (5, "at epoch 2, step 6: the loss is nan", 4, []),  # caught by the next step's loss
+        # Losses read back every 2 steps (as on a GPU): the same step is named.
+        (5, "at epoch 2, step 6: the loss is nan", 4, ["--log-every", "2"]),
+        (4, "by step 4: the validation loss is nan", 3, []),
+    ],
+)  # caught by the epoch's validation
 def test_divergence_stops_with_advice_and_keeps_the_last_good_checkpoint(
-        poisoned_after, message, good_step, options, numbers_corpus, tmp_path, monkeypatch):
+    poisoned_after, message, good_step, options, numbers_corpus, tmp_path, monkeypatch
+):
     step = TrainingRun._step
 
     def step_then_poison(self, batch, index):
@@ -133,8 +175,9 @@ def test_divergence_stops_with_advice_and_keeps_the_last_good_checkpoint(
 
     monkeypatch.setattr(TrainingRun, "_step", step_then_poison)
     model_dir = tmp_path / "model"
-    result = CliRunner().invoke(main, train_arguments(numbers_corpus, model_dir, "--epochs", "3",
-                                                      *options))
+    result = CliRunner().invoke(
+        main, train_arguments(numbers_corpus, model_dir, "--epochs", "3", *options)
+    )
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert f"training diverged {message}" in result.output
     assert f"last good checkpoint (step {good_step})" in result.output
@@ -145,9 +188,11 @@ def test_divergence_stops_with_advice_and_keeps_the_last_good_checkpoint(
 
 
 def test_a_different_run_in_the_model_directory_is_refused_with_the_way_out(
-        reference, numbers_corpus, tmp_path):
-    result = CliRunner().invoke(main, train_arguments(numbers_corpus, reference, "--epochs", "3",
-                                                      "--hidden-size", "24"))
+    reference, numbers_corpus, tmp_path
+):
+    result = CliRunner().invoke(
+        main, train_arguments(numbers_corpus, reference, "--epochs", "3", "--hidden-size", "24")
+    )
     assert result.exit_code == 1
     assert "hidden_size is 32 there, 24 now" in result.output
     assert "--overwrite" in result.output and "new --model-dir" in result.output
@@ -168,7 +213,8 @@ def test_a_different_run_in_the_model_directory_is_refused_with_the_way_out(
 
 
 def test_finished_run_is_not_retrained_more_epochs_extend_it_and_overwrite_restarts(
-        reference, numbers_corpus, tmp_path):
+    reference, numbers_corpus, tmp_path
+):
     import shutil
 
     model_dir = tmp_path / "model"
@@ -189,8 +235,10 @@ def test_damaged_model_directories_are_refused_naming_the_file(reference, number
     shutil.copytree(reference, model_dir)
     config = json.loads((model_dir / "config.json").read_text())
     (model_dir / "config.json").write_text(json.dumps({**config, "format_version": 99}))
-    for command in (["translate", "--model-dir", str(model_dir)],
-                    train_arguments(numbers_corpus, model_dir, "--epochs", "4")):
+    for command in (
+        ["translate", "--model-dir", str(model_dir)],
+        train_arguments(numbers_corpus, model_dir, "--epochs", "4"),
+    ):
         result = CliRunner().invoke(main, command, input="seven\n")
         assert result.exit_code == 1
         assert "config.json: model directory format 99" in result.output
@@ -199,14 +247,17 @@ def test_damaged_model_directories_are_refused_naming_the_file(reference, number
     assert result.exit_code == 1 and "config.json: corrupt" in result.output
 
 
-def test_a_damaged_newest_checkpoint_falls_back_to_the_one_before(reference, numbers_corpus,
-                                                                   tmp_path, caplog):
+def test_a_damaged_newest_checkpoint_falls_back_to_the_one_before(
+    reference, numbers_corpus, tmp_path, caplog
+):
     import shutil
 
     model_dir = tmp_path / "model"
     shutil.copytree(reference, model_dir)
-    (step, newest), (previous, _) = RunDir(model_dir).checkpoints()[-1], \
-        RunDir(model_dir).checkpoints()[-2]
+    (step, newest), (previous, _) = (
+        RunDir(model_dir).checkpoints()[-1],
+        RunDir(model_dir).checkpoints()[-2],
+    )
     newest.write_bytes(newest.read_bytes()[:1000])  # e.g. a disk that lost the tail
     result = invoke(train_arguments(numbers_corpus, model_dir, "--epochs", "3"))
     assert result.exit_code == 0, result.output
@@ -215,21 +266,31 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_one_before(reference, num
     assert json.loads(result.stdout.splitlines()[-1])["step"] == step == 12
 
 
-@pytest.mark.parametrize("at_step, moment", [(4, "after-save"), (8, "during-save"),
-                                             (6, "during-save")])
+@pytest.mark.parametrize(
+    "at_step, moment", [(4, "after-save"), (8, "during-save"), (6, "during-save")]
+)
 def test_kill_9_at_a_validation_or_checkpoint_boundary_then_resume_is_exact(
-        at_step, moment, reference, numbers_corpus, tmp_path):
+    at_step, moment, reference, numbers_corpus, tmp_path
+):
     """Steps 4 and 8 end epochs: validation, best weights, then the checkpoint; step 6 is a
     periodic checkpoint. The resumed run must end bit-identical all the same."""
     model_dir = tmp_path / "model"
     arguments = train_arguments(numbers_corpus, model_dir, "--epochs", "3")
-    killed = subprocess.run([sys.executable, str(ROOT / "tests" / "kill_at.py"), str(at_step),
-                             moment, *arguments], capture_output=True, text=True, timeout=600)
+    killed = subprocess.run(
+        [sys.executable, str(ROOT / "tests" / "kill_at.py"), str(at_step), moment, *arguments],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     newest = RunDir(model_dir).checkpoints()[-1][0]
     assert newest == at_step if moment == "after-save" else newest < at_step
-    finished = subprocess.run([sys.executable, "-m", "seq2seq_shared.cli", *arguments],
-                              capture_output=True, text=True, timeout=600)
+    finished = subprocess.run(
+        [sys.executable, "-m", "seq2seq_shared.cli", *arguments],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert finished.returncode == 0, finished.stderr
     assert_same_run(model_dir, reference)
     assert not [p for p in model_dir.rglob(".*.tmp-*")], "temporary files left behind"

@@ -1,4 +1,5 @@
 """The run state and the schedule's decisions made from it, by hand (pure Python)."""
+
 import json
 
 import pytest
@@ -20,12 +21,22 @@ def test_warm_up_is_linear_then_flat():
 
 
 def test_plateaus_halve_the_rate_down_to_the_floor_and_patience_stops():
-    training = TrainingConfig(learning_rate=0.01, warmup_steps=0, lr_patience=2, lr_decay=0.5,
-                              min_learning_rate=0.003, patience=5, best_metric="bleu",
-                              plateau_metric="bleu")
+    training = TrainingConfig(
+        learning_rate=0.01,
+        warmup_steps=0,
+        lr_patience=2,
+        lr_decay=0.5,
+        min_learning_rate=0.003,
+        patience=5,
+        best_metric="bleu",
+        plateau_metric="bleu",
+    )
     state = state_at(training)
     assert state.record(training, {"bleu": 10.0, "loss": 0.0}) and state.best.value == 10.0
-    assert not state.record(training, {"bleu": 9.0, "loss": 0.0}) and state.learning_rate(training) == 0.01
+    assert (
+        not state.record(training, {"bleu": 9.0, "loss": 0.0})
+        and state.learning_rate(training) == 0.01
+    )
     assert not state.record(training, {"bleu": 10.0, "loss": 0.0})  # equal is not better
     assert state.learning_rate(training) == pytest.approx(0.005)
     assert state.record(training, {"bleu": 11.0, "loss": 0.0}) and state.bad_validations == 0
@@ -40,7 +51,9 @@ def test_plateaus_halve_the_rate_down_to_the_floor_and_patience_stops():
 def test_loss_is_better_when_lower_and_limits_stop_the_run():
     training = TrainingConfig(best_metric="loss", epochs=3, max_minutes=2, patience=1)
     state = state_at(training)
-    assert state.record(training, {"bleu": 0.0, "loss": 3.0}) and state.record(training, {"bleu": 0.0, "loss": 2.5})
+    assert state.record(training, {"bleu": 0.0, "loss": 3.0}) and state.record(
+        training, {"bleu": 0.0, "loss": 2.5}
+    )
     assert state.best.step == 0 and state.best.metric == "loss"
     state.seconds = 119.0
     assert state.stop_reason(training, validating=False) is None
@@ -59,11 +72,21 @@ def test_the_state_survives_json_and_reads_the_untyped_dicts_of_format_1():
     state.record(training, {"bleu": 12.5, "loss": 2.0})
     state.history.append({"step": 7, "valid_bleu": 12.5})
     assert RunState.from_dict(json.loads(json.dumps(state.to_dict()))) == state
-    old = {"epoch": 1, "batch": 3, "step": 7, "seconds": 4.0, "finished": None, "lr_scale": 0.5,
-           "bad_validations": 1, "plateau_validations": 0,
-           "best": {"metric": "bleu", "value": 3.0, "step": 4},
-           "window": {"loss": 1.0, "nll": 1.0, "tokens": 2, "seconds": 0.1},
-           "data_sha256": {"train_source": "x"}, "history": [], "checkpoint": "checkpoints/x"}
+    old = {
+        "epoch": 1,
+        "batch": 3,
+        "step": 7,
+        "seconds": 4.0,
+        "finished": None,
+        "lr_scale": 0.5,
+        "bad_validations": 1,
+        "plateau_validations": 0,
+        "best": {"metric": "bleu", "value": 3.0, "step": 4},
+        "window": {"loss": 1.0, "nll": 1.0, "tokens": 2, "seconds": 0.1},
+        "data_sha256": {"train_source": "x"},
+        "history": [],
+        "checkpoint": "checkpoints/x",
+    }
     restored = RunState.from_dict(old)
     assert restored.lr_scale == 0.5 and restored.best.step == 4 and restored.window.tokens == 2
     # Before plateau_metric the plateau watched the best score: its best is that one.
@@ -71,8 +94,11 @@ def test_the_state_survives_json_and_reads_the_untyped_dicts_of_format_1():
     # A run saved before the batch plan was recorded had free shapes: its batch index
     # counts in that plan, which a resume (even under JAX) keeps.
     assert restored.fixed_shapes is False
-    assert restored.to_dict() == {**{k: v for k, v in old.items() if k != "checkpoint"},
-                                  "plateau_best": old["best"], "fixed_shapes": False}
+    assert restored.to_dict() == {
+        **{k: v for k, v in old.items() if k != "checkpoint"},
+        "plateau_best": old["best"],
+        "fixed_shapes": False,
+    }
 
 
 def test_a_chance_dip_of_bleu_does_not_decay_the_rate_when_the_plateau_watches_loss():
@@ -81,8 +107,13 @@ def test_a_chance_dip_of_bleu_does_not_decay_the_rate_when_the_plateau_watches_l
     itself stops improving; BLEU still picks the best model."""
     rates = {}
     for plateau_metric in ("bleu", "loss"):
-        training = TrainingConfig(learning_rate=0.01, warmup_steps=0, lr_patience=1,
-                                  best_metric="bleu", plateau_metric=plateau_metric)
+        training = TrainingConfig(
+            learning_rate=0.01,
+            warmup_steps=0,
+            lr_patience=1,
+            best_metric="bleu",
+            plateau_metric=plateau_metric,
+        )
         state = state_at(training)
         for bleu, loss in ((12.0, 2.10), (13.36, 2.05), (12.74, 2.02), (14.0, 2.00)):
             state.record(training, {"bleu": bleu, "loss": loss})
@@ -90,5 +121,6 @@ def test_a_chance_dip_of_bleu_does_not_decay_the_rate_when_the_plateau_watches_l
         rates[plateau_metric] = state.learning_rate(training)
         state.record(training, {"bleu": 14.5, "loss": 2.01})  # loss turns: overfitting
         rates[plateau_metric + " after loss rose"] = state.learning_rate(training)
-    assert rates == pytest.approx({"bleu": 0.005, "bleu after loss rose": 0.005,
-                                   "loss": 0.01, "loss after loss rose": 0.005})
+    assert rates == pytest.approx(
+        {"bleu": 0.005, "bleu after loss rose": 0.005, "loss": 0.01, "loss after loss rose": 0.005}
+    )

@@ -2,6 +2,7 @@
 dynamic batching that returns each request its own lines, the real model's answers equal
 to offline `translate`, SIGTERM finishing what is in flight. Run against a real uvicorn
 server on loopback; most tests use a stand-in engine, so they need no model."""
+
 import asyncio
 import json
 import os
@@ -62,8 +63,9 @@ class LiveServer:
         self.port = listener.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [listener]},
-                                       daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [listener]}, daemon=True
+        )
         self.thread.start()
         for _ in range(500):
             if self.server.started:
@@ -75,8 +77,9 @@ class LiveServer:
         if not isinstance(body, (bytes, str)):
             body = json.dumps(body)
         headers = {"Content-Type": "application/json", **kwargs.pop("headers", {})}
-        return httpx.post(self.url + "/v1/translate", content=body, timeout=60,
-                          headers=headers, **kwargs)
+        return httpx.post(
+            self.url + "/v1/translate", content=body, timeout=60, headers=headers, **kwargs
+        )
 
     def healthy(self) -> bool:
         response = httpx.get(self.url + "/health", timeout=10)
@@ -134,10 +137,14 @@ BAD_REQUESTS = [  # (body, status, words the message must have)
 ]
 
 
-@pytest.mark.parametrize("raw, status, words", BAD_REQUESTS,
-                         ids=[f"{status}-{words[:24]}" for _, status, words in BAD_REQUESTS])
+@pytest.mark.parametrize(
+    "raw, status, words",
+    BAD_REQUESTS,
+    ids=[f"{status}-{words[:24]}" for _, status, words in BAD_REQUESTS],
+)
 def test_a_bad_request_gets_its_status_and_a_message_and_the_server_goes_on(
-        serve, raw, status, words):
+    serve, raw, status, words
+):
     server = serve(max_lines=10, max_chars=50)
     response = server.post(raw)
     assert response.status_code == status, response.text
@@ -145,7 +152,10 @@ def test_a_bad_request_gets_its_status_and_a_message_and_the_server_goes_on(
     assert answer["status"] == status and words in answer["error"], answer
     assert server.healthy()
     assert server.post({"text": ["ab", "", "c\td"]}).json()["translations"] == [
-        {"text": "ba"}, {"text": ""}, {"text": "d\tc"}]
+        {"text": "ba"},
+        {"text": ""},
+        {"text": "d\tc"},
+    ]
 
 
 def test_a_body_over_the_limit_is_refused_by_its_length_and_when_chunked(serve):
@@ -158,8 +168,12 @@ def test_a_body_over_the_limit_is_refused_by_its_length_and_when_chunked(serve):
         for _ in range(limit // 1000 + 2):
             yield b" " * 1000
 
-    response = httpx.post(server.url + "/v1/translate", content=chunks(), timeout=30,
-                          headers={"Content-Type": "application/json"})
+    response = httpx.post(
+        server.url + "/v1/translate",
+        content=chunks(),
+        timeout=30,
+        headers={"Content-Type": "application/json"},
+    )
     assert response.status_code == 413
     assert server.healthy()
 
@@ -167,13 +181,15 @@ def test_a_body_over_the_limit_is_refused_by_its_length_and_when_chunked(serve):
 def test_unknown_paths_methods_and_content_types_answer_in_the_same_json_shape(serve):
     server = serve()
     for kind in ("text/plain", None):  # what a browser may send cross-site without asking
-        response = httpx.post(server.url + "/v1/translate", content=b'{"text": ["a"]}',
-                              headers={"Content-Type": kind} if kind else {})
+        response = httpx.post(
+            server.url + "/v1/translate",
+            content=b'{"text": ["a"]}',
+            headers={"Content-Type": kind} if kind else {},
+        )
         assert response.status_code == 415, response.text
         assert "Content-Type must be application/json" in response.json()["error"]
     response = httpx.get(server.url + "/v1/nothing")
-    assert response.status_code == 404 and response.json() == {"error": "Not Found",
-                                                                "status": 404}
+    assert response.status_code == 404 and response.json() == {"error": "Not Found", "status": 404}
     response = httpx.get(server.url + "/v1/translate")
     assert response.status_code == 405 and response.json()["status"] == 405
 
@@ -181,16 +197,14 @@ def test_unknown_paths_methods_and_content_types_answer_in_the_same_json_shape(s
 def test_clients_that_leave_mid_request_do_not_hurt_the_server(serve):
     engine = FakeEngine(delay=0.5)
     server = serve(engine)
-    head = ("POST /v1/translate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json"
-            "\r\n")
+    head = "POST /v1/translate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
     body = json.dumps({"text": ["leaving"]}).encode()
     with socket.create_connection(("127.0.0.1", server.port)) as client:  # mid-body
         client.sendall(f"{head}Content-Length: {len(body) + 50}\r\n\r\n".encode() + body[:5])
     with socket.create_connection(("127.0.0.1", server.port)) as client:  # mid-headers
         client.sendall(head.encode()[:30])
     assert server.healthy()
-    assert server.post({"text": ["still here"]}).json()["translations"] == [
-        {"text": "ereh llits"}]
+    assert server.post({"text": ["still here"]}).json()["translations"] == [{"text": "ereh llits"}]
 
 
 def test_a_client_that_leaves_while_its_lines_wait_has_them_dropped(serve):
@@ -201,8 +215,10 @@ def test_a_client_that_leaves_while_its_lines_wait_has_them_dropped(serve):
     server.wait_pending(1)
     body = json.dumps({"text": ["gone"]}).encode()
     with socket.create_connection(("127.0.0.1", server.port)) as client:  # queued, leaves
-        client.sendall(b"POST /v1/translate HTTP/1.1\r\nHost: x\r\nContent-Type: "
-                       b"application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        client.sendall(
+            b"POST /v1/translate HTTP/1.1\r\nHost: x\r\nContent-Type: "
+            b"application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
         time.sleep(0.1)
     first.join(10)
     time.sleep(0.8)
@@ -227,16 +243,17 @@ def test_a_failing_decode_answers_500_to_its_own_request_only(serve):
     engine = FakeEngine()
     server = serve(engine)
     answers = {}
-    threads = [threading.Thread(target=lambda t=text: answers.update({t: server.post(
-        {"text": [t]})})) for text in ("hold", "boom", "fine")]
+    threads = [
+        threading.Thread(target=lambda t=text: answers.update({t: server.post({"text": [t]})}))
+        for text in ("hold", "boom", "fine")
+    ]
     for count, thread in enumerate(threads, 1):  # "boom" and "fine" queue behind "hold"
         thread.start()
         server.wait_pending(count)
     engine.release.set()  # then go in one call, which fails; then each alone
     for thread in threads:
         thread.join(30)
-    assert [lines for lines, _ in engine.calls] == [["hold"], ["boom", "fine"], ["boom"],
-                                                     ["fine"]]
+    assert [lines for lines, _ in engine.calls] == [["hold"], ["boom", "fine"], ["boom"], ["fine"]]
     assert answers["boom"].status_code == 500
     assert "the decoder broke" in answers["boom"].json()["error"]
     assert answers["fine"].json()["translations"] == [{"text": "enif"}]
@@ -266,18 +283,22 @@ def test_concurrent_requests_share_batches_and_each_gets_exactly_its_own_lines(s
 
     async def clients():
         async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
+
             async def one(i):
                 lines = [f"r{i}-{j}" for j in range(i % 4)]
                 beam = 1 + i % 2
-                response = await client.post("/v1/translate",
-                                             json={"text": lines, "beam_size": beam})
+                response = await client.post(
+                    "/v1/translate", json={"text": lines, "beam_size": beam}
+                )
                 assert response.status_code == 200, response.text
                 return lines, beam, response.json()["translations"]
+
             return await asyncio.gather(*(one(i) for i in range(24)))
 
     for lines, beam, translations in asyncio.run(clients()):
         assert [t["text"] for t in translations] == [
-            line[::-1] + "+" * (beam - 1) for line in lines]
+            line[::-1] + "+" * (beam - 1) for line in lines
+        ]
     sizes = [len(lines) for lines, _ in engine.calls]
     assert sum(sizes) == sum(i % 4 for i in range(24)) and max(sizes) <= 12
     assert len(engine.calls) < 12, sizes  # merged: 18 requests with lines, fewer calls
@@ -297,7 +318,8 @@ def test_a_long_request_is_cut_into_pieces_and_others_are_decoded_between_them(s
     assert server.post({"text": ["short"]}).json()["translations"] == [{"text": "trohs"}]
     long.join(10)
     assert [t["text"] for t in answers["long"].json()["translations"]] == [
-        line[::-1] for line in lines]
+        line[::-1] for line in lines
+    ]
     calls = [lines for lines, _ in engine.calls]
     assert max(map(len, calls)) <= 2
     assert calls.index(["short"]) < calls.index(["line 4", "line 5"])
@@ -316,6 +338,7 @@ def test_the_page_the_model_description_and_the_api_docs(serve):
 
 # The real model.
 
+
 def test_the_served_model_answers_as_offline_translate_does(trained, numbers_corpus, serve):
     from seq2seq_shared.config import DecodeConfig
     from seq2seq_shared.decoding.translator import Translator
@@ -329,16 +352,23 @@ def test_the_served_model_answers_as_offline_translate_does(trained, numbers_cor
 
     async def clients():
         async with httpx.AsyncClient(base_url=server.url, timeout=120) as client:
+
             async def one(i):
                 response = await client.post("/v1/translate", json={"text": lines[i::12]})
                 return i, response.json()["translations"]
+
             return await asyncio.gather(*(one(i) for i in range(12)))
 
     expected = offline.translate(lines)
     for i, translations in asyncio.run(clients()):
         assert [t["text"] for t in translations] == expected[i::12]
-    asked = {"text": lines[:8], "beam_size": 3, "n_best": 2, "scores": True,
-             "alignments": engine.attention}
+    asked = {
+        "text": lines[:8],
+        "beam_size": 3,
+        "n_best": 2,
+        "scores": True,
+        "alignments": engine.attention,
+    }
     answer = server.post(asked).json()["translations"]
     beam = Translator.from_model_dir(trained, DecodeConfig(beam_size=3, n_best=2))
     for got, want in zip(answer, beam.translate_details(lines[:8], alignments=engine.attention)):
@@ -354,9 +384,22 @@ def test_serve_loads_then_listens_and_sigterm_finishes_the_requests_in_flight(tr
     """The CLI end to end: the port opens only once the model is loaded (the first
     /health answers), and SIGTERM lets a request in flight finish, then exits 0."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "seq2seq_shared.cli", "serve", "--model-dir", str(trained),
-         "--port", "0", "--max-batch-lines", "8"],
-        stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        [
+            sys.executable,
+            "-m",
+            "seq2seq_shared.cli",
+            "serve",
+            "--model-dir",
+            str(trained),
+            "--port",
+            "0",
+            "--max-batch-lines",
+            "8",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     try:
         url = None
         for line in process.stderr:
@@ -369,8 +412,13 @@ def test_serve_loads_then_listens_and_sigterm_finishes_the_requests_in_flight(tr
         assert httpx.get(url + "/health", timeout=10).json()["status"] == "ok"
         lines = [f"{word} hundred" for word in ("one", "two", "three", "four")] * 40
         result = {}
-        client = threading.Thread(target=lambda: result.update(response=httpx.post(
-            url + "/v1/translate", json={"text": lines, "beam_size": 4}, timeout=120)))
+        client = threading.Thread(
+            target=lambda: result.update(
+                response=httpx.post(
+                    url + "/v1/translate", json={"text": lines, "beam_size": 4}, timeout=120
+                )
+            )
+        )
         client.start()
         for _ in range(500):
             if httpx.get(url + "/health", timeout=10).json()["batching"]["pending_lines"]:
@@ -398,8 +446,10 @@ def test_the_page_in_a_real_browser_types_translates_and_shows_an_alignment(trai
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     driver_path = shutil.which("chromedriver")
     if not browser or not driver_path:
-        pytest.skip("needs Debian's chromium and chromium-driver packages "
-                    "(apt-get install chromium chromium-driver; .ci/run installs them)")
+        pytest.skip(
+            "needs Debian's chromium and chromium-driver packages "
+            "(apt-get install chromium chromium-driver; .ci/run installs them)"
+        )
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -410,11 +460,11 @@ def test_the_page_in_a_real_browser_types_translates_and_shows_an_alignment(trai
     server = serve(engine)
     options = webdriver.ChromeOptions()
     options.binary_location = browser
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
-                     "--disable-gpu"):
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
         options.add_argument(argument)
-    driver = webdriver.Chrome(options=options,
-                              service=webdriver.ChromeService(executable_path=driver_path))
+    driver = webdriver.Chrome(
+        options=options, service=webdriver.ChromeService(executable_path=driver_path)
+    )
     try:
         driver.get(server.url + "/")
         wait = WebDriverWait(driver, 60)
@@ -436,17 +486,38 @@ def test_the_page_in_a_real_browser_types_translates_and_shows_an_alignment(trai
 
 
 def test_the_load_test_script_checks_every_answer_against_offline_translate(
-        trained, numbers_corpus, tmp_path):
+    trained, numbers_corpus, tmp_path
+):
     """scripts/load_test.py, shrunk: 3 clients for 2 seconds. Every answer must match the
     offline translation of its line, and the server must stop with exit code 0."""
     output = tmp_path / "load.json"
     result = subprocess.run(
-        [sys.executable, "scripts/load_test.py", "--model-dir", str(trained), "--lines",
-         str(numbers_corpus / "train.en"), "--clients", "3", "--seconds", "2", "--warmup",
-         "0.5", "--lines-per-request", "2", "--output", str(output), "--",
-         "--max-wait-ms", "2"],
-        capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(__file__)),
-        timeout=600)
+        [
+            sys.executable,
+            "scripts/load_test.py",
+            "--model-dir",
+            str(trained),
+            "--lines",
+            str(numbers_corpus / "train.en"),
+            "--clients",
+            "3",
+            "--seconds",
+            "2",
+            "--warmup",
+            "0.5",
+            "--lines-per-request",
+            "2",
+            "--output",
+            str(output),
+            "--",
+            "--max-wait-ms",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=os.path.dirname(os.path.dirname(__file__)),
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(output.read_text())
     (run,) = report["runs"]

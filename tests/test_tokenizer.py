@@ -5,14 +5,20 @@ from seq2seq_shared.data.tokenizer import Tokenizer, train_sentencepiece
 
 @pytest.fixture(scope="module")
 def tokenizer(numbers_corpus):
-    lines = (numbers_corpus / "train.en").read_text().splitlines() + \
-            (numbers_corpus / "train.de").read_text().splitlines()
+    lines = (numbers_corpus / "train.en").read_text().splitlines() + (
+        numbers_corpus / "train.de"
+    ).read_text().splitlines()
     return Tokenizer(train_sentencepiece(lines, vocab_size=200))
 
 
 def test_special_ids(tokenizer):
     processor = tokenizer.source
-    assert (processor.pad_id(), processor.unk_id(), processor.bos_id(), processor.eos_id()) == (0, 1, 2, 3)
+    assert (processor.pad_id(), processor.unk_id(), processor.bos_id(), processor.eos_id()) == (
+        0,
+        1,
+        2,
+        3,
+    )
     assert [processor.id_to_piece(i) for i in range(4)] == ["<pad>", "<unk>", "<s>", "</s>"]
 
 
@@ -27,8 +33,9 @@ def test_joint_by_default_and_separate_on_request(numbers_corpus):
     english = (numbers_corpus / "train.en").read_text().splitlines()
     german = (numbers_corpus / "train.de").read_text().splitlines()
     joint = Tokenizer(train_sentencepiece(english + german, vocab_size=100))
-    separate = Tokenizer(train_sentencepiece(english, vocab_size=60),
-                         train_sentencepiece(german, vocab_size=60))
+    separate = Tokenizer(
+        train_sentencepiece(english, vocab_size=60), train_sentencepiece(german, vocab_size=60)
+    )
     assert joint.joint and not separate.joint
     assert separate.decode_target(separate.encode_target(["zweiundvierzig"])) == ["zweiundvierzig"]
 

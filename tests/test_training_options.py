@@ -1,5 +1,6 @@
 """Training options end to end through the CLI, on the tiny corpus and a shrunken config:
 --separate-vocab, --validate-every, --best-metric loss, and TensorBoard output (or none)."""
+
 import csv
 import json
 import os
@@ -10,18 +11,29 @@ from click.testing import CliRunner
 
 from seq2seq_shared.cli import main
 
-RUN = ["--embedding-dim", "16", "--hidden-size", "32", "--vocab-size", "120", "--batch-tokens",
-       "256", "--quiet"]
+RUN = [
+    "--embedding-dim",
+    "16",
+    "--hidden-size",
+    "32",
+    "--vocab-size",
+    "120",
+    "--batch-tokens",
+    "256",
+    "--quiet",
+]
 
 
 def run(*arguments, input=None):
-    return CliRunner().invoke(main, [str(a) for a in arguments], input=input,
-                              catch_exceptions=False)
+    return CliRunner().invoke(
+        main, [str(a) for a in arguments], input=input, catch_exceptions=False
+    )
 
 
 def train(source, target, model_dir, valid, *options):
-    result = run("train", source, target, "--model-dir", model_dir, "--valid", *valid, *RUN,
-                 *options)
+    result = run(
+        "train", source, target, "--model-dir", model_dir, "--valid", *valid, *RUN, *options
+    )
     assert result.exit_code == 0, result.output
     return model_dir
 
@@ -41,12 +53,20 @@ def corpus_files(corpus):
 
 # --separate-vocab ----------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def separate_vocab(numbers_corpus, tmp_path_factory):
     """2 epochs (8 steps) with one SentencePiece model per language and no TensorBoard."""
     model_dir = tmp_path_factory.mktemp("separate") / "model"
-    return train(*corpus_files(numbers_corpus), model_dir, corpus_files(numbers_corpus),
-                 "--separate-vocab", "--epochs", "2", "--no-tensorboard")
+    return train(
+        *corpus_files(numbers_corpus),
+        model_dir,
+        corpus_files(numbers_corpus),
+        "--separate-vocab",
+        "--epochs",
+        "2",
+        "--no-tensorboard",
+    )
 
 
 def test_separate_vocab_writes_one_sentencepiece_model_per_language(separate_vocab):
@@ -54,8 +74,10 @@ def test_separate_vocab_writes_one_sentencepiece_model_per_language(separate_voc
 
     names = {path.name for path in separate_vocab.iterdir()}
     assert {"source.model", "target.model"} <= names and "sentencepiece.model" not in names
-    source, target = (sentencepiece.SentencePieceProcessor(
-        model_file=str(separate_vocab / name)) for name in ("source.model", "target.model"))
+    source, target = (
+        sentencepiece.SentencePieceProcessor(model_file=str(separate_vocab / name))
+        for name in ("source.model", "target.model")
+    )
     source_pieces = {source.id_to_piece(i) for i in range(source.get_piece_size())}
     target_pieces = {target.id_to_piece(i) for i in range(target.get_piece_size())}
     # Each was trained on its own language only.
@@ -83,8 +105,10 @@ def test_separate_vocab_translates_with_each_side_s_own_model(separate_vocab, nu
     assert len(output) == len(lines) + 1 and output[-1] == "" and output[2] == ""
     output = output[:-1]
 
-    source, target = (sentencepiece.SentencePieceProcessor(
-        model_file=str(separate_vocab / name)) for name in ("source.model", "target.model"))
+    source, target = (
+        sentencepiece.SentencePieceProcessor(model_file=str(separate_vocab / name))
+        for name in ("source.model", "target.model")
+    )
     model = Translator.from_model_dir(separate_vocab).model
     decoded = Decoder(model).decode(source.encode(lines))
     assert output == [target.decode(ids) for ids in decoded]
@@ -125,8 +149,15 @@ VALIDATE_EVERY = 3
 def validated(numbers_corpus, tmp_path_factory):
     """3 epochs of 4 steps, validated every 3 steps, TensorBoard on (the default)."""
     model_dir = tmp_path_factory.mktemp("validated") / "model"
-    return train(*corpus_files(numbers_corpus), model_dir, corpus_files(numbers_corpus),
-                 "--epochs", "3", "--validate-every", str(VALIDATE_EVERY))
+    return train(
+        *corpus_files(numbers_corpus),
+        model_dir,
+        corpus_files(numbers_corpus),
+        "--epochs",
+        "3",
+        "--validate-every",
+        str(VALIDATE_EVERY),
+    )
 
 
 def test_validate_every_n_steps_validates_at_n_2n_and_so_on(validated):
@@ -142,7 +173,9 @@ def test_validate_every_n_steps_validates_at_n_2n_and_so_on(validated):
     assert [int(row["step"]) for row in rows] == expected
     assert all(row["valid_loss"] and row["valid_bleu"] for row in rows)
     assert [float(row["epoch"]) for row in rows][:2] == [
-        round(VALIDATE_EVERY / per_epoch, 3), round(2 * VALIDATE_EVERY / per_epoch, 3)]
+        round(VALIDATE_EVERY / per_epoch, 3),
+        round(2 * VALIDATE_EVERY / per_epoch, 3),
+    ]
 
 
 def tensorboard_scalars(model_dir) -> dict[str, list[tuple[int, float]]]:
@@ -153,28 +186,43 @@ def tensorboard_scalars(model_dir) -> dict[str, list[tuple[int, float]]]:
     for path in sorted((model_dir / "tensorboard").rglob("events.out.tfevents*")):
         for event in tf.compat.v1.train.summary_iterator(str(path)):
             for value in event.summary.value:
-                number = (float(tf.make_ndarray(value.tensor)) if value.HasField("tensor")
-                          else value.simple_value)
+                number = (
+                    float(tf.make_ndarray(value.tensor))
+                    if value.HasField("tensor")
+                    else value.simple_value
+                )
                 scalars.setdefault(value.tag, []).append((event.step, number))
     return scalars
 
 
-@pytest.mark.skipif(os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow",
-                    reason="TensorBoard logs are written on the TensorFlow backend only")
+@pytest.mark.skipif(
+    os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow",
+    reason="TensorBoard logs are written on the TensorFlow backend only",
+)
 def test_tensorboard_gets_every_validation_s_scalars(validated):
     assert list((validated / "tensorboard").rglob("events.out.tfevents*"))
     scalars = tensorboard_scalars(validated)
-    assert {"train_loss", "train_ppl", "valid_loss", "valid_ppl", "valid_bleu", "valid_chrf",
-            "learning_rate"} <= set(scalars)
+    assert {
+        "train_loss",
+        "train_ppl",
+        "valid_loss",
+        "valid_ppl",
+        "valid_bleu",
+        "valid_chrf",
+        "learning_rate",
+    } <= set(scalars)
     rows = metrics(validated)
     for tag in ("valid_loss", "train_loss", "valid_chrf", "learning_rate"):
         assert [step for step, _ in scalars[tag]] == [int(row["step"]) for row in rows], tag
         assert [value for _, value in scalars[tag]] == pytest.approx(
-            [float(row[tag]) for row in rows], rel=1e-6), tag
+            [float(row[tag]) for row in rows], rel=1e-6
+        ), tag
 
 
-@pytest.mark.skipif(os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow",
-                    reason="TensorBoard logs are written on the TensorFlow backend only")
+@pytest.mark.skipif(
+    os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow",
+    reason="TensorBoard logs are written on the TensorFlow backend only",
+)
 def test_tensorboard_takes_a_perplexity_beyond_float32(tmp_path):
     from seq2seq_shared import backend
 
@@ -186,8 +234,8 @@ def test_tensorboard_takes_a_perplexity_beyond_float32(tmp_path):
 
 # --best-metric loss ---------------------------------------------------------------------------
 
-def test_best_metric_loss_keeps_the_weights_of_the_lowest_validation_loss(numbers_corpus,
-                                                                          tmp_path):
+
+def test_best_metric_loss_keeps_the_weights_of_the_lowest_validation_loss(numbers_corpus, tmp_path):
     """An epoch that learns (validation loss falls), then a resumed epoch at a learning rate
     that wrecks the model (it rises far above): the best is the first epoch's last
     validation, which neither "the latest" nor "the best BLEU" would pick."""
@@ -195,10 +243,23 @@ def test_best_metric_loss_keeps_the_weights_of_the_lowest_validation_loss(number
         text = (numbers_corpus / f"train.{language}").read_text(encoding="utf-8")
         (tmp_path / f"repeated.{language}").write_text(text * 20, encoding="utf-8")
     model_dir = tmp_path / "model"
-    options = [tmp_path / "repeated.en", tmp_path / "repeated.de", model_dir,
-               corpus_files(numbers_corpus), "--validate-every", "20", "--best-metric", "loss",
-               "--learning-rate", "0.02", "--warmup-steps", "5", "--dropout", "0",
-               "--no-tensorboard"]
+    options = [
+        tmp_path / "repeated.en",
+        tmp_path / "repeated.de",
+        model_dir,
+        corpus_files(numbers_corpus),
+        "--validate-every",
+        "20",
+        "--best-metric",
+        "loss",
+        "--learning-rate",
+        "0.02",
+        "--warmup-steps",
+        "5",
+        "--dropout",
+        "0",
+        "--no-tensorboard",
+    ]
     train(*options, "--epochs", "1")
     train(*options, "--epochs", "2", "--learning-rate", "1.0")
     rows = metrics(model_dir)
@@ -209,14 +270,25 @@ def test_best_metric_loss_keeps_the_weights_of_the_lowest_validation_loss(number
     assert best < len(rows) - 1 and by_bleu != best, (losses, bleu)  # the test can fail
 
     state = training_state(model_dir)
-    assert state["best"] == {"metric": "loss", "value": losses[best],
-                             "step": int(rows[best]["step"])}
+    assert state["best"] == {
+        "metric": "loss",
+        "value": losses[best],
+        "step": int(rows[best]["step"]),
+    }
     saved = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
     assert saved["training"]["best_metric"] == "loss"
     # model.weights.h5 is that step's model: its perplexity on the validation set is the
     # one measured there, not the last validation's.
-    result = run("evaluate", "--model-dir", model_dir, "--source", numbers_corpus / "train.en",
-                 "--reference", numbers_corpus / "train.de", "--json")
+    result = run(
+        "evaluate",
+        "--model-dir",
+        model_dir,
+        "--source",
+        numbers_corpus / "train.en",
+        "--reference",
+        numbers_corpus / "train.de",
+        "--json",
+    )
     perplexity = json.loads(result.stdout)["perplexity"]
     assert perplexity == pytest.approx(float(rows[best]["valid_ppl"]), rel=1e-3)
     assert perplexity < float(rows[-1]["valid_ppl"]) / 2

@@ -2,6 +2,7 @@
 
 Pure Python and NumPy: nothing here builds or knows the model.
 """
+
 from __future__ import annotations
 
 import logging
@@ -32,8 +33,9 @@ def read_lines(path: Path | str) -> list[str]:
     return list(iter_lines(Path(path)))
 
 
-def read_parallel(source_path: Path | str, target_path: Path | str,
-                  max_length: int | None = None) -> tuple[list[str], list[str]]:
+def read_parallel(
+    source_path: Path | str, target_path: Path | str, max_length: int | None = None
+) -> tuple[list[str], list[str]]:
     """Both sides of a parallel corpus, checked (see `check.py`) and line-aligned.
 
     Pairs with an empty (or, given `max_length`, over-long: see `check.length_excess`) side are dropped
@@ -41,8 +43,10 @@ def read_parallel(source_path: Path | str, target_path: Path | str,
     """
     report = check_corpus(source_path, target_path, max_length)
     if not report.ok:
-        raise ValueError("; ".join(report.errors) + f". (`seq2seq-shared check-data "
-                         f"{source_path} {target_path}` shows the full report)")
+        raise ValueError(
+            "; ".join(report.errors) + f". (`seq2seq-shared check-data "
+            f"{source_path} {target_path}` shows the full report)"
+        )
     for line in report.warnings + report.dropped_and_duplicates():
         logger.warning("%s", line)
     return report.sources, report.targets
@@ -53,22 +57,33 @@ def teacher_forcing(target: Sequence[int]) -> tuple[list[int], list[int]]:
     return [BOS_ID, *target], [*target, EOS_ID]
 
 
-def pad(sequences: Sequence[Sequence[int]], multiple: int = PAD_TO_MULTIPLE,
-        width: int | None = None, rows: int | None = None) -> np.ndarray:
+def pad(
+    sequences: Sequence[Sequence[int]],
+    multiple: int = PAD_TO_MULTIPLE,
+    width: int | None = None,
+    rows: int | None = None,
+) -> np.ndarray:
     """Right-pad with PAD_ID to the longest length rounded up to `multiple` (or to
     `width`), with PAD_ID rows after the sequences up to `rows`, if given."""
     if width is None:
         width = round_up(max(1, max((len(s) for s in sequences), default=1)), multiple)
     array = np.full((rows or len(sequences), width), PAD_ID, dtype=np.int32)  # (rows, width)
     for row, sequence in enumerate(sequences):
-        array[row, :len(sequence)] = sequence
+        array[row, : len(sequence)] = sequence
     return array
 
 
-def encoded_batches(tokenizer, sources: list[str], targets: list[str], batch_tokens: int,
-                    multiple: int, seed: int = 0, shuffle: bool = False,
-                    max_lengths: tuple[int, int] | None = None,
-                    fixed_shapes: bool = False) -> ParallelBatches:
+def encoded_batches(
+    tokenizer,
+    sources: list[str],
+    targets: list[str],
+    batch_tokens: int,
+    multiple: int,
+    seed: int = 0,
+    shuffle: bool = False,
+    max_lengths: tuple[int, int] | None = None,
+    fixed_shapes: bool = False,
+) -> ParallelBatches:
     """Encode text pairs with `tokenizer` and batch them (validation and evaluation sets,
     held in memory; training data is prepared on disk by `prepare.py`).
 
@@ -76,15 +91,22 @@ def encoded_batches(tokenizer, sources: list[str], targets: list[str], batch_tok
     stays (evaluation measures the whole test set).
     """
     pairs = encode_pairs(tokenizer, sources, targets)
-    return ParallelBatches(pairs, batch_tokens=batch_tokens, seed=seed, shuffle=shuffle,
-                           multiple=multiple, fixed_shapes=fixed_shapes,
-                           index=within_lengths(pairs, max_lengths) if max_lengths else None)
+    return ParallelBatches(
+        pairs,
+        batch_tokens=batch_tokens,
+        seed=seed,
+        shuffle=shuffle,
+        multiple=multiple,
+        fixed_shapes=fixed_shapes,
+        index=within_lengths(pairs, max_lengths) if max_lengths else None,
+    )
 
 
 def encode_pairs(tokenizer, sources: list[str], targets: list[str]) -> EncodedPairs:
     """Text pairs held in memory (validation, evaluation), encoded with `tokenizer`."""
-    return EncodedPairs.from_lists(tokenizer.encode_source(sources),
-                                   tokenizer.encode_target(targets))
+    return EncodedPairs.from_lists(
+        tokenizer.encode_source(sources), tokenizer.encode_target(targets)
+    )
 
 
 def within_lengths(pairs: EncodedPairs, max_lengths: tuple[int, int]) -> np.ndarray:
@@ -95,18 +117,24 @@ def within_lengths(pairs: EncodedPairs, max_lengths: tuple[int, int]) -> np.ndar
     lengths = pairs.lengths
     keep = np.flatnonzero((lengths[:, 0] <= max_source) & (lengths[:, 1] < max_target))
     if len(keep) < len(pairs):
-        logger.warning("dropped %d pair(s) longer than %d source / %d target pieces",
-                       len(pairs) - len(keep), max_source, max_target)
+        logger.warning(
+            "dropped %d pair(s) longer than %d source / %d target pieces",
+            len(pairs) - len(keep),
+            max_source,
+            max_target,
+        )
     if not len(keep):
-        raise ValueError("every pair is longer than the length limits; raise "
-                         "--max-source-length / --max-target-length")
+        raise ValueError(
+            "every pair is longer than the length limits; raise "
+            "--max-source-length / --max-target-length"
+        )
     return keep
 
 
 @dataclass
 class Batch:
-    source: np.ndarray         # (batch, source_len)
-    target_input: np.ndarray   # (batch, target_len): bos + target
+    source: np.ndarray  # (batch, source_len)
+    target_input: np.ndarray  # (batch, target_len): bos + target
     target_output: np.ndarray  # (batch, target_len): target + eos
 
     @property
@@ -130,9 +158,16 @@ class ParallelBatches:
     max_length / multiple shapes per epoch (7 on Multi30k instead of 18).
     """
 
-    def __init__(self, pairs: EncodedPairs, batch_tokens: int, seed: int = 0,
-                 shuffle: bool = True, multiple: int = PAD_TO_MULTIPLE,
-                 fixed_shapes: bool = False, index: np.ndarray | None = None):
+    def __init__(
+        self,
+        pairs: EncodedPairs,
+        batch_tokens: int,
+        seed: int = 0,
+        shuffle: bool = True,
+        multiple: int = PAD_TO_MULTIPLE,
+        fixed_shapes: bool = False,
+        index: np.ndarray | None = None,
+    ):
         """`index`: the pairs to batch (all of them if None)."""
         self.multiple, self.fixed_shapes = multiple, fixed_shapes
         self.batch_tokens = batch_tokens
@@ -147,8 +182,9 @@ class ParallelBatches:
         self.set_epoch(0)
 
     @classmethod
-    def from_lists(cls, sources: list[list[int]], targets: list[list[int]],
-                   **settings) -> ParallelBatches:
+    def from_lists(
+        cls, sources: list[list[int]], targets: list[list[int]], **settings
+    ) -> ParallelBatches:
         return cls(EncodedPairs.from_lists(sources, targets), **settings)
 
     def width(self, rows: np.ndarray) -> int:
@@ -174,7 +210,7 @@ class ParallelBatches:
             for width in np.unique(widths):
                 group = self.index[order[widths[order] == width]]
                 size = self.rows(int(width))
-                batches += [group[i:i + size] for i in range(0, len(group), size)]
+                batches += [group[i : i + size] for i in range(0, len(group), size)]
             return batches
         order = np.lexsort((jitter, lengths[:, 1], lengths[:, 0]))
         widths = round_up(lengths[order, 0], self.multiple)  # nondecreasing along `order`
@@ -184,7 +220,7 @@ class ParallelBatches:
             # widths never shrink, so the first pair that breaks it ends the batch, and
             # none lies further than the budget over the next pair's width.
             next_width = widths[min(start + 1, len(order) - 1)]
-            window = widths[start + 1:start + 2 + batch_tokens // next_width]
+            window = widths[start + 1 : start + 2 + batch_tokens // next_width]
             over = np.flatnonzero(np.arange(2, len(window) + 2) * window > batch_tokens)
             end = start + 1 + (int(over[0]) if len(over) else len(window))
             batches.append(self.index[order[start:end]])
@@ -198,8 +234,11 @@ class ParallelBatches:
         """Fix the batch order for `epoch` (a function of seed and epoch alone)."""
         self.epoch = epoch
         count = len(self.batches)
-        self._order = (np.random.default_rng(self.seed + epoch).permutation(count)
-                       if self.shuffle else np.arange(count))
+        self._order = (
+            np.random.default_rng(self.seed + epoch).permutation(count)
+            if self.shuffle
+            else np.arange(count)
+        )
 
     def batch(self, index: int) -> Batch:
         """The `index`-th batch of the current epoch's order."""
@@ -216,16 +255,23 @@ class ParallelBatches:
             shape = dict(rows=round_up(len(rows), self.row_multiple))
         # An empty row reads one eos, not nothing: no source is ever empty.
         sources += [[EOS_ID]] * (shape.get("rows", len(rows)) - len(rows))
-        return Batch(source=pad(sources, self.multiple, **shape),
-                     target_input=pad([inputs for inputs, _ in shifted], self.multiple, **shape),
-                     target_output=pad([outputs for _, outputs in shifted], self.multiple,
-                                       **shape))
+        return Batch(
+            source=pad(sources, self.multiple, **shape),
+            target_input=pad([inputs for inputs, _ in shifted], self.multiple, **shape),
+            target_output=pad([outputs for _, outputs in shifted], self.multiple, **shape),
+        )
 
     def planned(self, fixed_shapes: bool) -> ParallelBatches:
         """The same pairs and settings, batched by the plan given."""
-        batches = ParallelBatches(self.pairs, batch_tokens=self.batch_tokens, seed=self.seed,
-                                  shuffle=self.shuffle, multiple=self.multiple,
-                                  fixed_shapes=fixed_shapes, index=self.index)
+        batches = ParallelBatches(
+            self.pairs,
+            batch_tokens=self.batch_tokens,
+            seed=self.seed,
+            shuffle=self.shuffle,
+            multiple=self.multiple,
+            fixed_shapes=fixed_shapes,
+            index=self.index,
+        )
         batches.row_multiple = self.row_multiple
         return batches
 

@@ -19,6 +19,7 @@ drops those after tokenizing, and says how many.
 Python and NumPy, one streaming pass: `seq2seq-shared check-data` runs it without Keras,
 in memory that does not grow with the text (a few bytes per line).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -75,8 +76,10 @@ class Finding:
 
     def __str__(self) -> str:
         more = ", ..." if self.lines > len(self.first) else ""
-        return (f"{self.path}:{self.first[0]}: {self.what} on {self.lines} line(s) "
-                f"(line:byte {', '.join(self.first)}{more})")
+        return (
+            f"{self.path}:{self.first[0]}: {self.what} on {self.lines} line(s) "
+            f"(line:byte {', '.join(self.first)}{more})"
+        )
 
 
 @dataclass
@@ -85,14 +88,14 @@ class CorpusReport:
     target_path: str
     source_lines: int = 0
     target_lines: int = 0
-    errors: list[str] = field(default_factory=list)       # the corpus cannot be used as is
-    warnings: list[str] = field(default_factory=list)     # usable, but worth a look
+    errors: list[str] = field(default_factory=list)  # the corpus cannot be used as is
+    warnings: list[str] = field(default_factory=list)  # usable, but worth a look
     dropped: dict[str, list[int]] = field(default_factory=dict)  # reason -> line numbers
-    duplicates: list[int] = field(default_factory=list)   # lines repeating an earlier pair
-    identical: list[int] = field(default_factory=list)    # lines whose target == source
-    kept: int = 0                                         # pairs kept
+    duplicates: list[int] = field(default_factory=list)  # lines repeating an earlier pair
+    identical: list[int] = field(default_factory=list)  # lines whose target == source
+    kept: int = 0  # pairs kept
     sha256: dict[str, str] = field(default_factory=dict)  # "source", "target": the files'
-    sources: list[str] = field(default_factory=list)      # the kept pairs' text (check_corpus)
+    sources: list[str] = field(default_factory=list)  # the kept pairs' text (check_corpus)
     targets: list[str] = field(default_factory=list)
 
     @property
@@ -101,15 +104,19 @@ class CorpusReport:
 
     def summary(self) -> list[str]:
         """The report as lines of text, most important first."""
-        lines = [f"{self.source_path}: {self.source_lines} lines",
-                 f"{self.target_path}: {self.target_lines} lines"]
+        lines = [
+            f"{self.source_path}: {self.source_lines} lines",
+            f"{self.target_path}: {self.target_lines} lines",
+        ]
         lines += [f"error: {e}" for e in self.errors]
         lines += [f"warning: {w}" for w in self.warnings]
         lines += self.dropped_and_duplicates()
         if self.identical:
-            lines.append(f"{len(self.identical)} pair(s) ({self.identical_share:.0%}) have a "
-                         f"target identical to their source (kept; lines "
-                         f"{_first(self.identical)})")
+            lines.append(
+                f"{len(self.identical)} pair(s) ({self.identical_share:.0%}) have a "
+                f"target identical to their source (kept; lines "
+                f"{_first(self.identical)})"
+            )
         if self.ok:
             lines.append(f"kept {self.kept} of {self.source_lines} pairs")
         return lines
@@ -117,11 +124,14 @@ class CorpusReport:
     def dropped_and_duplicates(self) -> list[str]:
         lines = []
         for reason, numbers in self.dropped.items():
-            lines.append(f"dropped {len(numbers)} pair(s) {reason} (both sides; lines "
-                         f"{_first(numbers)})")
+            lines.append(
+                f"dropped {len(numbers)} pair(s) {reason} (both sides; lines {_first(numbers)})"
+            )
         if self.duplicates:
-            lines.append(f"{len(self.duplicates)} pair(s) repeat an earlier pair (kept; lines "
-                         f"{_first(self.duplicates)})")
+            lines.append(
+                f"{len(self.duplicates)} pair(s) repeat an earlier pair (kept; lines "
+                f"{_first(self.duplicates)})"
+            )
         return lines
 
     @property
@@ -130,21 +140,32 @@ class CorpusReport:
         return len(self.identical) / self.kept if self.kept else 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"source": self.source_path, "target": self.target_path,
-                "source_lines": self.source_lines, "target_lines": self.target_lines,
-                "ok": self.ok, "errors": self.errors, "warnings": self.warnings,
-                "dropped": {reason: {"pairs": len(numbers), "first_lines": numbers[:SHOWN]}
-                            for reason, numbers in self.dropped.items()},
-                "duplicates": {"pairs": len(self.duplicates),
-                               "first_lines": self.duplicates[:SHOWN]},
-                "identical": {"pairs": len(self.identical),
-                              "share": round(self.identical_share, 4),
-                              "first_lines": self.identical[:SHOWN]},
-                "kept": self.kept, "sha256": self.sha256}
+        return {
+            "source": self.source_path,
+            "target": self.target_path,
+            "source_lines": self.source_lines,
+            "target_lines": self.target_lines,
+            "ok": self.ok,
+            "errors": self.errors,
+            "warnings": self.warnings,
+            "dropped": {
+                reason: {"pairs": len(numbers), "first_lines": numbers[:SHOWN]}
+                for reason, numbers in self.dropped.items()
+            },
+            "duplicates": {"pairs": len(self.duplicates), "first_lines": self.duplicates[:SHOWN]},
+            "identical": {
+                "pairs": len(self.identical),
+                "share": round(self.identical_share, 4),
+                "first_lines": self.identical[:SHOWN],
+            },
+            "kept": self.kept,
+            "sha256": self.sha256,
+        }
 
 
-def check_corpus(source_path: Path | str, target_path: Path | str,
-                 max_length: int | None = None) -> CorpusReport:
+def check_corpus(
+    source_path: Path | str, target_path: Path | str, max_length: int | None = None
+) -> CorpusReport:
     """Check a parallel corpus; `report.sources` / `report.targets` hold the usable pairs
     (for sets that fit in memory: validation, evaluation; `scan_corpus` streams)."""
     sources: list[str] = []
@@ -159,9 +180,12 @@ def check_corpus(source_path: Path | str, target_path: Path | str,
     return report
 
 
-def scan_corpus(source_path: Path | str, target_path: Path | str,
-                max_length: int | None = None,
-                keep: Callable[[int, str, str], None] | None = None) -> CorpusReport:
+def scan_corpus(
+    source_path: Path | str,
+    target_path: Path | str,
+    max_length: int | None = None,
+    keep: Callable[[int, str, str], None] | None = None,
+) -> CorpusReport:
     """Check a parallel corpus in one streaming pass, handing each usable pair to
     `keep(line, source, target)` in order; the files' sha256 are computed on the way.
 
@@ -173,14 +197,16 @@ def scan_corpus(source_path: Path | str, target_path: Path | str,
     """
     report = CorpusReport(str(source_path), str(target_path))
     pairs = _Pairs(report, max_length, keep)
-    with open_input(Path(source_path)) as source_file, \
-            open_input(Path(target_path)) as target_file:
+    with open_input(Path(source_path)) as source_file, open_input(Path(target_path)) as target_file:
         if os.path.samefile(source_path, target_path):
-            report.warnings.append(f"{source_path} and {target_path} are the same file: every "
-                                   f"target is its source; pass the translations as TARGET")
+            report.warnings.append(
+                f"{source_path} and {target_path} are the same file: every "
+                f"target is its source; pass the translations as TARGET"
+            )
         source, target = _Side(report.source_path), _Side(report.target_path)
         for number, (source_raw, target_raw) in enumerate(
-                itertools.zip_longest(source_file, target_file), start=1):
+            itertools.zip_longest(source_file, target_file), start=1
+        ):
             source_text = None if source_raw is None else source.read(number, source_raw)
             target_text = None if target_raw is None else target.read(number, target_raw)
             if source_text is not None and target_text is not None:
@@ -192,11 +218,15 @@ def scan_corpus(source_path: Path | str, target_path: Path | str,
     if source.lines != target.lines:  # pairs of misaligned lines mean nothing
         report.dropped, report.identical, report.kept = {}, [], 0
         line = first_divergence(source.lengths, target.lengths)
-        report.errors.insert(0, (
-            f"{source_path} has {source.lines} lines but {target_path} has "
-            f"{target.lines} (counting \"\\n\" as `wc -l` does): line i of one must translate "
-            f"line i of the other. Judging by sentence lengths, they stop corresponding near "
-            f"line {line}; look for a missing, extra or split line there"))
+        report.errors.insert(
+            0,
+            (
+                f"{source_path} has {source.lines} lines but {target_path} has "
+                f'{target.lines} (counting "\\n" as `wc -l` does): line i of one must translate '
+                f"line i of the other. Judging by sentence lengths, they stop corresponding near "
+                f"line {line}; look for a missing, extra or split line there"
+            ),
+        )
     if not report.ok:
         return report
     pairs.finish()
@@ -206,7 +236,8 @@ def scan_corpus(source_path: Path | str, target_path: Path | str,
         report.warnings.append(
             f"{source_path} / {target_path}: {len(report.identical)} of {report.kept} kept "
             f"pairs ({report.identical_share:.0%}) have a target identical to their source "
-            f"(lines {_first(report.identical)}): is one file a copy of the other?")
+            f"(lines {_first(report.identical)}): is one file a copy of the other?"
+        )
     return report
 
 
@@ -221,8 +252,10 @@ def length_excess(text: str, max_length: int | None) -> str | None:
     if len(text.split()) > max_length:
         return f"longer than {max_length} words"
     if len(text) > MAX_CHARACTERS_PER_WORD * max_length:
-        return (f"longer than {MAX_CHARACTERS_PER_WORD * max_length} characters "
-                f"(the cap for {max_length} words)")
+        return (
+            f"longer than {MAX_CHARACTERS_PER_WORD * max_length} characters "
+            f"(the cap for {max_length} words)"
+        )
     return None
 
 
@@ -230,8 +263,12 @@ class _Pairs:
     """The pair-level checks: empty and over-long sides dropped, duplicates (found by
     hash, after the pass) and identical pairs counted, the kept pairs handed on."""
 
-    def __init__(self, report: CorpusReport, max_length: int | None,
-                 keep: Callable[[int, str, str], None] | None):
+    def __init__(
+        self,
+        report: CorpusReport,
+        max_length: int | None,
+        keep: Callable[[int, str, str], None] | None,
+    ):
         self.report, self.max_length, self.keep = report, max_length, keep
         self.hashes, self.lines = array("q"), array("i")  # per kept pair
 
@@ -296,15 +333,21 @@ class _Side:
 
     def finish(self, report: CorpusReport) -> None:
         if self.bom:
-            report.warnings.append(f"{self.path}:1: UTF-8 byte order mark removed (it would "
-                                   f"otherwise be read as part of the first word)")
+            report.warnings.append(
+                f"{self.path}:1: UTF-8 byte order mark removed (it would "
+                f"otherwise be read as part of the first word)"
+            )
         if self.crlf:
-            report.warnings.append(f"{self.path}: {self.crlf} line(s) end in \\r\\n (Windows "
-                                   f"line endings); the \\r is removed")
+            report.warnings.append(
+                f"{self.path}: {self.crlf} line(s) end in \\r\\n (Windows "
+                f"line endings); the \\r is removed"
+            )
         report.warnings += [str(f) for f in self.findings.values() if f.lines]
         if self.invalid.lines:
-            report.errors.append(f"{self.invalid}; convert the file to UTF-8 (e.g. `iconv -f "
-                                 f"latin1 -t utf-8`) or fix those lines")
+            report.errors.append(
+                f"{self.invalid}; convert the file to UTF-8 (e.g. `iconv -f "
+                f"latin1 -t utf-8`) or fix those lines"
+            )
 
 
 def first_divergence(source: Sequence[str | int], target: Sequence[str | int]) -> int:

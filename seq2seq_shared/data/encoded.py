@@ -5,6 +5,7 @@ so the same class serves pairs held in memory (validation, tests) and pairs memo
 from a prepared directory (`prepared.py`), which the operating system pages in as batches
 read them. NumPy only.
 """
+
 from __future__ import annotations
 
 import mmap
@@ -18,9 +19,14 @@ import numpy as np
 class EncodedPairs:
     """Pairs of id sequences: pair i is `source(i)`, `target(i)`; `lengths` (pairs, 2)."""
 
-    def __init__(self, source_ids: np.ndarray, source_offsets: np.ndarray,
-                 target_ids: np.ndarray, target_offsets: np.ndarray,
-                 lengths: np.ndarray | None = None):
+    def __init__(
+        self,
+        source_ids: np.ndarray,
+        source_offsets: np.ndarray,
+        target_ids: np.ndarray,
+        target_offsets: np.ndarray,
+        lengths: np.ndarray | None = None,
+    ):
         """`*_offsets`: (pairs + 1,), pair i's ids are `ids[offsets[i]:offsets[i + 1]]`;
         `lengths`: (pairs, 2) source and target lengths, computed if not given."""
         self.source_ids, self.source_offsets = source_ids, source_offsets
@@ -30,8 +36,9 @@ class EncodedPairs:
         self.lengths = lengths
 
     @classmethod
-    def from_lists(cls, sources: Sequence[Sequence[int]],
-                   targets: Sequence[Sequence[int]]) -> EncodedPairs:
+    def from_lists(
+        cls, sources: Sequence[Sequence[int]], targets: Sequence[Sequence[int]]
+    ) -> EncodedPairs:
         if len(sources) != len(targets):
             raise ValueError(f"{len(sources)} sources but {len(targets)} targets")
         return cls(*_flat(sources), *_flat(targets))
@@ -40,10 +47,10 @@ class EncodedPairs:
         return len(self.lengths)
 
     def source(self, index: int) -> np.ndarray:
-        return self.source_ids[self.source_offsets[index]:self.source_offsets[index + 1]]
+        return self.source_ids[self.source_offsets[index] : self.source_offsets[index + 1]]
 
     def target(self, index: int) -> np.ndarray:
-        return self.target_ids[self.target_offsets[index]:self.target_offsets[index + 1]]
+        return self.target_ids[self.target_offsets[index] : self.target_offsets[index + 1]]
 
     def release(self) -> None:
         """Let go of the memory-mapped offsets' pages read so far. The operating system
@@ -77,8 +84,9 @@ class FileIds:
     def __getitem__(self, where: slice) -> np.ndarray:
         start, stop = int(where.start), int(where.stop)
         size = self.dtype.itemsize
-        return np.frombuffer(os.pread(self.descriptor, (stop - start) * size, start * size),
-                             self.dtype)
+        return np.frombuffer(
+            os.pread(self.descriptor, (stop - start) * size, start * size), self.dtype
+        )
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:  # the whole array, in memory
         return np.fromfile(self.path, self.dtype).astype(dtype or self.dtype, copy=False)

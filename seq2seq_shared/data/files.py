@@ -3,6 +3,7 @@
 Lines are split exactly as `wc -l` counts them: never on \\r, U+0085, U+2028 or U+2029
 (Python's `str.splitlines` splits on all of those, which silently misaligns parallel data).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -52,9 +53,11 @@ def _decode(file, name: str, errors: str) -> Iterator[str]:
         try:
             yield raw.decode("utf-8", errors=errors)
         except UnicodeDecodeError as error:
-            raise ValueError(f"{name}:{number}:{error.start + 1}: invalid UTF-8 (byte "
-                             f"{raw[error.start]:#04x}); convert the file to UTF-8 (e.g. with "
-                             f"iconv) or pass --errors replace") from None
+            raise ValueError(
+                f"{name}:{number}:{error.start + 1}: invalid UTF-8 (byte "
+                f"{raw[error.start]:#04x}); convert the file to UTF-8 (e.g. with "
+                f"iconv) or pass --errors replace"
+            ) from None
 
 
 def fixed_chunks(lines: Iterable[str], size: int) -> Iterator[list[str]]:
@@ -124,8 +127,9 @@ class WriteError(OSError):
         return type(self), (self.path, self.reason, self.errno)
 
 
-def atomic_write(path: Path, write: Callable[[Path], None],
-                 before_rename: Callable[[Path], None] | None = None) -> None:
+def atomic_write(
+    path: Path, write: Callable[[Path], None], before_rename: Callable[[Path], None] | None = None
+) -> None:
     """Call `write(temporary_path)`, fsync it, then rename it to `path` (atomic on POSIX).
 
     A crash at any moment leaves either the old file or the complete new one, never a part;
@@ -136,8 +140,9 @@ def atomic_write(path: Path, write: Callable[[Path], None],
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         # Keep the full suffix (".weights.h5") on the temporary name: Keras checks it.
-        handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-",
-                                        suffix="".join(path.suffixes))
+        handle, name = tempfile.mkstemp(
+            dir=path.parent, prefix=f".{path.name}.tmp-", suffix="".join(path.suffixes)
+        )
         os.close(handle)
         temporary = Path(name)
         os.chmod(temporary, 0o666 & ~_UMASK)  # mkstemp's 0600 would hide the file from others
@@ -276,8 +281,9 @@ def _write_through(lines: Iterable[str], path: Path | None) -> int:
     except OSError as error:
         if path is None:
             discard_stdout()
-        raise WriteError(name, f"{_reason(error)}; {count} line(s) were written",
-                         error.errno) from None
+        raise WriteError(
+            name, f"{_reason(error)}; {count} line(s) were written", error.errno
+        ) from None
     return count
 
 

@@ -20,6 +20,7 @@ the files and samples lines for SentencePiece; a second encodes the kept pairs. 
 holds the sample and a few bytes per pair, never the corpus. It writes into a temporary
 sibling renamed into place at the end: a killed prepare leaves no half-prepared data.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -47,8 +48,12 @@ logger = logging.getLogger(__name__)
 FORMAT = 1
 MANIFEST = "prepared.json"
 JOINT_SPM, SOURCE_SPM, TARGET_SPM = "sentencepiece.model", "source.model", "target.model"
-ARRAYS = {"source.offsets": "int64", "target.offsets": "int64", "lengths": "int32",
-          "lines": "int32"}  # besides source.ids and target.ids, of the manifest's dtype
+ARRAYS = {
+    "source.offsets": "int64",
+    "target.offsets": "int64",
+    "lengths": "int32",
+    "lines": "int32",
+}  # besides source.ids and target.ids, of the manifest's dtype
 ENCODE_CHUNK = 20_000  # pairs encoded at a time
 
 
@@ -63,17 +68,20 @@ class PrepareSettings:
     model_type: str = TrainingConfig.sentencepiece_model_type
     sample_lines: int = TrainingConfig.sentencepiece_sample_lines
     seed: int = TrainingConfig.seed
-    max_length: int | None = max(ModelConfig.max_source_length,
-                                 TrainingConfig.max_target_length)
+    max_length: int | None = max(ModelConfig.max_source_length, TrainingConfig.max_target_length)
 
     @classmethod
     def of(cls, config) -> PrepareSettings:
         """The settings a training run of `config` prepares its raw files with."""
         model, training = config.model, config.training
-        return cls(joint_vocab=model.joint_vocab, vocab_size=model.vocab_size,
-                   model_type=training.sentencepiece_model_type,
-                   sample_lines=training.sentencepiece_sample_lines, seed=training.seed,
-                   max_length=max(model.max_source_length, training.max_target_length))
+        return cls(
+            joint_vocab=model.joint_vocab,
+            vocab_size=model.vocab_size,
+            model_type=training.sentencepiece_model_type,
+            sample_lines=training.sentencepiece_sample_lines,
+            seed=training.seed,
+            max_length=max(model.max_source_length, training.max_target_length),
+        )
 
 
 class PreparedCorpus:
@@ -85,21 +93,29 @@ class PreparedCorpus:
         if not self.path.is_dir():
             hidden = sorted(self.path.parent.glob(f".{self.path.name}.old-*/{self.path.name}"))
             if hidden:  # a prepare --overwrite killed between its two renames
-                raise FileNotFoundError(f"{self.path}: missing, but the previous one is in "
-                                        f"{hidden[-1]}: move it back, or prepare again")
-            raise FileNotFoundError(f"{self.path}: no such directory; make it with "
-                                    f"`seq2seq-shared prepare SOURCE TARGET {self.path}`")
+                raise FileNotFoundError(
+                    f"{self.path}: missing, but the previous one is in "
+                    f"{hidden[-1]}: move it back, or prepare again"
+                )
+            raise FileNotFoundError(
+                f"{self.path}: no such directory; make it with "
+                f"`seq2seq-shared prepare SOURCE TARGET {self.path}`"
+            )
         try:
             self.manifest = json.loads(manifest.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise FileNotFoundError(f"{manifest}: missing; {self.path} is not a prepared "
-                                    f"corpus (make one with `seq2seq-shared prepare`)") from None
+            raise FileNotFoundError(
+                f"{manifest}: missing; {self.path} is not a prepared "
+                f"corpus (make one with `seq2seq-shared prepare`)"
+            ) from None
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise ValueError(f"{manifest}: corrupt ({error}); prepare the corpus again") from None
         if self.manifest.get("format") != FORMAT:
-            raise ValueError(f"{manifest}: prepared-corpus format {self.manifest.get('format')!r}"
-                             f", but this seq2seq-shared ({__version__}) reads format {FORMAT}; "
-                             f"prepare the corpus again")
+            raise ValueError(
+                f"{manifest}: prepared-corpus format {self.manifest.get('format')!r}"
+                f", but this seq2seq-shared ({__version__}) reads format {FORMAT}; "
+                f"prepare the corpus again"
+            )
 
     @staticmethod
     def is_prepared(path: Path | str) -> bool:
@@ -113,8 +129,10 @@ class PreparedCorpus:
     def data_sha256(self) -> dict[str, str]:
         """The corpus files' sha256, as a run's state records them."""
         files = self.manifest["files"]
-        return {"train_source": files["source"]["sha256"],
-                "train_target": files["target"]["sha256"]}
+        return {
+            "train_source": files["source"]["sha256"],
+            "train_target": files["target"]["sha256"],
+        }
 
     def __len__(self) -> int:
         return self.manifest["pairs"]
@@ -126,8 +144,10 @@ class PreparedCorpus:
         for name, digest in self.manifest["sentencepiece_sha256"].items():
             data = (self.path / name).read_bytes()
             if sha256(data) != digest:
-                raise ValueError(f"{self.path / name}: damaged (sha256 differs from "
-                                 f"{self.path / MANIFEST}); prepare the corpus again")
+                raise ValueError(
+                    f"{self.path / name}: damaged (sha256 differs from "
+                    f"{self.path / MANIFEST}); prepare the corpus again"
+                )
             models[name] = data
         if JOINT_SPM in models:
             return Tokenizer(models[JOINT_SPM])
@@ -143,26 +163,31 @@ class PreparedCorpus:
             path = self.path / name
             expected = int(np.prod(shape)) * np.dtype(dtype).itemsize
             if not path.is_file() or path.stat().st_size != expected:
-                raise ValueError(f"{path}: missing or of the wrong size (expected {expected} "
-                                 f"bytes); prepare the corpus again")
+                raise ValueError(
+                    f"{path}: missing or of the wrong size (expected {expected} "
+                    f"bytes); prepare the corpus again"
+                )
             return expected
 
         def array(name: str, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
             if not checked(name, dtype, shape):
                 return np.zeros(shape, dtype)
-            return np.memmap(self.path / name, dtype=np.dtype(dtype).newbyteorder("<"),
-                             mode="r", shape=shape)
+            return np.memmap(
+                self.path / name, dtype=np.dtype(dtype).newbyteorder("<"), mode="r", shape=shape
+            )
 
         def file_ids(name: str, length: int) -> FileIds:
             checked(name, ids, (length,))
             return FileIds(self.path / name, np.dtype(ids).newbyteorder("<"), length)
 
         tokens = self.manifest["tokens"]
-        return EncodedPairs(file_ids("source.ids", tokens["source"]),
-                            array("source.offsets", "int64", (count + 1,)),
-                            file_ids("target.ids", tokens["target"]),
-                            array("target.offsets", "int64", (count + 1,)),
-                            lengths=np.array(array("lengths", "int32", (count, 2))))
+        return EncodedPairs(
+            file_ids("source.ids", tokens["source"]),
+            array("source.offsets", "int64", (count + 1,)),
+            file_ids("target.ids", tokens["target"]),
+            array("target.offsets", "int64", (count + 1,)),
+            lengths=np.array(array("lengths", "int32", (count, 2))),
+        )
 
     def changed(self, source_path: Path | str, target_path: Path | str) -> list[str]:
         """Which corpus files ("train_source", "train_target") are no longer the ones
@@ -178,9 +203,14 @@ class PreparedCorpus:
         return changed
 
 
-def prepare(source_path: Path | str, target_path: Path | str, directory: Path | str,
-            settings: PrepareSettings, tokenizer=None, overwrite: bool = False
-            ) -> PreparedCorpus:
+def prepare(
+    source_path: Path | str,
+    target_path: Path | str,
+    directory: Path | str,
+    settings: PrepareSettings,
+    tokenizer=None,
+    overwrite: bool = False,
+) -> PreparedCorpus:
     """Check, tokenize and encode a corpus into `directory`; a clear ValueError (with
     check-data's file:line findings) if it cannot be used. `tokenizer`: encode with this
     one instead of training SentencePiece (a run that began before its data was prepared).
@@ -188,12 +218,18 @@ def prepare(source_path: Path | str, target_path: Path | str, directory: Path | 
     directory = Path(directory)
     if directory.exists():
         if not overwrite:
-            raise ValueError(f"{directory}: already exists; choose a new directory, or pass "
-                             f"--overwrite to prepare it again")
-        if not (PreparedCorpus.is_prepared(directory) or
-                (directory.is_dir() and not any(directory.iterdir()))):
-            raise ValueError(f"{directory}: not a prepared corpus (no {MANIFEST}), so "
-                             f"--overwrite leaves it alone; choose a new directory")
+            raise ValueError(
+                f"{directory}: already exists; choose a new directory, or pass "
+                f"--overwrite to prepare it again"
+            )
+        if not (
+            PreparedCorpus.is_prepared(directory)
+            or (directory.is_dir() and not any(directory.iterdir()))
+        ):
+            raise ValueError(
+                f"{directory}: not a prepared corpus (no {MANIFEST}), so "
+                f"--overwrite leaves it alone; choose a new directory"
+            )
     sample = _Sample(settings, wanted=tokenizer is None)
     report = scan_corpus(source_path, target_path, settings.max_length, sample.add)
     _refuse_if_unusable(report)
@@ -209,14 +245,18 @@ def prepare(source_path: Path | str, target_path: Path | str, directory: Path | 
     temporary.chmod(0o777 & ~umask)  # as a directory made with mkdir (mkdtemp's is private)
     try:
         manifest = _write(temporary, source_path, target_path, settings, tokenizer, report)
-        (temporary / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n",
-                                          encoding="utf-8")
+        (temporary / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         _replace(directory, temporary)
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise
-    logger.info("prepared %d pairs (%d source / %d target pieces) in %s", manifest["pairs"],
-                manifest["tokens"]["source"], manifest["tokens"]["target"], directory)
+    logger.info(
+        "prepared %d pairs (%d source / %d target pieces) in %s",
+        manifest["pairs"],
+        manifest["tokens"]["source"],
+        manifest["tokens"]["target"],
+        directory,
+    )
     return PreparedCorpus(directory)
 
 
@@ -239,8 +279,10 @@ def _replace(directory: Path, new: Path) -> None:
 
 def _refuse_if_unusable(report: CorpusReport) -> None:
     if not report.ok:
-        raise ValueError("; ".join(report.errors) + f". (`seq2seq-shared check-data "
-                         f"{report.source_path} {report.target_path}` shows the full report)")
+        raise ValueError(
+            "; ".join(report.errors) + f". (`seq2seq-shared check-data "
+            f"{report.source_path} {report.target_path}` shows the full report)"
+        )
 
 
 class _Sample:
@@ -274,44 +316,75 @@ class _Sample:
 
         settings = self.settings
         sources, targets = (self.sides[0], []) if settings.joint_vocab else self.sides
-        return train_tokenizer(sources, targets, joint=settings.joint_vocab,
-                               vocab_size=settings.vocab_size, model_type=settings.model_type,
-                               sample_lines=settings.sample_lines, seed=settings.seed)
+        return train_tokenizer(
+            sources,
+            targets,
+            joint=settings.joint_vocab,
+            vocab_size=settings.vocab_size,
+            model_type=settings.model_type,
+            sample_lines=settings.sample_lines,
+            seed=settings.seed,
+        )
 
 
-def _write(directory: Path, source_path, target_path, settings: PrepareSettings, tokenizer,
-           report: CorpusReport) -> dict[str, Any]:
+def _write(
+    directory: Path,
+    source_path,
+    target_path,
+    settings: PrepareSettings,
+    tokenizer,
+    report: CorpusReport,
+) -> dict[str, Any]:
     """Encode the kept pairs into `directory`'s arrays (a second streaming pass); the
     manifest to write beside them."""
-    dtype = np.dtype("<u2" if max(tokenizer.source_vocab_size,
-                                  tokenizer.target_vocab_size) <= 65536 else "<i4")
+    dtype = np.dtype(
+        "<u2" if max(tokenizer.source_vocab_size, tokenizer.target_vocab_size) <= 65536 else "<i4"
+    )
     writer = _ArrayWriter(directory, tokenizer, dtype)
     second = scan_corpus(source_path, target_path, settings.max_length, writer.add)
     writer.close()
     if second.sha256 != report.sha256 or second.kept != report.kept:
-        raise ValueError(f"{source_path} / {target_path} changed while being prepared; "
-                         f"prepare again once nothing writes to them")
-    models = dict(zip((JOINT_SPM,) if tokenizer.joint else (SOURCE_SPM, TARGET_SPM),
-                      (m for m in tokenizer.serialized() if m is not None)))
+        raise ValueError(
+            f"{source_path} / {target_path} changed while being prepared; "
+            f"prepare again once nothing writes to them"
+        )
+    models = dict(
+        zip(
+            (JOINT_SPM,) if tokenizer.joint else (SOURCE_SPM, TARGET_SPM),
+            (m for m in tokenizer.serialized() if m is not None),
+        )
+    )
     for name, data in models.items():
         (directory / name).write_bytes(data)
     files = {}
-    for side, path, lines in (("source", Path(source_path), report.source_lines),
-                              ("target", Path(target_path), report.target_lines)):
+    for side, path, lines in (
+        ("source", Path(source_path), report.source_lines),
+        ("target", Path(target_path), report.target_lines),
+    ):
         status = path.stat()
-        files[side] = {"path": str(path.resolve()), "bytes": status.st_size,
-                       "mtime_ns": status.st_mtime_ns, "sha256": report.sha256[side],
-                       "lines": lines}
-    return {"format": FORMAT, "package_version": __version__, "files": files,
-            "settings": dataclasses.asdict(settings), "pairs": writer.pairs,
-            "tokens": {"source": writer.tokens[0], "target": writer.tokens[1]},
-            "ids_dtype": dtype.str.lstrip("<|"),
-            "vocab": {"joint": tokenizer.joint,
-                      "source_vocab_size": tokenizer.source_vocab_size,
-                      "target_vocab_size": tokenizer.target_vocab_size},
-            "sentencepiece_sha256": {name: sha256(data)
-                                     for name, data in models.items()},
-            "check": report.to_dict()}
+        files[side] = {
+            "path": str(path.resolve()),
+            "bytes": status.st_size,
+            "mtime_ns": status.st_mtime_ns,
+            "sha256": report.sha256[side],
+            "lines": lines,
+        }
+    return {
+        "format": FORMAT,
+        "package_version": __version__,
+        "files": files,
+        "settings": dataclasses.asdict(settings),
+        "pairs": writer.pairs,
+        "tokens": {"source": writer.tokens[0], "target": writer.tokens[1]},
+        "ids_dtype": dtype.str.lstrip("<|"),
+        "vocab": {
+            "joint": tokenizer.joint,
+            "source_vocab_size": tokenizer.source_vocab_size,
+            "target_vocab_size": tokenizer.target_vocab_size,
+        },
+        "sentencepiece_sha256": {name: sha256(data) for name, data in models.items()},
+        "check": report.to_dict(),
+    }
 
 
 class _ArrayWriter:
@@ -356,4 +429,3 @@ class _ArrayWriter:
             file.flush()
             os.fsync(file.fileno())
             file.close()
-

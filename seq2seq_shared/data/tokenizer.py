@@ -3,6 +3,7 @@
 Ids are fixed for every model: pad=0, unk=1, bos=2, eos=3. A joint vocabulary (one model
 for both languages) is the default; separate vocabularies give one model per language.
 """
+
 from __future__ import annotations
 
 import io
@@ -17,8 +18,13 @@ PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 logger = logging.getLogger(__name__)
 
 
-def train_sentencepiece(lines: Sequence[str], vocab_size: int, model_type: str = "unigram",
-                        sample_lines: int = 300_000, seed: int = 1234) -> bytes:
+def train_sentencepiece(
+    lines: Sequence[str],
+    vocab_size: int,
+    model_type: str = "unigram",
+    sample_lines: int = 300_000,
+    seed: int = 1234,
+) -> bytes:
     """Train a SentencePiece model in memory and return its serialized bytes.
 
     `vocab_size` is an upper bound: on small corpora SentencePiece stops at the largest
@@ -32,28 +38,51 @@ def train_sentencepiece(lines: Sequence[str], vocab_size: int, model_type: str =
     sentencepiece.set_random_generator_seed(seed)
     model = io.BytesIO()
     sentencepiece.SentencePieceTrainer.train(
-        sentence_iterator=iter(lines), model_writer=model, vocab_size=vocab_size,
-        model_type=model_type, character_coverage=1.0, hard_vocab_limit=False,
-        pad_id=PAD_ID, unk_id=UNK_ID, bos_id=BOS_ID, eos_id=EOS_ID,
-        pad_piece="<pad>", unk_piece="<unk>", bos_piece="<s>", eos_piece="</s>",
-        num_threads=2, minloglevel=2)
+        sentence_iterator=iter(lines),
+        model_writer=model,
+        vocab_size=vocab_size,
+        model_type=model_type,
+        character_coverage=1.0,
+        hard_vocab_limit=False,
+        pad_id=PAD_ID,
+        unk_id=UNK_ID,
+        bos_id=BOS_ID,
+        eos_id=EOS_ID,
+        pad_piece="<pad>",
+        unk_piece="<unk>",
+        bos_piece="<s>",
+        eos_piece="</s>",
+        num_threads=2,
+        minloglevel=2,
+    )
     return model.getvalue()
 
 
-def train_tokenizer(sources: Sequence[str], targets: Sequence[str], joint: bool, vocab_size: int,
-                    model_type: str = "unigram", sample_lines: int = 300_000,
-                    seed: int = 1234) -> Tokenizer:
+def train_tokenizer(
+    sources: Sequence[str],
+    targets: Sequence[str],
+    joint: bool,
+    vocab_size: int,
+    model_type: str = "unigram",
+    sample_lines: int = 300_000,
+    seed: int = 1234,
+) -> Tokenizer:
     """SentencePiece on the training text: one model for both sides (joint) or one each."""
-    options = dict(vocab_size=vocab_size, model_type=model_type, sample_lines=sample_lines,
-                   seed=seed)
+    options = dict(
+        vocab_size=vocab_size, model_type=model_type, sample_lines=sample_lines, seed=seed
+    )
     if joint:
         tokenizer = Tokenizer(train_sentencepiece([*sources, *targets], **options))
     else:
-        tokenizer = Tokenizer(train_sentencepiece(sources, **options),
-                              train_sentencepiece(targets, **options))
-    logger.info("SentencePiece: %d source / %d target pieces (%s vocabulary)",
-                tokenizer.source_vocab_size, tokenizer.target_vocab_size,
-                "joint" if joint else "separate")
+        tokenizer = Tokenizer(
+            train_sentencepiece(sources, **options), train_sentencepiece(targets, **options)
+        )
+    logger.info(
+        "SentencePiece: %d source / %d target pieces (%s vocabulary)",
+        tokenizer.source_vocab_size,
+        tokenizer.target_vocab_size,
+        "joint" if joint else "separate",
+    )
     return tokenizer
 
 
@@ -62,18 +91,25 @@ class Tokenizer:
 
     def __init__(self, source_model: bytes, target_model: bytes | None = None):
         self.source = sentencepiece.SentencePieceProcessor(model_proto=source_model)
-        self.target = (self.source if target_model is None
-                       else sentencepiece.SentencePieceProcessor(model_proto=target_model))
+        self.target = (
+            self.source
+            if target_model is None
+            else sentencepiece.SentencePieceProcessor(model_proto=target_model)
+        )
         for processor in {id(self.source): self.source, id(self.target): self.target}.values():
             ids = (processor.pad_id(), processor.unk_id(), processor.bos_id(), processor.eos_id())
             if ids != (PAD_ID, UNK_ID, BOS_ID, EOS_ID):
-                raise ValueError(f"SentencePiece model has special ids {ids}; seq2seq-shared "
-                                 f"needs pad=0, unk=1, bos=2, eos=3")
+                raise ValueError(
+                    f"SentencePiece model has special ids {ids}; seq2seq-shared "
+                    f"needs pad=0, unk=1, bos=2, eos=3"
+                )
 
     def serialized(self) -> tuple[bytes, bytes | None]:
         """The SentencePiece model(s) as bytes: (source, target), target None when joint."""
-        return (self.source.serialized_model_proto(),
-                None if self.joint else self.target.serialized_model_proto())
+        return (
+            self.source.serialized_model_proto(),
+            None if self.joint else self.target.serialized_model_proto(),
+        )
 
     @property
     def joint(self) -> bool:

@@ -6,6 +6,7 @@ source-side rules of search.py (truncation, length limits) and its eos trimming,
 the SavedModel export traces too, so `translate` and the export cannot disagree. Text in,
 text out is translator.py's.
 """
+
 from __future__ import annotations
 
 import logging
@@ -62,9 +63,13 @@ class Decoder:
     ENCODE_ROWS = 64
     INPUT_TABLE_BYTES = 256 << 20
 
-    def __init__(self, model: Seq2Seq,
-                 decode_config: DecodeConfig = DecodeConfig(),
-                 max_source_length: int | None = None, fixed_weights: bool = False):
+    def __init__(
+        self,
+        model: Seq2Seq,
+        decode_config: DecodeConfig = DecodeConfig(),
+        max_source_length: int | None = None,
+        fixed_weights: bool = False,
+    ):
         self.model, self.decode_config = model, decode_config
         self.fixed_weights, self._kept_table = fixed_weights, None
         self.max_source_length = max_source_length  # None: sources are never cut
@@ -73,16 +78,17 @@ class Decoder:
         # so one trace serves every batch; elsewhere (JAX) it fixes shapes, so it is static
         # and rounded up to a multiple of 8 (few compiles).
         self._search = backend.compile_inference(
-            model, self._search_fn, static_argnums=(4,) if backend.dynamic_shapes() else (2, 4))
+            model, self._search_fn, static_argnums=(4,) if backend.dynamic_shapes() else (2, 4)
+        )
         self._log_probs = backend.compile_inference(model, self._log_probs_fn)
         self._input_table = backend.compile_inference(model, model.input_table)
-        self.use_input_table = (model.target_vocab_size * 4 * model.hidden_size * 4
-                                <= self.INPUT_TABLE_BYTES)
+        self.use_input_table = (
+            model.target_vocab_size * 4 * model.hidden_size * 4 <= self.INPUT_TABLE_BYTES
+        )
 
     def _encode_fn(self, source_ids):
         """Right-padded ids in natural order -> the encoded source, the step limits."""
-        source, limits = prepare_sources(source_ids, self.decode_config,
-                                         self.max_source_length)
+        source, limits = prepare_sources(source_ids, self.decode_config, self.max_source_length)
         return self.model.encode(source), limits
 
     def _search_fn(self, encoded, limits, max_steps, input_table, alignments):
@@ -90,18 +96,37 @@ class Decoder:
         "log_probs" and "scores" (rows, n); alignments "weights" (rows, n, steps, len)}."""
         config = self.decode_config
         if config.beam_size == 1:
-            found = greedy_search(self.model, encoded, limits, max_steps,
-                                  input_table=input_table, alignments=alignments)
+            found = greedy_search(
+                self.model,
+                encoded,
+                limits,
+                max_steps,
+                input_table=input_table,
+                alignments=alignments,
+            )
             ids, weights = found if alignments else (found, None)
             found = {"ids": ids} if weights is None else {"ids": ids, "weights": weights}
             found = {name: ops.expand_dims(x, 1) for name, x in found.items()}
         else:
-            found = beam_search(self.model, encoded, limits, max_steps, config.beam_size,
-                                config.length_penalty, config.n_best, input_table, alignments)
+            found = beam_search(
+                self.model,
+                encoded,
+                limits,
+                max_steps,
+                config.beam_size,
+                config.length_penalty,
+                config.n_best,
+                input_table,
+                alignments,
+            )
         return {**found, "ids": trim_at_eos_rows(found["ids"])}
 
-    def decode(self, sources: Sequence[Sequence[int]], batch_size: int | None = None,
-               alignments: bool = False) -> list[list[int]] | tuple[list, list]:
+    def decode(
+        self,
+        sources: Sequence[Sequence[int]],
+        batch_size: int | None = None,
+        alignments: bool = False,
+    ) -> list[list[int]] | tuple[list, list]:
         """The best target ids (eos stripped) for each source, in order; [] for an empty
         source. With `alignments` (attention models), also each one's attention weights
         (see `Hypothesis.weights`)."""
@@ -109,18 +134,24 @@ class Decoder:
         ids = [h.ids for h in best]
         return (ids, [h.weights for h in best]) if alignments else ids
 
-    def search(self, sources: Sequence[Sequence[int]], batch_size: int | None = None,
-               alignments: bool = False, scores: bool = False) -> list[list[Hypothesis]]:
+    def search(
+        self,
+        sources: Sequence[Sequence[int]],
+        batch_size: int | None = None,
+        alignments: bool = False,
+        scores: bool = False,
+    ) -> list[list[Hypothesis]]:
         """The `n_best` best hypotheses of each source (1 with greedy search), best first.
         Beam search always scores them; greedy search does with `scores` (a teacher-forced
         pass over its outputs)."""
         batch_size = batch_size or self.decode_config.batch_size
         results: list[list[Hypothesis]] = [
-            [Hypothesis([], True, 0.0, 0.0, np.zeros((0, 0), "float32"))] for _ in sources]
+            [Hypothesis([], True, 0.0, 0.0, np.zeros((0, 0), "float32"))] for _ in sources
+        ]
         order = [i for i in np.argsort([len(s) for s in sources], kind="stable") if sources[i]]
         table = self.input_table() if order else None
         for start in range(0, len(order), batch_size):
-            rows = order[start:start + batch_size]
+            rows = order[start : start + batch_size]
             found = self._search_batch([sources[i] for i in rows], table, alignments)
             for row, hypotheses in zip(rows, found):
                 results[row] = hypotheses
@@ -138,21 +169,27 @@ class Decoder:
             self._kept_table = self._input_table()
         return self._kept_table
 
-    def _search_batch(self, sources: list[Sequence[int]], input_table, alignments: bool
-                      ) -> list[list[Hypothesis]]:
+    def _search_batch(
+        self, sources: list[Sequence[int]], input_table, alignments: bool
+    ) -> list[list[Hypothesis]]:
         # Where each shape compiles anew (JAX), pad the batch to a power of two and lengths
         # to a multiple, so the compiled functions see few distinct shapes.
         multiple = backend.shape_multiple()
         rows = len(sources) if multiple == 1 else 1 << (len(sources) - 1).bit_length()
         padded = list(sources) + [[]] * (rows - len(sources))
-        slices = [self._encode(pad(padded[i:i + self.ENCODE_ROWS], multiple))
-                  for i in range(0, rows, self.ENCODE_ROWS)]  # (encoded, limits) per slice
+        slices = [
+            self._encode(pad(padded[i : i + self.ENCODE_ROWS], multiple))
+            for i in range(0, rows, self.ENCODE_ROWS)
+        ]  # (encoded, limits) per slice
         encoded = concatenate_encoded([encoded for encoded, _ in slices])
         limits = np.concatenate([ops.convert_to_numpy(x) for _, x in slices])  # (rows,)
-        max_steps = (np.int32(limits.max()) if backend.dynamic_shapes()
-                     else round_up(int(limits.max()), 8))
-        found = {name: ops.convert_to_numpy(x) for name, x in
-                 self._search(encoded, limits, max_steps, input_table, alignments).items()}
+        max_steps = (
+            np.int32(limits.max()) if backend.dynamic_shapes() else round_up(int(limits.max()), 8)
+        )
+        found = {
+            name: ops.convert_to_numpy(x)
+            for name, x in self._search(encoded, limits, max_steps, input_table, alignments).items()
+        }
         read = [min(len(s), self.max_source_length or len(s)) for s in sources]
         results = []
         for i in range(len(sources)):
@@ -165,16 +202,20 @@ class Decoder:
                     hypothesis.score = float(found["scores"][i, n])
                 if alignments:
                     steps = len(ids) + hypothesis.ended  # eos's row, where it was written
-                    hypothesis.weights = found["weights"][i, n, :steps, :read[i]]
+                    hypothesis.weights = found["weights"][i, n, :steps, : read[i]]
                 hypotheses.append(hypothesis)
             results.append(hypotheses)
         return results
 
     # Scoring: what the model gives an output under teacher forcing -----------------------
 
-    def log_probs(self, sources: Sequence[Sequence[int]], targets: Sequence[Sequence[int]],
-                  ended: Sequence[bool] | None = None, batch_size: int | None = None
-                  ) -> list[float]:
+    def log_probs(
+        self,
+        sources: Sequence[Sequence[int]],
+        targets: Sequence[Sequence[int]],
+        ended: Sequence[bool] | None = None,
+        batch_size: int | None = None,
+    ) -> list[float]:
         """The log-probability the model gives each target (pieces' ids, no eos) for its
         source under teacher forcing, eos included where `ended` says the target ended
         with it (everywhere by default); 0.0 for an empty source."""
@@ -183,14 +224,16 @@ class Decoder:
         shifted = []  # (decoder input, labels): the one shift, without eos's where not ended
         for target, with_eos in zip(targets, ended):
             target_input, target_output = teacher_forcing(target)
-            shifted.append((target_input, target_output) if with_eos
-                           else (target_input[:-1], target_output[:-1]))
+            shifted.append(
+                (target_input, target_output)
+                if with_eos
+                else (target_input[:-1], target_output[:-1])
+            )
         results = [0.0] * len(sources)
-        order = [i for i in np.argsort([len(t) for t, _ in shifted], kind="stable")
-                 if sources[i]]
+        order = [i for i in np.argsort([len(t) for t, _ in shifted], kind="stable") if sources[i]]
         multiple = backend.shape_multiple()
         for start in range(0, len(order), batch_size):
-            rows = order[start:start + batch_size]
+            rows = order[start : start + batch_size]
             source = pad([sources[i] for i in rows], multiple)
             target_input = pad([shifted[i][0] for i in rows], multiple)
             target_output = pad([shifted[i][1] for i in rows], multiple)
@@ -208,8 +251,9 @@ class Decoder:
         return ops.sum(ops.squeeze(picked, -1) * real, axis=1)  # (batch,)
 
     def _score_greedy(self, hypotheses: list[Hypothesis], sources, batch_size: int) -> None:
-        values = self.log_probs(sources, [h.ids for h in hypotheses],
-                                [h.ended for h in hypotheses], batch_size)
+        values = self.log_probs(
+            sources, [h.ids for h in hypotheses], [h.ended for h in hypotheses], batch_size
+        )
         for hypothesis, value in zip(hypotheses, values):
             hypothesis.log_prob = hypothesis.score = value
 
@@ -226,8 +270,12 @@ def concatenate_encoded(slices: list[dict]) -> dict:
     if len(slices) == 1:
         return slices[0]
     first = slices[0]
-    joined = {"states": [[ops.concatenate([s["states"][layer][k] for s in slices], axis=0)
-                          for k in range(2)] for layer in range(len(first["states"]))]}
+    joined = {
+        "states": [
+            [ops.concatenate([s["states"][layer][k] for s in slices], axis=0) for k in range(2)]
+            for layer in range(len(first["states"]))
+        ]
+    }
     if "memory" in first:
         length = max(int(ops.shape(s["mask"])[1]) for s in slices)
         for key in ("memory", "keys", "mask"):
@@ -240,5 +288,3 @@ def _pad_length(x, length: int):
     missing = length - int(ops.shape(x)[1])
     widths = [(0, 0), (0, missing)] + [(0, 0)] * (len(x.shape) - 2)
     return x if missing == 0 else ops.pad(x, widths)
-
-

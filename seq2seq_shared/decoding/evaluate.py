@@ -1,4 +1,5 @@
 """Scoring: teacher-forced perplexity, and translation quality with sacreBLEU."""
+
 from __future__ import annotations
 
 import math
@@ -42,15 +43,22 @@ def quality(hypotheses: list[str], references: list[str]) -> dict[str, Any]:
         "chrf": round(chrf.corpus_score(hypotheses, [references]).score, 2),
         "exact_match": round(100.0 * exact / max(len(references), 1), 2),
         "sentences": len(references),
-        "signatures": {"bleu": str(bleu.get_signature()),
-                       "bleu_lowercase": str(bleu_lowercase.get_signature()),
-                       "chrf": str(chrf.get_signature())},
+        "signatures": {
+            "bleu": str(bleu.get_signature()),
+            "bleu_lowercase": str(bleu_lowercase.get_signature()),
+            "chrf": str(chrf.get_signature()),
+        },
     }
 
 
-def evaluate(model_dir: Path | str, source_path: Path | str, reference_path: Path | str,
-             batch_size: int | None = None, output_path: Path | None = None,
-             decode_config: DecodeConfig | None = None) -> dict[str, Any]:
+def evaluate(
+    model_dir: Path | str,
+    source_path: Path | str,
+    reference_path: Path | str,
+    batch_size: int | None = None,
+    output_path: Path | None = None,
+    decode_config: DecodeConfig | None = None,
+) -> dict[str, Any]:
     """Translate `source_path` (greedily unless `decode_config` says otherwise), score it
     against `reference_path`, and add perplexity."""
     from ..data.files import check_output_writable, write_lines
@@ -63,11 +71,21 @@ def evaluate(model_dir: Path | str, source_path: Path | str, reference_path: Pat
     hypotheses = translator.translate(sources, batch_size=batch_size)
     if output_path is not None:
         write_lines(hypotheses, Path(output_path))  # a file atomically; a device in place
-    batches = encoded_batches(translator.tokenizer, sources, references, batch_tokens=4096,
-                              multiple=backend.shape_multiple(),
-                              fixed_shapes=not backend.dynamic_shapes())
+    batches = encoded_batches(
+        translator.tokenizer,
+        sources,
+        references,
+        batch_tokens=4096,
+        multiple=backend.shape_multiple(),
+        fixed_shapes=not backend.dynamic_shapes(),
+    )
     nll = teacher_forced_nll(translator.model, batches)
     search = translator.decode_config
-    return {"source": str(source_path), "reference": str(reference_path),
-            "beam_size": search.beam_size, "length_penalty": search.length_penalty,
-            **quality(hypotheses, references), "perplexity": perplexity(nll)}
+    return {
+        "source": str(source_path),
+        "reference": str(reference_path),
+        "beam_size": search.beam_size,
+        "length_penalty": search.length_penalty,
+        **quality(hypotheses, references),
+        "perplexity": perplexity(nll),
+    }

@@ -14,6 +14,7 @@ model's `max_source_length`, length limits), the encoder (`Seq2Seq.encode`, whic
 the source if the model reads it backwards), `search.greedy_search` and
 `search.trim_at_eos`, the very functions `Decoder` compiles.
 """
+
 from __future__ import annotations
 
 import json
@@ -39,13 +40,16 @@ README = """SavedModel exported by seq2seq-shared.
 """
 
 
-def export_saved_model(model_dir: Path | str, output: Path | str,
-                       decode_config: DecodeConfig = DecodeConfig()) -> Path:
+def export_saved_model(
+    model_dir: Path | str, output: Path | str, decode_config: DecodeConfig = DecodeConfig()
+) -> Path:
     """Write the model in `model_dir` to `output` as a SavedModel, ids in and ids out,
     with its SentencePiece model(s), its settings and a README beside it."""
     if backend.name() != "tensorflow":
-        raise ValueError("export writes a TensorFlow SavedModel: run it with the TensorFlow "
-                         "backend (unset KERAS_BACKEND or set it to 'tensorflow')")
+        raise ValueError(
+            "export writes a TensorFlow SavedModel: run it with the TensorFlow "
+            "backend (unset KERAS_BACKEND or set it to 'tensorflow')"
+        )
     import tensorflow as tf
 
     output = Path(output)
@@ -59,12 +63,22 @@ def export_saved_model(model_dir: Path | str, output: Path | str,
     files = directory.sentencepiece_files()
     for path in files.values():
         shutil.copy2(path, output / path.name)
-    (output / "seq2seq_shared.json").write_text(json.dumps(
-        {"config": config.to_dict(), "decode": {"length_ratio": decode_config.length_ratio,
-                                                "length_offset": decode_config.length_offset}},
-        indent=2) + "\n")
-    (output / "README.txt").write_text(README.format(
-        path=output, source_spm=files["source"].name, target_spm=files["target"].name))
+    (output / "seq2seq_shared.json").write_text(
+        json.dumps(
+            {
+                "config": config.to_dict(),
+                "decode": {
+                    "length_ratio": decode_config.length_ratio,
+                    "length_offset": decode_config.length_offset,
+                },
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    (output / "README.txt").write_text(
+        README.format(path=output, source_spm=files["source"].name, target_spm=files["target"].name)
+    )
     return output
 
 
@@ -81,8 +95,9 @@ def _serving_module(model, config: Config, decode_config: DecodeConfig):
 
         @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32, name="source_ids")])
         def serve(self, source_ids):
-            source, limits = prepare_sources(source_ids,
-                                             decode_config, config.model.max_source_length)
+            source, limits = prepare_sources(
+                source_ids, decode_config, config.model.max_source_length
+            )
             encoded = self.model.encode(source)
             ids = greedy_search(self.model, encoded, limits, ops.max(limits))  # (batch, steps)
             return {"target_ids": trim_at_eos(ids)}

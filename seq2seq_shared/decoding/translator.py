@@ -1,4 +1,5 @@
 """Text in, text out: a loaded model ready to translate (`Translator`)."""
+
 from __future__ import annotations
 
 import logging
@@ -35,16 +36,22 @@ class Translator:
     this translator lives (true of a model loaded from its directory), so what depends
     only on the weights is computed once (`Decoder`)."""
 
-    def __init__(self, model: Seq2Seq, tokenizer: Tokenizer, model_config: ModelConfig,
-                 decode_config: DecodeConfig = DecodeConfig(), fixed_weights: bool = False):
+    def __init__(
+        self,
+        model: Seq2Seq,
+        tokenizer: Tokenizer,
+        model_config: ModelConfig,
+        decode_config: DecodeConfig = DecodeConfig(),
+        fixed_weights: bool = False,
+    ):
         self.model, self.tokenizer = model, tokenizer
         self.model_config, self.decode_config = model_config, decode_config
-        self.decoder = Decoder(model, decode_config, model_config.max_source_length,
-                               fixed_weights)
+        self.decoder = Decoder(model, decode_config, model_config.max_source_length, fixed_weights)
 
     @classmethod
-    def from_model_dir(cls, path: Path | str, decode_config: DecodeConfig = DecodeConfig()
-                       ) -> Translator:
+    def from_model_dir(
+        cls, path: Path | str, decode_config: DecodeConfig = DecodeConfig()
+    ) -> Translator:
         from ..model_dir import ModelDir
 
         model, tokenizer, config = ModelDir(path).load_model()
@@ -54,17 +61,29 @@ class Translator:
         """Translate `lines`; the result has one string per line, in order ("" for "")."""
         return [t.text for t in self.translate_details(lines, batch_size)]
 
-    def translate_details(self, lines: Sequence[str], batch_size: int | None = None,
-                          scores: bool = False, alignments: bool = False
-                          ) -> list[Translation]:
+    def translate_details(
+        self,
+        lines: Sequence[str],
+        batch_size: int | None = None,
+        scores: bool = False,
+        alignments: bool = False,
+    ) -> list[Translation]:
         """`translate` with each line's hypotheses (`n_best` of them; scored with `scores`
         or a beam) and, with `alignments` (attention models), its alignment record."""
-        return self._translate_chunk(list(lines), batch_size or self.decode_config.batch_size,
-                                     scores, alignments)
+        return self._translate_chunk(
+            list(lines), batch_size or self.decode_config.batch_size, scores, alignments
+        )
 
-    def translate_stream(self, lines: Iterable[str], batch_size: int | None = None,
-                         chunk_size: int = 4096, eager: bool = False, details: bool = False,
-                         scores: bool = False, alignments: bool = False) -> Iterator:
+    def translate_stream(
+        self,
+        lines: Iterable[str],
+        batch_size: int | None = None,
+        chunk_size: int = 4096,
+        eager: bool = False,
+        details: bool = False,
+        scores: bool = False,
+        alignments: bool = False,
+    ) -> Iterator:
         """Translate a stream, yielding in input order as each chunk is done: strings, or
         with `details` `Translation`s (see `translate_details`).
 
@@ -77,30 +96,45 @@ class Translator:
 
         chunks = available_chunks if eager else fixed_chunks
         for chunk in chunks(lines, chunk_size):
-            done = self._translate_chunk(chunk, batch_size or self.decode_config.batch_size,
-                                         scores, alignments)
+            done = self._translate_chunk(
+                chunk, batch_size or self.decode_config.batch_size, scores, alignments
+            )
             yield from (done if details else (t.text for t in done))
 
-    def _translate_chunk(self, lines: list[str], batch_size: int, scores: bool = False,
-                         alignments: bool = False) -> list[Translation]:
+    def _translate_chunk(
+        self, lines: list[str], batch_size: int, scores: bool = False, alignments: bool = False
+    ) -> list[Translation]:
         sources = self.tokenizer.encode_source(lines)
         limit = self.model_config.max_source_length
         for number, ids in enumerate(sources):
             if len(ids) > limit:  # the decoder reads the first `limit` (`prepare_sources`)
-                logger.warning("input line %d has %d pieces; translating its first %d "
-                               "(the model's max_source_length)", number + 1, len(ids), limit)
+                logger.warning(
+                    "input line %d has %d pieces; translating its first %d "
+                    "(the model's max_source_length)",
+                    number + 1,
+                    len(ids),
+                    limit,
+                )
         found = self.decoder.search(sources, batch_size, alignments, scores)
-        texts = iter(self.tokenizer.decode_target(
-            h.ids for hypotheses, s in zip(found, sources) if s for h in hypotheses))
+        texts = iter(
+            self.tokenizer.decode_target(
+                h.ids for hypotheses, s in zip(found, sources) if s for h in hypotheses
+            )
+        )
         results = []
         for source, hypotheses in zip(sources, found):
-            listed = [{"translation": next(texts) if source else "",
-                       "log_prob": _rounded(h.log_prob), "score": _rounded(h.score)}
-                      for h in hypotheses]
-            alignment = (self.alignment_record(source[:limit], hypotheses[0])
-                         if alignments else None)
-            results.append(Translation(listed[0]["translation"], listed, alignment,
-                                       len(source) > limit))
+            listed = [
+                {
+                    "translation": next(texts) if source else "",
+                    "log_prob": _rounded(h.log_prob),
+                    "score": _rounded(h.score),
+                }
+                for h in hypotheses
+            ]
+            alignment = self.alignment_record(source[:limit], hypotheses[0]) if alignments else None
+            results.append(
+                Translation(listed[0]["translation"], listed, alignment, len(source) > limit)
+            )
         return results
 
     def alignment_record(self, source: Sequence[int], hypothesis: Hypothesis) -> dict:
@@ -110,10 +144,11 @@ class Translator:
         sums to 1; [] for an empty line)."""
         if not source:
             return {"source": [], "target": [], "weights": []}
-        return {"source": self.tokenizer.source_pieces(source),
-                "target": self.tokenizer.target_pieces(hypothesis.ids)
-                + ["</s>"] * hypothesis.ended,
-                "weights": np.round(hypothesis.weights.astype("float64"), 4).tolist()}
+        return {
+            "source": self.tokenizer.source_pieces(source),
+            "target": self.tokenizer.target_pieces(hypothesis.ids) + ["</s>"] * hypothesis.ended,
+            "weights": np.round(hypothesis.weights.astype("float64"), 4).tolist(),
+        }
 
 
 def _rounded(value: float | None) -> float | None:

@@ -10,6 +10,7 @@ the attentional state `tanh(W_c [c_t; h_t])`. Scores are `h_t . m_s` ("dot") or
 `h_t . (W_a m_s)` ("general"); the memory's side (`W_a m_s`, the *keys*) is computed once
 per sentence. Padded source positions get exactly zero weight.
 """
+
 from __future__ import annotations
 
 from keras import backend, layers, ops
@@ -33,10 +34,10 @@ class Attention(layers.Layer):
         if kind not in KINDS[1:]:
             raise ValueError(f"attention must be one of {', '.join(KINDS)}, not {kind!r}")
         self.kind = kind
-        self.score_kernel = (layers.Dense(hidden_size, use_bias=False, name="score")
-                             if kind == "general" else None)
-        self.combine = layers.Dense(hidden_size, use_bias=False, activation="tanh",
-                                    name="combine")
+        self.score_kernel = (
+            layers.Dense(hidden_size, use_bias=False, name="score") if kind == "general" else None
+        )
+        self.combine = layers.Dense(hidden_size, use_bias=False, activation="tanh", name="combine")
         if self.score_kernel is not None:
             self.score_kernel.build((None, None, hidden_size))
         self.combine.build((None, None, 2 * hidden_size))

@@ -7,6 +7,7 @@ these say how to compute it, and its gradient, in fewer passes than automatic
 differentiation would. Written in `keras.ops` alone (the loop through `backend.scan`), so
 they run under TensorFlow and JAX; the tests check both against automatic differentiation.
 """
+
 from __future__ import annotations
 
 from keras import ops
@@ -53,9 +54,10 @@ def _recurrence_with_gradient(masked: bool):
         (h_last, c_last), saved = _forward(projected, h0, c0, recurrent_kernel, real)
 
         def backward(*upstream):
-            d_outputs, d_h, d_c = (ops.zeros_like(x) if u is None else u for u, x in
-                                   zip(backend.gradients_per_output(upstream),
-                                       (saved[0], h_last, c_last)))
+            d_outputs, d_h, d_c = (
+                ops.zeros_like(x) if u is None else u
+                for u, x in zip(backend.gradients_per_output(upstream), (saved[0], h_last, c_last))
+            )
             gradients = _backward(d_outputs, d_h, d_c, saved, h0, c0, recurrent_kernel, real)
             return (*gradients, *(ops.zeros_like(m) for m in mask))
 
@@ -67,6 +69,7 @@ def _recurrence_with_gradient(masked: bool):
 def _forward(projected, h0, c0, recurrent_kernel, real: tuple):
     """The forward loop: the final (h, c), and per step what the backward pass reads
     (outputs, cell states, activated gates, tanh of the cell states)."""
+
     def forward_step(carry, inputs):
         h, c = carry
         gates, c_new, tanh_c = lstm_gates(inputs[0] + ops.matmul(h, recurrent_kernel), c)
@@ -91,13 +94,19 @@ def _backward(d_outputs, d_h, d_c, saved, h0, c0, recurrent_kernel, real: tuple)
         d_h = d_h + d_out
         i, f, g, o = ops.split(gate, 4, axis=-1)
         # A padded step gets no gradient and passes its carry on untouched.
-        d_h_new, d_c_new = ((ops.where(inputs[4], d_h, 0.0), ops.where(inputs[4], d_c, 0.0))
-                            if real else (d_h, d_c))
+        d_h_new, d_c_new = (
+            (ops.where(inputs[4], d_h, 0.0), ops.where(inputs[4], d_c, 0.0)) if real else (d_h, d_c)
+        )
         d_c_new = d_c_new + d_h_new * o * (1.0 - tanh_c * tanh_c)
-        d_z = ops.concatenate([d_c_new * g * _sigmoid_grad(i),
-                               d_c_new * c_prev * _sigmoid_grad(f),
-                               d_c_new * i * (1.0 - g * g),
-                               d_h_new * tanh_c * _sigmoid_grad(o)], -1)  # (batch, 4H)
+        d_z = ops.concatenate(
+            [
+                d_c_new * g * _sigmoid_grad(i),
+                d_c_new * c_prev * _sigmoid_grad(f),
+                d_c_new * i * (1.0 - g * g),
+                d_h_new * tanh_c * _sigmoid_grad(o),
+            ],
+            -1,
+        )  # (batch, 4H)
         d_h_before, d_c_before = ops.matmul(d_z, kernel_t), d_c_new * f
         if real:
             d_h_before = ops.where(inputs[4], d_h_before, d_h)
@@ -105,11 +114,17 @@ def _backward(d_outputs, d_h, d_c, saved, h0, c0, recurrent_kernel, real: tuple)
         return (d_h_before, d_c_before), (d_z,)
 
     (d_h0, d_c0), (d_projected,) = backend.scan(
-        backward_step, (d_h, d_c), (d_outputs, gates, tanh_cs, c_before, *real),
-        outputs=1, reverse=True)  # d_projected: (steps, batch, 4H)
+        backward_step,
+        (d_h, d_c),
+        (d_outputs, gates, tanh_cs, c_before, *real),
+        outputs=1,
+        reverse=True,
+    )  # d_projected: (steps, batch, 4H)
     hidden = ops.shape(h0)[-1]
-    d_recurrent_kernel = ops.matmul(ops.transpose(ops.reshape(h_before, (-1, hidden))),
-                                    ops.reshape(d_projected, (-1, 4 * hidden)))  # (H, 4H)
+    d_recurrent_kernel = ops.matmul(
+        ops.transpose(ops.reshape(h_before, (-1, hidden))),
+        ops.reshape(d_projected, (-1, 4 * hidden)),
+    )  # (H, 4H)
     return d_projected, d_h0, d_c0, d_recurrent_kernel
 
 
@@ -128,6 +143,7 @@ def smoothed_cross_entropy(logits, labels, smoothing: float, scatter: bool = Tru
     matmul itself. `scatter=False` makes that correction by subtracting a one-hot array
     instead (`backend.scatter_label_gradient()` says which: the same values, no scatter op).
     """
+
     @ops.custom_gradient
     def forward(logits):
         shifted = logits - ops.max(logits, axis=-1, keepdims=True)  # (..., vocab)
@@ -139,20 +155,19 @@ def smoothed_cross_entropy(logits, labels, smoothing: float, scatter: bool = Tru
         loss = nll
         if smoothing:
             loss = (1.0 - smoothing) * nll + smoothing * (
-                log_normalizer - ops.mean(shifted, axis=-1))
+                log_normalizer - ops.mean(shifted, axis=-1)
+            )
 
         def backward(*upstream):
             scale = ops.expand_dims(backend.gradients_per_output(upstream)[0], -1)  # (rows, 1)
-            return _cross_entropy_gradient(logits, labels, smoothing, exps, sums, scale,
-                                          scatter)
+            return _cross_entropy_gradient(logits, labels, smoothing, exps, sums, scale, scatter)
 
         return (loss, nll), backward
 
     return forward(logits)
 
 
-def _cross_entropy_gradient(logits, labels, smoothing: float, exps, sums, scale,
-                            scatter: bool):
+def _cross_entropy_gradient(logits, labels, smoothing: float, exps, sums, scale, scatter: bool):
     """`scale * (softmax - (1 - s) * one-hot - s / vocab)`, shaped like `logits`."""
     vocab = ops.shape(logits)[-1]
     gradient = exps * (scale / sums)
@@ -166,7 +181,8 @@ def _cross_entropy_gradient(logits, labels, smoothing: float, exps, sums, scale,
     flat = ops.reshape(gradient, (-1, vocab))  # (rows, vocab)
     columns = ops.reshape(labels, (-1,))
     rows = ops.arange(ops.shape(columns)[0], dtype=columns.dtype)
-    at_labels = (ops.squeeze(ops.take_along_axis(flat, ops.expand_dims(columns, -1), -1), -1)
-                 - (1.0 - smoothing) * ops.reshape(scale, (-1,)))
+    at_labels = ops.squeeze(ops.take_along_axis(flat, ops.expand_dims(columns, -1), -1), -1) - (
+        1.0 - smoothing
+    ) * ops.reshape(scale, (-1,))
     flat = ops.scatter_update(flat, ops.stack([rows, columns], axis=1), at_labels)
     return ops.reshape(flat, ops.shape(logits))

@@ -15,6 +15,7 @@ and the tests check both passes against `keras.layers.LSTM`. It is written in `k
 alone and runs under TensorFlow and JAX; where `backend.fused_lstm_kernel()` offers one (a
 GPU), Keras's fused cuDNN kernel runs instead, under Keras's own conditions for it.
 """
+
 from __future__ import annotations
 
 import keras
@@ -41,12 +42,12 @@ class LSTM(layers.LSTM):
     def input_projection(self, inputs):
         """`inputs @ kernel + bias` for inputs (..., width), width <= the kernel's rows."""
         kernel = ops.convert_to_tensor(self.cell.kernel)
-        return ops.matmul(inputs, kernel[:inputs.shape[-1]]) + self.cell.bias
+        return ops.matmul(inputs, kernel[: inputs.shape[-1]]) + self.cell.bias
 
     def context_projection(self, context):
         """The context's share of the input projection, (batch, 4H): constant per sentence."""
         kernel = ops.convert_to_tensor(self.cell.kernel)
-        return ops.matmul(context, kernel[kernel.shape[0] - context.shape[-1]:])
+        return ops.matmul(context, kernel[kernel.shape[0] - context.shape[-1] :])
 
     def step(self, inputs, states, context_projection=None, projected=None, gate_bias=None):
         """One step of the same LSTM (as `cell(x, states)`), for decoding: inputs (batch,
@@ -65,10 +66,12 @@ class LSTM(layers.LSTM):
         h = o * tanh_c
         return h, [h, c]
 
-    def call(self, sequences, initial_state=None, mask=None, training=False, context=None,
-             gate_bias=None):
+    def call(
+        self, sequences, initial_state=None, mask=None, training=False, context=None, gate_bias=None
+    ):
         fused = backend.fused_lstm_kernel(
-            masked=mask is not None, dtype=keras.backend.standardize_dtype(sequences.dtype))
+            masked=mask is not None, dtype=keras.backend.standardize_dtype(sequences.dtype)
+        )
         if fused is not None:
             try:
                 return self._fused(fused, sequences, initial_state, mask, context, gate_bias)
@@ -82,13 +85,17 @@ class LSTM(layers.LSTM):
             projected += gate_bias
         if initial_state is None:
             initial_state = self.get_initial_state(ops.shape(sequences)[0])
-        steps_mask = (None if mask is None else
-                      ops.expand_dims(ops.cast(ops.transpose(mask), projected.dtype), -1))
+        steps_mask = (
+            None
+            if mask is None
+            else ops.expand_dims(ops.cast(ops.transpose(mask), projected.dtype), -1)
+        )
         # A read of the variable (a copy), not the variable: the recurrence differentiates
         # with respect to its arguments only.
         recurrent_kernel = ops.copy(self.cell.recurrent_kernel)
-        outputs, h, c = lstm_recurrence(projected, initial_state[0], initial_state[1],
-                                        recurrent_kernel, steps_mask)
+        outputs, h, c = lstm_recurrence(
+            projected, initial_state[0], initial_state[1], recurrent_kernel, steps_mask
+        )
         return ops.transpose(outputs, (1, 0, 2)), h, c
 
     def _fused(self, kernel_function, sequences, initial_state, mask, context, gate_bias):
@@ -98,8 +105,11 @@ class LSTM(layers.LSTM):
         batch, steps = ops.shape(sequences)[0], ops.shape(sequences)[1]
         missing = self.cell.kernel.shape[0] - sequences.shape[-1]
         if missing:
-            filler = (ops.zeros((batch, steps, missing), sequences.dtype) if context is None
-                      else ops.repeat(ops.expand_dims(context, 1), steps, axis=1))
+            filler = (
+                ops.zeros((batch, steps, missing), sequences.dtype)
+                if context is None
+                else ops.repeat(ops.expand_dims(context, 1), steps, axis=1)
+            )
             sequences = ops.concatenate([sequences, filler], -1)  # (batch, steps, width)
         if initial_state is None:
             initial_state = self.get_initial_state(batch)
@@ -107,9 +117,15 @@ class LSTM(layers.LSTM):
         if gate_bias is not None:
             bias = bias + gate_bias
         _, outputs, (h, c) = kernel_function(
-            sequences, initial_state[0], initial_state[1], mask,
+            sequences,
+            initial_state[0],
+            initial_state[1],
+            mask,
             kernel=ops.convert_to_tensor(self.cell.kernel),
-            recurrent_kernel=ops.convert_to_tensor(self.cell.recurrent_kernel), bias=bias,
-            activation=self.cell.activation, recurrent_activation=self.cell.recurrent_activation,
-            return_sequences=True)
+            recurrent_kernel=ops.convert_to_tensor(self.cell.recurrent_kernel),
+            bias=bias,
+            activation=self.cell.activation,
+            recurrent_activation=self.cell.recurrent_activation,
+            return_sequences=True,
+        )
         return outputs, h, c

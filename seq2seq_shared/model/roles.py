@@ -12,6 +12,7 @@ input (source or target pieces, the decoder's seeded state). Two ways to say it:
 Both start at zero (the model starts as one without a signal) and cost nothing in
 decoding: they fold into constants computed once.
 """
+
 from __future__ import annotations
 
 from keras import layers, ops
@@ -21,19 +22,22 @@ READ, WRITE = 0, 1  # the roles: the encoder reads the source, the decoder write
 
 
 class RoleSignal(layers.Layer):
-    def __init__(self, kind: str, num_layers: int, embedding_dim: int, hidden_size: int,
-                 **kwargs):
+    def __init__(self, kind: str, num_layers: int, embedding_dim: int, hidden_size: int, **kwargs):
         super().__init__(**kwargs)
         if kind not in KINDS[1:]:
             raise ValueError(f"role_signal must be one of {', '.join(KINDS)}, not {kind!r}")
         self.kind = kind
         if kind == "bias":
-            self.gate_biases = [self.add_weight(shape=(2, 4 * hidden_size), initializer="zeros",
-                                                name=f"gate_bias_{i}")
-                                for i in range(num_layers)]
+            self.gate_biases = [
+                self.add_weight(
+                    shape=(2, 4 * hidden_size), initializer="zeros", name=f"gate_bias_{i}"
+                )
+                for i in range(num_layers)
+            ]
         else:
-            self.vectors = self.add_weight(shape=(2, embedding_dim), initializer="zeros",
-                                           name="vectors")
+            self.vectors = self.add_weight(
+                shape=(2, embedding_dim), initializer="zeros", name="vectors"
+            )
         self.built = True
 
     def embedded(self, embeddings, role: int):
@@ -49,8 +53,7 @@ class RoleSignal(layers.Layer):
         return ops.convert_to_tensor(self.gate_biases[layer])[role]
 
 
-def role_parameter_count(kind: str, num_layers: int, embedding_dim: int,
-                         hidden_size: int) -> int:
+def role_parameter_count(kind: str, num_layers: int, embedding_dim: int, hidden_size: int) -> int:
     """Two roles: 4 * hidden per layer ("bias") or embedding_dim ("embedding") each."""
     if kind == "bias":
         return 2 * num_layers * 4 * hidden_size

@@ -27,6 +27,7 @@ finished rows or repeat rows for a beam).
 How it is made fast lives elsewhere: the recurrence and the loss's gradient in
 kernels.py, the greedy search in search.py.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -43,16 +44,29 @@ from .lstm import LSTM
 from .roles import READ, WRITE, RoleSignal
 
 # The settings that fix the network's shape, besides the vocabularies' sizes.
-SHAPE_SETTINGS = ("embedding_dim", "hidden_size", "num_layers", "share_lstm",
-                  "share_embeddings", "tie_output", "feed_context", "attention", "role_signal")
+SHAPE_SETTINGS = (
+    "embedding_dim",
+    "hidden_size",
+    "num_layers",
+    "share_lstm",
+    "share_embeddings",
+    "tie_output",
+    "feed_context",
+    "attention",
+    "role_signal",
+)
 
 
-def shape_arguments(config: ModelConfig, source_vocab_size: int, target_vocab_size: int
-                    ) -> dict[str, Any]:
+def shape_arguments(
+    config: ModelConfig, source_vocab_size: int, target_vocab_size: int
+) -> dict[str, Any]:
     """The keyword arguments of `Seq2Seq` and `expected_parameter_count` that fix the
     shape, from the saved config: its defaults are the only ones (config.py)."""
-    return dict(source_vocab_size=source_vocab_size, target_vocab_size=target_vocab_size,
-                **{name: getattr(config, name) for name in SHAPE_SETTINGS})
+    return dict(
+        source_vocab_size=source_vocab_size,
+        target_vocab_size=target_vocab_size,
+        **{name: getattr(config, name) for name in SHAPE_SETTINGS},
+    )
 
 
 class Seq2Seq(keras.Model):
@@ -60,11 +74,25 @@ class Seq2Seq(keras.Model):
     reads it from a `ModelConfig`), so no default here can drift from config.py's;
     `dropout` and `label_smoothing` act in training only, and default to off."""
 
-    def __init__(self, *, source_vocab_size: int, target_vocab_size: int, embedding_dim: int,
-                 hidden_size: int, num_layers: int, share_lstm: bool, share_embeddings: bool,
-                 tie_output: bool, feed_context: bool, attention: str, role_signal: str,
-                 dropout: float = 0.0,
-                 label_smoothing: float = 0.0, reverse_source: bool = False, **kwargs):
+    def __init__(
+        self,
+        *,
+        source_vocab_size: int,
+        target_vocab_size: int,
+        embedding_dim: int,
+        hidden_size: int,
+        num_layers: int,
+        share_lstm: bool,
+        share_embeddings: bool,
+        tie_output: bool,
+        feed_context: bool,
+        attention: str,
+        role_signal: str,
+        dropout: float = 0.0,
+        label_smoothing: float = 0.0,
+        reverse_source: bool = False,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if share_embeddings and source_vocab_size != target_vocab_size:
             raise ValueError("share_embeddings needs one vocabulary for source and target")
@@ -75,39 +103,53 @@ class Seq2Seq(keras.Model):
         self.reverse_source = reverse_source
         self.first_input_size = embedding_dim + (hidden_size if feed_context else 0)
 
-        self.source_embedding = layers.Embedding(source_vocab_size, embedding_dim,
-                                                 name="embedding" if share_embeddings
-                                                 else "source_embedding")
+        self.source_embedding = layers.Embedding(
+            source_vocab_size,
+            embedding_dim,
+            name="embedding" if share_embeddings else "source_embedding",
+        )
         if not share_embeddings:
-            self._target_embedding = layers.Embedding(target_vocab_size, embedding_dim,
-                                                      name="target_embedding")
-        self.encoder_lstms = [self._lstm("lstm" if share_lstm else "encoder_lstm", i)
-                              for i in range(num_layers)]
+            self._target_embedding = layers.Embedding(
+                target_vocab_size, embedding_dim, name="target_embedding"
+            )
+        self.encoder_lstms = [
+            self._lstm("lstm" if share_lstm else "encoder_lstm", i) for i in range(num_layers)
+        ]
         if not share_lstm:
             self._decoder_lstms = [self._lstm("decoder_lstm", i) for i in range(num_layers)]
         self.dropout = layers.Dropout(dropout)
-        self.attention = (None if attention == "none"
-                          else Attention(attention, hidden_size, name="attention"))
-        self.roles = (None if role_signal == "none" else
-                      RoleSignal(role_signal, num_layers, embedding_dim, hidden_size,
-                                 name="role_signal"))
+        self.attention = (
+            None if attention == "none" else Attention(attention, hidden_size, name="attention")
+        )
+        self.roles = (
+            None
+            if role_signal == "none"
+            else RoleSignal(role_signal, num_layers, embedding_dim, hidden_size, name="role_signal")
+        )
         if tie_output:
             # Logits are scores against the target embedding table, through a bridge
             # when the LSTM and the embedding differ in size.
-            self.output_bridge = (layers.Dense(embedding_dim, use_bias=False, name="output_bridge")
-                                  if hidden_size != embedding_dim else None)
+            self.output_bridge = (
+                layers.Dense(embedding_dim, use_bias=False, name="output_bridge")
+                if hidden_size != embedding_dim
+                else None
+            )
             self.projection = None
         else:
             self.projection = layers.Dense(target_vocab_size, name="projection")
         self.nll_tracker = keras.metrics.Mean(name="nll")  # per real target token, no smoothing
 
     @classmethod
-    def from_model_config(cls, config: ModelConfig, source_vocab_size: int,
-                          target_vocab_size: int) -> Seq2Seq:
+    def from_model_config(
+        cls, config: ModelConfig, source_vocab_size: int, target_vocab_size: int
+    ) -> Seq2Seq:
         """The model `config` describes (unbuilt), for vocabularies of the given sizes.
         Training sets `label_smoothing` when it compiles the model."""
-        return cls(**shape_arguments(config, source_vocab_size, target_vocab_size),
-                   dropout=config.dropout, reverse_source=config.reverse_source)
+        return cls(
+            **shape_arguments(config, source_vocab_size, target_vocab_size),
+            dropout=config.dropout,
+            reverse_source=config.reverse_source,
+        )
 
     def _lstm(self, prefix: str, index: int) -> LSTM:
         # Defaults (tanh, sigmoid, no recurrent dropout, unroll=False) keep cuDNN usable on GPU.
@@ -148,8 +190,9 @@ class Seq2Seq(keras.Model):
         x = self.dropout(self._embedded(self.source_embedding(source), READ), training=training)
         states = []
         for layer, lstm in enumerate(self.encoder_lstms):
-            x, h, c = lstm(x, mask=mask, training=training,
-                           **self._role_bias(READ, layer))  # x: (batch, len, hidden)
+            x, h, c = lstm(
+                x, mask=mask, training=training, **self._role_bias(READ, layer)
+            )  # x: (batch, len, hidden)
             x = self.dropout(x, training=training)
             states.append([h, c])
         encoded = {"states": states}
@@ -185,8 +228,9 @@ class Seq2Seq(keras.Model):
             constants.update({key: encoded[key] for key in ("memory", "keys", "mask")})
         return constants
 
-    def decoder_states(self, target_input, encoded: dict, training: bool = False,
-                       return_attention: bool = False):
+    def decoder_states(
+        self, target_input, encoded: dict, training: bool = False, return_attention: bool = False
+    ):
         """The decoder under teacher forcing, from the `encoded` source: the states the
         output projection reads (batch, target_len, hidden), one per target position; with
         `return_attention`, also the attention weights (batch, target_len, source_len)."""
@@ -194,8 +238,13 @@ class Seq2Seq(keras.Model):
         x = self.dropout(x, training=training)
         context = self.context(encoded)  # the same at every step: projected once
         for layer, (lstm, state) in enumerate(zip(self.decoder_lstms, encoded["states"])):
-            x, _, _ = lstm(x, initial_state=state, training=training, context=context,
-                           **self._role_bias(WRITE, layer))
+            x, _, _ = lstm(
+                x,
+                initial_state=state,
+                training=training,
+                context=context,
+                **self._role_bias(WRITE, layer),
+            )
             context = None  # only the first layer reads it
             x = self.dropout(x, training=training)
         weights = None
@@ -208,12 +257,17 @@ class Seq2Seq(keras.Model):
         """The first decoder layer's input projection of every target token, (vocab,
         4 * hidden): constant for given weights, so a greedy step can look its input up
         instead of multiplying it (`decode_step(input_table=...)`)."""
-        embeddings = self._embedded(ops.convert_to_tensor(self.target_embedding.embeddings),
-                                    WRITE)
+        embeddings = self._embedded(ops.convert_to_tensor(self.target_embedding.embeddings), WRITE)
         return self.decoder_lstms[0].input_projection(embeddings)
 
-    def decode_step(self, token, states: list[list], constants: dict, input_table=None,
-                    return_attention: bool = False):
+    def decode_step(
+        self,
+        token,
+        states: list[list],
+        constants: dict,
+        input_table=None,
+        return_attention: bool = False,
+    ):
         """One decoding step: token (batch,) -> logits (batch, vocab) and the next states;
         with `return_attention`, also the attention weights (batch, source_len).
 
@@ -227,8 +281,13 @@ class Seq2Seq(keras.Model):
         next_states = []
         for layer, (lstm, state) in enumerate(zip(self.decoder_lstms, states)):
             # The very layer (weights) `call` runs.
-            x, state = lstm.step(x, state, context_projection, projected=projected,
-                                 gate_bias=self._gate_bias(WRITE, layer))
+            x, state = lstm.step(
+                x,
+                state,
+                context_projection,
+                projected=projected,
+                gate_bias=self._gate_bias(WRITE, layer),
+            )
             context_projection = projected = None  # only the first layer reads them
             next_states.append(state)
         weights = None
@@ -267,9 +326,14 @@ class Seq2Seq(keras.Model):
         divided by the number of real tokens): gradient accumulation's weights
         (accumulation.py). The nll, a metric, is never weighted."""
         real = ops.not_equal(y, PAD_ID)  # (batch, target_len)
-        weights = (None if sample_weight is None else  # (batch, target_len)
-                   ops.broadcast_to(ops.expand_dims(ops.cast(sample_weight, "float32"), 1),
-                                    ops.shape(y)))
+        weights = (
+            None
+            if sample_weight is None
+            # (batch, target_len)
+            else ops.broadcast_to(
+                ops.expand_dims(ops.cast(sample_weight, "float32"), 1), ops.shape(y)
+            )
+        )
         if training:
             width = ops.shape(y_pred)[-1]
             if backend.gather_real_tokens():  # only the real positions: (tokens, hidden)
@@ -279,8 +343,12 @@ class Seq2Seq(keras.Model):
                 if weights is not None:
                     weights = ops.take(ops.reshape(weights, (-1,)), rows)
             y_pred = self.logits(y_pred)
-        loss, nll = smoothed_cross_entropy(ops.cast(y_pred, "float32"), y, self.label_smoothing,
-                                           scatter=backend.scatter_label_gradient())
+        loss, nll = smoothed_cross_entropy(
+            ops.cast(y_pred, "float32"),
+            y,
+            self.label_smoothing,
+            scatter=backend.scatter_label_gradient(),
+        )
         if real is None:
             tokens = ops.cast(ops.maximum(ops.shape(nll)[0], 1), "float32")
             total_nll = ops.sum(nll)

@@ -7,6 +7,7 @@ sorts its lines by length, as `translate` does). Each request gets back exactly 
 lines' results, in order. A request longer than `max_batch_lines` is cut into pieces
 that queue one after another, so a long request never starves short ones.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -39,8 +40,10 @@ class Stats:
     abandoned_lines: int = 0  # never decoded: their request timed out or its client left
 
     def as_dict(self) -> dict:
-        return {name: round(value, 3) if isinstance(value, float) else value
-                for name, value in self.__dict__.items()}
+        return {
+            name: round(value, 3) if isinstance(value, float) else value
+            for name, value in self.__dict__.items()
+        }
 
 
 @dataclass
@@ -73,13 +76,15 @@ class Batcher:
             self.stats.pending_lines += len(lines)
         try:
             for start in range(0, len(lines), size):
-                piece = _Piece(lines[start:start + size], options, loop.create_future(), loop)
+                piece = _Piece(lines[start : start + size], options, loop.create_future(), loop)
                 self._queue.put(piece)
                 queued += len(piece.lines)
                 results += await piece.future
                 if len(results) != start + len(piece.lines):
-                    raise RuntimeError(f"the decoder returned {len(results) - start} results "
-                                       f"for {len(piece.lines)} lines")
+                    raise RuntimeError(
+                        f"the decoder returned {len(results) - start} results "
+                        f"for {len(piece.lines)} lines"
+                    )
         finally:
             with self._lock:
                 self.stats.pending_lines -= len(lines)
@@ -162,7 +167,7 @@ class Batcher:
         self.stats.largest_batch = max(self.stats.largest_batch, len(lines))
         start = 0
         for piece in pieces:
-            share = results[start:start + len(piece.lines)]
+            share = results[start : start + len(piece.lines)]
             start += len(piece.lines)
             piece.loop.call_soon_threadsafe(_succeed, piece.future, share)
 

@@ -1,4 +1,5 @@
 """`seq2seq-shared serve`: load the model, then open the port (loopback by default)."""
+
 from __future__ import annotations
 
 import logging
@@ -14,32 +15,88 @@ logger = logging.getLogger(__name__)
 
 
 @click.command()
-@click.option("--model-dir", required=True,
-              type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to listen on (the server has no authentication: keep it on "
-                   "loopback unless a proxy guards it).")
-@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
-              help="Port (0: any free one, printed at start).")
-@click.option("--max-batch-lines", type=click.IntRange(1), default=64, show_default=True,
-              help="Lines decoded together, merged across concurrent requests.")
-@click.option("--max-wait-ms", type=click.FloatRange(0), default=5.0, show_default=True,
-              help="How long a batch waits for more lines after its first.")
-@click.option("--max-lines", type=click.IntRange(1), default=256, show_default=True,
-              help="Lines per request (more: 413).")
-@click.option("--max-chars", type=click.IntRange(1), default=50_000, show_default=True,
-              help="Characters per request, all lines together (more: 413).")
-@click.option("--max-beam-size", type=click.IntRange(1), default=16, show_default=True,
-              help="Largest beam_size a request may ask for.")
-@click.option("--request-timeout", type=click.FloatRange(0, min_open=True), default=60.0,
-              show_default=True, help="Seconds a request may wait for its translations (then 503).")
-@click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True,
-              help="Sentences per decoder call (a merged batch is sorted by length, then cut).")
-@click.option("--access-log/--no-access-log", default=False, show_default=True,
-              help="Log every request.")
-def serve(model_dir: Path, host: str, port: int, max_batch_lines: int, max_wait_ms: float,
-          max_lines: int, max_chars: int, max_beam_size: int, request_timeout: float,
-          batch_size: int, access_log: bool) -> None:
+@click.option(
+    "--model-dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path)
+)
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on (the server has no authentication: keep it on "
+    "loopback unless a proxy guards it).",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8000,
+    show_default=True,
+    help="Port (0: any free one, printed at start).",
+)
+@click.option(
+    "--max-batch-lines",
+    type=click.IntRange(1),
+    default=64,
+    show_default=True,
+    help="Lines decoded together, merged across concurrent requests.",
+)
+@click.option(
+    "--max-wait-ms",
+    type=click.FloatRange(0),
+    default=5.0,
+    show_default=True,
+    help="How long a batch waits for more lines after its first.",
+)
+@click.option(
+    "--max-lines",
+    type=click.IntRange(1),
+    default=256,
+    show_default=True,
+    help="Lines per request (more: 413).",
+)
+@click.option(
+    "--max-chars",
+    type=click.IntRange(1),
+    default=50_000,
+    show_default=True,
+    help="Characters per request, all lines together (more: 413).",
+)
+@click.option(
+    "--max-beam-size",
+    type=click.IntRange(1),
+    default=16,
+    show_default=True,
+    help="Largest beam_size a request may ask for.",
+)
+@click.option(
+    "--request-timeout",
+    type=click.FloatRange(0, min_open=True),
+    default=60.0,
+    show_default=True,
+    help="Seconds a request may wait for its translations (then 503).",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1),
+    default=64,
+    show_default=True,
+    help="Sentences per decoder call (a merged batch is sorted by length, then cut).",
+)
+@click.option(
+    "--access-log/--no-access-log", default=False, show_default=True, help="Log every request."
+)
+def serve(
+    model_dir: Path,
+    host: str,
+    port: int,
+    max_batch_lines: int,
+    max_wait_ms: float,
+    max_lines: int,
+    max_chars: int,
+    max_beam_size: int,
+    request_timeout: float,
+    batch_size: int,
+    access_log: bool,
+) -> None:
     """Serve a model over HTTP: POST /v1/translate, GET /v1/model, GET /health, a page
     to try it at /, API docs at /docs. SIGTERM or Ctrl-C: stop accepting, finish the
     requests in flight, exit 0. Needs the serve extra: pip install "seq2seq-shared[serve]"."""
@@ -47,29 +104,44 @@ def serve(model_dir: Path, host: str, port: int, max_batch_lines: int, max_wait_
         import fastapi  # noqa: F401
         import uvicorn
     except ImportError as error:
-        raise click.ClickException(f"serve needs the serve extra ({error.name} is missing): "
-                                   f"pip install \"seq2seq-shared[serve]\"") from None
+        raise click.ClickException(
+            f"serve needs the serve extra ({error.name} is missing): "
+            f'pip install "seq2seq-shared[serve]"'
+        ) from None
     import_keras_quietly()
     from .app import Limits, create_app
     from .engine import Engine
 
     engine = Engine(model_dir, batch_size=batch_size, max_beam_size=max_beam_size)
     engine.warm_up()
-    app = create_app(engine, Limits(max_lines=max_lines, max_chars=max_chars,
-                                    max_batch_lines=max_batch_lines, max_wait_ms=max_wait_ms,
-                                    request_timeout=request_timeout))
+    app = create_app(
+        engine,
+        Limits(
+            max_lines=max_lines,
+            max_chars=max_chars,
+            max_batch_lines=max_batch_lines,
+            max_wait_ms=max_wait_ms,
+            request_timeout=request_timeout,
+        ),
+    )
     listener = _listen(host, port)  # only now: the model is loaded and compiled
     bound_host, bound_port = listener.getsockname()[:2]
     if host not in ("127.0.0.1", "::1", "localhost"):
         logger.warning("listening on %s: anyone who can reach it can use this server", host)
-    click.echo(f"serving {model_dir} on http://{bound_host}:{bound_port}/ (Ctrl-C to stop)",
-               err=True)
-    config = uvicorn.Config(app, log_level="warning", access_log=access_log,
-                            timeout_graceful_shutdown=request_timeout + 5)
+    click.echo(
+        f"serving {model_dir} on http://{bound_host}:{bound_port}/ (Ctrl-C to stop)", err=True
+    )
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        access_log=access_log,
+        timeout_graceful_shutdown=request_timeout + 5,
+    )
     # uvicorn stops gracefully on SIGTERM/SIGINT, then raises the signal again for the
     # handler that was there before it: this one ignores it, so a graceful stop exits 0.
-    saved = {number: signal.signal(number, lambda *_: None)
-             for number in (signal.SIGTERM, signal.SIGINT)}
+    saved = {
+        number: signal.signal(number, lambda *_: None) for number in (signal.SIGTERM, signal.SIGINT)
+    }
     server = uvicorn.Server(config)
     try:
         server.run(sockets=[listener])
@@ -89,7 +161,8 @@ def _listen(host: str, port: int) -> socket.socket:
         listener.bind((host, port))
     except OSError as error:
         listener.close()
-        raise click.ClickException(f"cannot listen on {host}:{port}: {error.strerror}; pass "
-                                   f"another --port or --host") from None
+        raise click.ClickException(
+            f"cannot listen on {host}:{port}: {error.strerror}; pass another --port or --host"
+        ) from None
     listener.listen(2048)
     return listener

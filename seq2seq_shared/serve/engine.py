@@ -1,4 +1,5 @@
 """What the server translates with: a loaded model and a `Translator` per search setting."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -41,19 +42,27 @@ class Engine:
     def check(self, options: Options) -> None:
         """ValueError with a message for the client if these options cannot be served."""
         if options.beam_size > self.max_beam_size:
-            raise ValueError(f"beam_size {options.beam_size} is over this server's limit "
-                             f"({self.max_beam_size}, --max-beam-size)")
+            raise ValueError(
+                f"beam_size {options.beam_size} is over this server's limit "
+                f"({self.max_beam_size}, --max-beam-size)"
+            )
         if options.alignments and not self.attention:
-            raise ValueError("alignments: this model has no attention (trained with "
-                             "--attention none), so there are no alignments to return")
+            raise ValueError(
+                "alignments: this model has no attention (trained with "
+                "--attention none), so there are no alignments to return"
+            )
         try:
             self._decode_config(options)  # its own checks (n_best <= beam_size, ...)
         except ValueError as error:  # (worded for the command line)
             raise ValueError(str(error).replace("--beam-size", "beam_size")) from None
 
     def _decode_config(self, options: Options) -> DecodeConfig:
-        return DecodeConfig(batch_size=self.batch_size, beam_size=options.beam_size,
-                            length_penalty=options.length_penalty, n_best=options.n_best)
+        return DecodeConfig(
+            batch_size=self.batch_size,
+            beam_size=options.beam_size,
+            length_penalty=options.length_penalty,
+            n_best=options.n_best,
+        )
 
     def translator(self, options: Options):
         from ..decoding.translator import Translator
@@ -61,8 +70,13 @@ class Engine:
         key = (options.beam_size, options.length_penalty, options.n_best)
         translator = self._translators.pop(key, None)  # (re-inserted: the newest)
         if translator is None:  # each compiles its search once: keep a few
-            translator = Translator(self.model, self.tokenizer, self.config.model,
-                                    self._decode_config(options), fixed_weights=True)
+            translator = Translator(
+                self.model,
+                self.tokenizer,
+                self.config.model,
+                self._decode_config(options),
+                fixed_weights=True,
+            )
             if len(self._translators) >= self.TRANSLATORS:
                 self._translators.pop(next(iter(self._translators)))  # the least recent
         self._translators[key] = translator
@@ -74,7 +88,8 @@ class Engine:
         "log_prob" and "score", with n_best > 1 its "hypotheses", with `alignments` its
         "alignment" (as `translate --alignments` writes it)."""
         done = self.translator(options).translate_details(
-            lines, scores=options.scores, alignments=options.alignments)
+            lines, scores=options.scores, alignments=options.alignments
+        )
         results = []
         for translation in done:
             result: dict = {"text": translation.text}
@@ -101,7 +116,11 @@ class Engine:
         return seconds
 
     def describe(self) -> dict:
-        return {"model_dir": str(self.model_dir), "attention": self.attention,
-                "max_source_length": self.config.model.max_source_length,
-                "batch_size": self.batch_size, "max_beam_size": self.max_beam_size,
-                "defaults": dataclasses.asdict(Options())}
+        return {
+            "model_dir": str(self.model_dir),
+            "attention": self.attention,
+            "max_source_length": self.config.model.max_source_length,
+            "batch_size": self.batch_size,
+            "max_beam_size": self.max_beam_size,
+            "defaults": dataclasses.asdict(Options()),
+        }

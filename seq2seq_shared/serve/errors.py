@@ -1,6 +1,7 @@
 """How the server says no: one JSON shape, {"error": message, "status": code}, for every
 refusal (400 invalid JSON, 413 too large, 422 wrong fields or values, 404/405, 503
 timed out, 500), and a body-size limit applied before a body is read whole."""
+
 from __future__ import annotations
 
 import json
@@ -25,8 +26,11 @@ def validation_message(errors: list[dict]) -> str:
     problems = []
     for error in errors:
         location = _location(error.get("loc", ()))
-        problems.append(f"{location}: {error.get('msg', 'invalid')}" if location
-                        else error.get("msg", "invalid"))
+        problems.append(
+            f"{location}: {error.get('msg', 'invalid')}"
+            if location
+            else error.get("msg", "invalid")
+        )
     return "; ".join(problems)
 
 
@@ -44,21 +48,33 @@ def check_lines(lines: list[str], max_lines: int, max_chars: int) -> None:
     """ClientError (413) for too much text, (422) for a line no translation can come from:
     a control character (tab excepted) or a lone surrogate (invalid Unicode)."""
     if len(lines) > max_lines:
-        raise ClientError(413, f"{len(lines)} lines is over this server's limit of {max_lines} "
-                               f"per request (--max-lines); send them in several requests")
+        raise ClientError(
+            413,
+            f"{len(lines)} lines is over this server's limit of {max_lines} "
+            f"per request (--max-lines); send them in several requests",
+        )
     total = sum(map(len, lines))
     if total > max_chars:
-        raise ClientError(413, f"{total} characters is over this server's limit of {max_chars} "
-                               f"per request (--max-chars); send them in several requests")
+        raise ClientError(
+            413,
+            f"{total} characters is over this server's limit of {max_chars} "
+            f"per request (--max-chars); send them in several requests",
+        )
     for number, line in enumerate(lines):
         found = _UNTRANSLATABLE.search(line)
         if found:
             character, position = found.group(), found.start()
-            kind = ("a lone surrogate (not valid Unicode)"
-                    if unicodedata.category(character) == "Cs" else "a control character")
-            raise ClientError(422, f"text[{number}] has {kind}, U+{ord(character):04X}, at "
-                                   f"position {position}: send one line per item, without "
-                                   f"line breaks or control characters (tab is allowed)")
+            kind = (
+                "a lone surrogate (not valid Unicode)"
+                if unicodedata.category(character) == "Cs"
+                else "a control character"
+            )
+            raise ClientError(
+                422,
+                f"text[{number}] has {kind}, U+{ord(character):04X}, at "
+                f"position {position}: send one line per item, without "
+                f"line breaks or control characters (tab is allowed)",
+            )
 
 
 # Unicode's control characters (category Cc) but tab, and lone surrogates (Cs).
@@ -118,11 +134,23 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
     async def _refuse(self, send, size: int) -> None:
-        content = json.dumps(body(413, f"the body ({size} bytes or more) is over this server's "
-                                       f"limit of {self.max_bytes} bytes; send fewer lines per "
-                                       f"request")).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(content)).encode()),
-                                (b"connection", b"close")]})
+        content = json.dumps(
+            body(
+                413,
+                f"the body ({size} bytes or more) is over this server's "
+                f"limit of {self.max_bytes} bytes; send fewer lines per "
+                f"request",
+            )
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(content)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": content})

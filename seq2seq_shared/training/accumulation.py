@@ -9,6 +9,7 @@ that weight. An epoch's last group may hold fewer batches: `filler_calls` says h
 empty calls (no target token, so no gradient) complete it, so every epoch's groups are
 whole and the optimizer updates at each group's last batch.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -46,5 +47,8 @@ class Accumulation:
         gradient."""
         rows = self.batches.row_multiple
         target_input = pad([[BOS_ID]] * rows, self.batches.multiple)  # (rows, width)
-        return Batch(source=pad([[EOS_ID]] * rows, self.batches.multiple),
-                     target_input=target_input, target_output=np.zeros_like(target_input))
+        return Batch(
+            source=pad([[EOS_ID]] * rows, self.batches.multiple),
+            target_input=target_input,
+            target_output=np.zeros_like(target_input),
+        )

@@ -6,6 +6,7 @@ all offer it. The checkpoints are the run's own (`checkpoints/step-N.npz`, which
 model variable); the result is a complete model directory of its own, so the run and its
 best model stay as they were.
 """
+
 from __future__ import annotations
 
 import logging
@@ -28,8 +29,10 @@ def average_checkpoints(model_dir: Path | str, last: int, output: Path | str) ->
     if last < 1:
         raise ValueError("--last must be at least 1")
     if len(found) < last:
-        raise ValueError(f"{source.path}: {len(found)} checkpoint(s) kept, {last} asked for; "
-                         f"average fewer, or train with --keep-checkpoints {last} or more")
+        raise ValueError(
+            f"{source.path}: {len(found)} checkpoint(s) kept, {last} asked for; "
+            f"average fewer, or train with --keep-checkpoints {last} or more"
+        )
     if target.path.exists() and not target.is_empty():
         raise ValueError(f"{target.path}: exists and is not empty; choose a new --output")
     chosen = found[-last:]
@@ -37,8 +40,10 @@ def average_checkpoints(model_dir: Path | str, last: int, output: Path | str) ->
     mean = _mean_model_arrays([path for _, path in chosen], len(model.variables))
     for variable, value in zip(model.variables, mean):
         if tuple(value.shape) != tuple(variable.shape):
-            raise ValueError(f"{source.path}: its checkpoints do not fit its config.json "
-                             f"(variable {variable.path}); they belong to another model")
+            raise ValueError(
+                f"{source.path}: its checkpoints do not fit its config.json "
+                f"(variable {variable.path}); they belong to another model"
+            )
         variable.assign(value)
     created = target.create()
     try:
@@ -60,13 +65,21 @@ def _mean_model_arrays(paths: list[Path], count: int) -> list[np.ndarray]:
     newest: list[np.ndarray] = []
     for path in paths:
         arrays, _ = checkpoint.read(path)
-        newest = [arrays[f"model/{index:04d}"] for index in range(count)
-                  if f"model/{index:04d}" in arrays]
+        newest = [
+            arrays[f"model/{index:04d}"] for index in range(count) if f"model/{index:04d}" in arrays
+        ]
         if len(newest) != count:
-            raise ValueError(f"{path}: holds {len(newest)} model variables, the model has "
-                             f"{count}; it belongs to another model")
+            raise ValueError(
+                f"{path}: holds {len(newest)} model variables, the model has "
+                f"{count}; it belongs to another model"
+            )
         values = [a.astype("float64") if a.dtype.kind == "f" else a for a in newest]
-        total = values if total is None else [t + v if v.dtype.kind == "f" else v
-                                               for t, v in zip(total, values)]
-    return [(t / len(paths)).astype(n.dtype) if n.dtype.kind == "f" else n
-            for t, n in zip(total, newest)]
+        total = (
+            values
+            if total is None
+            else [t + v if v.dtype.kind == "f" else v for t, v in zip(total, values)]
+        )
+    return [
+        (t / len(paths)).astype(n.dtype) if n.dtype.kind == "f" else n
+        for t, n in zip(total, newest)
+    ]

@@ -11,6 +11,7 @@ scale goes apart, as `loss_scale/0000` (the scale) and `loss_scale/0001` (the st
 it changed), read only by a run that scales its loss: so a run resumes under another
 precision (a float32 checkpoint under mixed_float16 starts Keras's initial scale).
 """
+
 from __future__ import annotations
 
 import json
@@ -28,17 +29,22 @@ def _variables(model) -> dict[str, list]:
     optimizer = model.optimizer
     if not isinstance(optimizer, LossScaleOptimizer):
         return {"model": model.variables, "optimizer": optimizer.variables}
-    return {"model": model.variables, "optimizer": optimizer.inner_optimizer.variables,
-            LOSS_SCALE: [optimizer.dynamic_scale, optimizer.step_counter]}
+    return {
+        "model": model.variables,
+        "optimizer": optimizer.inner_optimizer.variables,
+        LOSS_SCALE: [optimizer.dynamic_scale, optimizer.step_counter],
+    }
 
 
 def arrays_of(model) -> dict[str, np.ndarray]:
     """Every model and optimizer variable's value, by checkpoint key."""
     from ..backend import to_numpy
 
-    return {f"{group}/{index:04d}": to_numpy(variable.value)
-            for group, variables in _variables(model).items()
-            for index, variable in enumerate(variables)}
+    return {
+        f"{group}/{index:04d}": to_numpy(variable.value)
+        for group, variables in _variables(model).items()
+        for index, variable in enumerate(variables)
+    }
 
 
 def all_finite(arrays: dict[str, np.ndarray]) -> bool:
@@ -66,13 +72,17 @@ def assign(model, arrays: dict[str, np.ndarray], source: str) -> None:
         if group == LOSS_SCALE and not saved:
             continue  # saved without loss scaling: the scale starts at Keras's initial one
         if len(saved) != len(variables):
-            raise ValueError(f"{source}: holds {len(saved)} {group} variables, the model has "
-                             f"{len(variables)}; it belongs to another model; pass --overwrite "
-                             f"to start over")
+            raise ValueError(
+                f"{source}: holds {len(saved)} {group} variables, the model has "
+                f"{len(variables)}; it belongs to another model; pass --overwrite "
+                f"to start over"
+            )
         for index, variable in enumerate(variables):
             value = arrays[f"{group}/{index:04d}"]
             if tuple(value.shape) != tuple(variable.shape):
-                raise ValueError(f"{source}: variable {variable.path} has shape {value.shape}, "
-                                 f"the model {tuple(variable.shape)}; pass --overwrite to "
-                                 f"start over")
+                raise ValueError(
+                    f"{source}: variable {variable.path} has shape {value.shape}, "
+                    f"the model {tuple(variable.shape)}; pass --overwrite to "
+                    f"start over"
+                )
             variable.assign(value)

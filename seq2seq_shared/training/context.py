@@ -4,6 +4,7 @@ Ctrl-C and SIGTERM are collected instead of killing the process mid-step, so the
 checkpoint and stop (`TrainingInterrupted`); the package's log records are copied into the
 model directory's train.log; tqdm shows progress.
 """
+
 from __future__ import annotations
 
 import logging
@@ -28,8 +29,10 @@ def stop_requests():
     if threading.current_thread() is not threading.main_thread():
         yield requests
         return
-    previous = {number: signal.signal(number, lambda n, frame: requests.append(n))
-                for number in (signal.SIGINT, signal.SIGTERM)}
+    previous = {
+        number: signal.signal(number, lambda n, frame: requests.append(n))
+        for number in (signal.SIGINT, signal.SIGTERM)
+    }
     try:
         yield requests
     finally:
@@ -40,8 +43,16 @@ def stop_requests():
 def progress_bar(total: int, initial: int, description: str, enabled: bool):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, desc=description, unit="batch",
-                disable=not enabled, leave=False, dynamic_ncols=True, mininterval=0.5)
+    return tqdm(
+        total=total,
+        initial=initial,
+        desc=description,
+        unit="batch",
+        disable=not enabled,
+        leave=False,
+        dynamic_ncols=True,
+        mininterval=0.5,
+    )
 
 
 class _LogFileHandler(logging.FileHandler):
@@ -53,7 +64,9 @@ class _LogFileHandler(logging.FileHandler):
     def handleError(self, record: logging.LogRecord) -> None:
         if not self.failed:
             self.failed = True
-            logging.getLogger(__name__).warning("%s: cannot write the log any more", self.baseFilename)
+            logging.getLogger(__name__).warning(
+                "%s: cannot write the log any more", self.baseFilename
+            )
 
 
 @contextmanager

@@ -23,6 +23,7 @@ rows are padded with empty rows (no target token: they weigh nothing) to a multi
 the devices; which pairs make a batch does not depend on the device count, so a run may
 resume on another.
 """
+
 from __future__ import annotations
 
 import json
@@ -50,14 +51,14 @@ class Cluster:
 
     def __post_init__(self) -> None:
         if self.devices != "all" and not (self.devices.isdigit() and int(self.devices) >= 1):
-            raise ValueError(f"--devices must be a positive number or 'all', not "
-                             f"{self.devices!r}")
+            raise ValueError(f"--devices must be a positive number or 'all', not {self.devices!r}")
         if (self.coordinator is None) != (self.processes == 1):
-            raise ValueError("several processes need --coordinator HOST:PORT and "
-                             "--num-processes N (above 1), together")
+            raise ValueError(
+                "several processes need --coordinator HOST:PORT and "
+                "--num-processes N (above 1), together"
+            )
         if not 0 <= self.process < self.processes:
-            raise ValueError(f"--process-id must be in 0..{self.processes - 1}, not "
-                             f"{self.process}")
+            raise ValueError(f"--process-id must be in 0..{self.processes - 1}, not {self.process}")
 
     @property
     def single(self) -> bool:
@@ -67,8 +68,7 @@ class Cluster:
 class Replicas:
     """The running data-parallel set-up: the distribution, and how this process feeds it."""
 
-    def __init__(self, distribution, devices: int, process: int, processes: int,
-                 strategy=None):
+    def __init__(self, distribution, devices: int, process: int, processes: int, strategy=None):
         self.distribution, self.devices = distribution, devices
         self.process, self.processes = process, processes
         self.strategy = strategy  # TensorFlow's MirroredStrategy; JAX: None
@@ -102,13 +102,15 @@ class Replicas:
             context = tf.distribute.get_replica_context()
             count, index = context.num_replicas_in_sync, context.replica_id_in_sync_group
             rows = tf.shape(tf.nest.flatten(data)[0])[0] // count
-            return method(tf.nest.map_structure(lambda x: x[index * rows:(index + 1) * rows],
-                                                data))
+            return method(
+                tf.nest.map_structure(lambda x: x[index * rows : (index + 1) * rows], data)
+            )
 
         def step(data):
             logs = self.strategy.run(replica_step, args=(data,))
-            return {name: self.strategy.reduce("MEAN", value, axis=None)
-                    for name, value in logs.items()}
+            return {
+                name: self.strategy.reduce("MEAN", value, axis=None) for name, value in logs.items()
+            }
 
         return step
 
@@ -129,9 +131,11 @@ class Replicas:
         # reaches the same verdict. Exact: whole numbers, far below 2^53 (np.isclose
         # would let 1,000 and 1,001 pass).
         if self.devices * squares != total * total:
-            raise ValueError(f"the processes disagree on {what} (this one: {value}): give "
-                             f"them the same command, data and model directory (a shared "
-                             f"filesystem, the same path)")
+            raise ValueError(
+                f"the processes disagree on {what} (this one: {value}): give "
+                f"them the same command, data and model directory (a shared "
+                f"filesystem, the same path)"
+            )
 
     def _sums(self, value: float) -> tuple[float, float]:
         """The sums of `value` and of its square over the replicas, one per device (a
@@ -169,31 +173,42 @@ def start(cluster: Cluster) -> Replicas | None:
     if backend.name() == "tensorflow":
         return _start_mirrored(cluster)
     if backend.name() != "jax":
-        raise ValueError(f"--devices needs JAX or TensorFlow; this process runs "
-                         f"{backend.name()}")
+        raise ValueError(f"--devices needs JAX or TensorFlow; this process runs {backend.name()}")
     import keras
 
     if cluster.processes > 1:
-        keras.distribution.initialize(job_addresses=cluster.coordinator,
-                                      num_processes=cluster.processes,
-                                      process_id=cluster.process)
+        keras.distribution.initialize(
+            job_addresses=cluster.coordinator,
+            num_processes=cluster.processes,
+            process_id=cluster.process,
+        )
     import jax
 
     available = jax.devices()
     count = len(available) if cluster.devices == "all" else int(cluster.devices)
     if count > len(available) or count % cluster.processes:
-        raise ValueError(f"--devices {cluster.devices}: {len(available)} device(s) are "
-                         f"available to {cluster.processes} process(es), and every process "
-                         f"needs the same number; pass at most {len(available)}, a multiple "
-                         f"of {cluster.processes}, or 'all'")
+        raise ValueError(
+            f"--devices {cluster.devices}: {len(available)} device(s) are "
+            f"available to {cluster.processes} process(es), and every process "
+            f"needs the same number; pass at most {len(available)}, a multiple "
+            f"of {cluster.processes}, or 'all'"
+        )
     each = count // cluster.processes  # the first `each` devices of every process
-    chosen = [f"{device.platform}:{device.id}" for process in range(cluster.processes)
-              for device in [d for d in available if d.process_index == process][:each]]
+    chosen = [
+        f"{device.platform}:{device.id}"
+        for process in range(cluster.processes)
+        for device in [d for d in available if d.process_index == process][:each]
+    ]
     distribution = keras.distribution.DataParallel(devices=chosen)
     keras.distribution.set_distribution(distribution)
     _current = Replicas(distribution, count, cluster.process, cluster.processes)
-    logger.info("data parallel on %d device(s) (%s), process %d of %d", count,
-                ", ".join(chosen), cluster.process, cluster.processes)
+    logger.info(
+        "data parallel on %d device(s) (%s), process %d of %d",
+        count,
+        ", ".join(chosen),
+        cluster.process,
+        cluster.processes,
+    )
     return _current
 
 
@@ -202,9 +217,11 @@ def _start_mirrored(cluster: Cluster) -> Replicas:
     GPUs, as many logical CPU devices, as JAX's host-platform device count makes)."""
     global _current
     if cluster.processes > 1:
-        raise ValueError("under TensorFlow, several processes (hosts) are described by the "
-                         "TF_CONFIG environment variable, TensorFlow's own way, not by "
-                         "--coordinator / --num-processes / --process-id (JAX's)")
+        raise ValueError(
+            "under TensorFlow, several processes (hosts) are described by the "
+            "TF_CONFIG environment variable, TensorFlow's own way, not by "
+            "--coordinator / --num-processes / --process-id (JAX's)"
+        )
     import tensorflow as tf
 
     logging.getLogger("tensorflow").setLevel(logging.WARNING)  # a line per reduce, else
@@ -222,12 +239,12 @@ def _start_mirrored(cluster: Cluster) -> Replicas:
             count = 1
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(
-            cpu, [tf.config.LogicalDeviceConfiguration()] * count)
+            cpu, [tf.config.LogicalDeviceConfiguration()] * count
+        )
         devices = [device.name for device in tf.config.list_logical_devices("CPU")][:count]
     strategy = tf.distribute.MirroredStrategy(devices)
     _current = Replicas(None, count, 0, 1, strategy=strategy)
-    logger.info("data parallel on %d device(s) (%s): MirroredStrategy", count,
-                ", ".join(devices))
+    logger.info("data parallel on %d device(s) (%s): MirroredStrategy", count, ", ".join(devices))
     return _current
 
 
@@ -242,14 +259,20 @@ def _start_multi_worker() -> Replicas:
         workers = len(described["cluster"]["worker"])
         index = int(described["task"]["index"])
     except (ValueError, KeyError, TypeError) as error:
-        raise ValueError(f"TF_CONFIG: not a TensorFlow cluster description ({error}); "
-                         f"expected {{\"cluster\": {{\"worker\": [\"host:port\", ...]}}, "
-                         f"\"task\": {{\"type\": \"worker\", \"index\": I}}}}") from None
+        raise ValueError(
+            f"TF_CONFIG: not a TensorFlow cluster description ({error}); "
+            f'expected {{"cluster": {{"worker": ["host:port", ...]}}, '
+            f'"task": {{"type": "worker", "index": I}}}}'
+        ) from None
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
     count = strategy.num_replicas_in_sync
     _current = Replicas(None, count, index, workers, strategy=strategy)
-    logger.info("data parallel on %d device(s): MultiWorkerMirroredStrategy, worker %d of %d",
-                count, index, workers)
+    logger.info(
+        "data parallel on %d device(s): MultiWorkerMirroredStrategy, worker %d of %d",
+        count,
+        index,
+        workers,
+    )
     return _current
 
 
@@ -268,8 +291,9 @@ def mirrored_adam():
     class MirroredAdam(keras.optimizers.Adam):
         def _clip_gradients(self, grads):
             context = tf.distribute.get_replica_context()
-            if not (self.global_clipnorm and context is not None
-                    and context.num_replicas_in_sync > 1):
+            if not (
+                self.global_clipnorm and context is not None and context.num_replicas_in_sync > 1
+            ):
                 return super()._clip_gradients(grads)
             count = context.num_replicas_in_sync
             summed = context.all_reduce(tf.distribute.ReduceOp.SUM, grads)

@@ -3,6 +3,7 @@ run's config, its state, metrics and checkpoints, and what a killed write left b
 
 The names of the files are `model_dir.py`'s (the layout is written down once, there).
 """
+
 from __future__ import annotations
 
 import csv
@@ -53,9 +54,12 @@ class RunDir(ModelDir):
 
     def holds_only_run_leftovers(self) -> bool:
         """True if all that is here is what a run writes before its config (log, temporaries)."""
-        return all(path.name in (LOG, CHECKPOINTS, TENSORBOARD, COMPILE_CACHE)
-                   or path.name.startswith(".") or self._is_our_prepared(path)
-                   for path in self.path.iterdir())
+        return all(
+            path.name in (LOG, CHECKPOINTS, TENSORBOARD, COMPILE_CACHE)
+            or path.name.startswith(".")
+            or self._is_our_prepared(path)
+            for path in self.path.iterdir()
+        )
 
     @staticmethod
     def _is_our_prepared(path: Path) -> bool:
@@ -90,8 +94,10 @@ class RunDir(ModelDir):
             with tempfile.TemporaryFile(dir=self.path):
                 pass
         except OSError as error:
-            raise ValueError(f"{self.path}: model directory is not writable ({error.strerror}); "
-                             f"choose another --model-dir") from None
+            raise ValueError(
+                f"{self.path}: model directory is not writable ({error.strerror}); "
+                f"choose another --model-dir"
+            ) from None
         return created
 
     def remove_if_unused(self, created: Path) -> None:
@@ -111,12 +117,17 @@ class RunDir(ModelDir):
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 holder = os.read(handle, 300).decode("utf-8", "replace").strip() or "unknown"
-                raise ValueError(f"{self.path}: another training run is writing here ({holder}); "
-                                 f"wait for it to end or stop it, or choose another "
-                                 f"--model-dir") from None
+                raise ValueError(
+                    f"{self.path}: another training run is writing here ({holder}); "
+                    f"wait for it to end or stop it, or choose another "
+                    f"--model-dir"
+                ) from None
             os.ftruncate(handle, 0)
-            os.write(handle, f"pid {os.getpid()} on {socket.gethostname()}, since "
-                             f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
+            os.write(
+                handle,
+                f"pid {os.getpid()} on {socket.gethostname()}, since "
+                f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode(),
+            )
             yield
         finally:
             os.close(handle)
@@ -133,13 +144,16 @@ class RunDir(ModelDir):
                 raise ValueError(
                     f"{self.path} holds a run with other settings ({'; '.join(differences)}). "
                     f"To resume it, repeat its settings (they are in {self.config_path}); to "
-                    f"start over there, pass --overwrite; or choose a new --model-dir")
+                    f"start over there, pass --overwrite; or choose a new --model-dir"
+                )
             if self.checkpoints():
                 return True
         elif not self.is_empty() and not self.holds_only_run_leftovers():
-            raise ValueError(f"{self.path}: not empty and not a seq2seq-shared model directory; "
-                             f"choose a new --model-dir (or pass --overwrite to train there "
-                             f"anyway)")
+            raise ValueError(
+                f"{self.path}: not empty and not a seq2seq-shared model directory; "
+                f"choose a new --model-dir (or pass --overwrite to train there "
+                f"anyway)"
+            )
         self.clear(keep_prepared=True)  # a run killed before its first checkpoint: start again
         return False
 
@@ -170,8 +184,9 @@ class RunDir(ModelDir):
         try:
             return RunState.from_dict(json.loads(path.read_text(encoding="utf-8")))
         except FileNotFoundError:
-            raise FileNotFoundError(f"{path}: missing; no training has checkpointed here "
-                                    f"yet") from None
+            raise FileNotFoundError(
+                f"{path}: missing; no training has checkpointed here yet"
+            ) from None
 
     def save_metrics(self, rows: list[dict[str, Any]]) -> None:
         if not rows:
@@ -214,8 +229,10 @@ class RunDir(ModelDir):
             except Exception as error:  # zip, CRC, npy and JSON errors: a damaged file
                 logger.warning("%s: unreadable (%s); trying an older checkpoint", path, error)
         if found:
-            raise ValueError(f"{self.path / CHECKPOINTS}: no checkpoint can be read; restore one, "
-                             f"or pass --overwrite to start training again")
+            raise ValueError(
+                f"{self.path / CHECKPOINTS}: no checkpoint can be read; restore one, "
+                f"or pass --overwrite to start training again"
+            )
         return None
 
     def restore_checkpoint(self, model, data_sha256: dict[str, str]) -> RunState:
@@ -224,11 +241,16 @@ class RunDir(ModelDir):
         arrays, document = self.load_latest_checkpoint()
         state = RunState.from_dict(document)
         if state.data_sha256 != data_sha256:
-            changed = [name for name, digest in data_sha256.items()
-                       if state.data_sha256.get(name) != digest]
-            raise ValueError(f"{self.path} was trained on other data ({', '.join(changed)} "
-                             f"changed since the run began); pass the same files to resume, "
-                             f"--overwrite to start over, or a new --model-dir")
+            changed = [
+                name
+                for name, digest in data_sha256.items()
+                if state.data_sha256.get(name) != digest
+            ]
+            raise ValueError(
+                f"{self.path} was trained on other data ({', '.join(changed)} "
+                f"changed since the run began); pass the same files to resume, "
+                f"--overwrite to start over, or a new --model-dir"
+            )
         checkpoint.assign(model, arrays, f"{self.path}: the newest checkpoint")
         return state
 

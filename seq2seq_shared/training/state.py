@@ -6,6 +6,7 @@ the metrics since the last report and the history. Checkpoints save `to_dict()`;
 reads it back with `from_dict()` (the same keys as the untyped dict of earlier versions, so
 their checkpoints resume too). Pure Python: the decisions are tested by hand.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -22,7 +23,7 @@ logger = logging.getLogger(__name__)
 class Best:
     """The best validation score so far and the step that reached it."""
 
-    metric: str                # "bleu" (higher is better) or "loss" (lower is better)
+    metric: str  # "bleu" (higher is better) or "loss" (lower is better)
     value: float | None = None
     step: int | None = None
 
@@ -36,10 +37,10 @@ class Best:
 class Window:
     """Training figures since the last report, summed per target token."""
 
-    loss: float = 0.0      # label-smoothed loss x tokens
-    nll: float = 0.0       # negative log-likelihood x tokens
-    tokens: int = 0        # real target tokens (eos included)
-    seconds: float = 0.0   # time in steps (validation and checkpoints excluded)
+    loss: float = 0.0  # label-smoothed loss x tokens
+    nll: float = 0.0  # negative log-likelihood x tokens
+    tokens: int = 0  # real target tokens (eos included)
+    seconds: float = 0.0  # time in steps (validation and checkpoints excluded)
 
     def add(self, loss: float, nll: float, tokens: int, seconds: float) -> None:
         self.loss += loss * tokens
@@ -50,16 +51,16 @@ class Window:
 
 @dataclass
 class RunState:
-    best: Best                      # by best_metric: picks model.weights.h5, early stopping
-    plateau_best: Best              # by plateau_metric: the learning-rate plateau
-    epoch: int = 0                  # epochs completed
-    batch: int = 0                  # batches completed in the epoch in progress
-    step: int = 0                   # optimizer steps taken
-    seconds: float = 0.0            # training time so far, resumes included
-    finished: str | None = None     # why the run stopped, once it has
-    lr_scale: float = 1.0           # product of the plateau decays so far
-    bad_validations: int = 0        # since the best, for early stopping
-    plateau_validations: int = 0    # since the plateau's best or the last decay
+    best: Best  # by best_metric: picks model.weights.h5, early stopping
+    plateau_best: Best  # by plateau_metric: the learning-rate plateau
+    epoch: int = 0  # epochs completed
+    batch: int = 0  # batches completed in the epoch in progress
+    step: int = 0  # optimizer steps taken
+    seconds: float = 0.0  # training time so far, resumes included
+    finished: str | None = None  # why the run stopped, once it has
+    lr_scale: float = 1.0  # product of the plateau decays so far
+    bad_validations: int = 0  # since the best, for early stopping
+    plateau_validations: int = 0  # since the plateau's best or the last decay
     window: Window = field(default_factory=Window)
     data_sha256: dict[str, str] = field(default_factory=dict)
     # How the training batches were planned (`ParallelBatches(fixed_shapes=...)`, JAX's
@@ -70,8 +71,11 @@ class RunState:
 
     @classmethod
     def fresh(cls, training: TrainingConfig, data_sha256: dict[str, str]) -> RunState:
-        return cls(best=Best(training.best_metric), plateau_best=Best(training.plateau_metric),
-                   data_sha256=data_sha256)
+        return cls(
+            best=Best(training.best_metric),
+            plateau_best=Best(training.plateau_metric),
+            data_sha256=data_sha256,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -81,8 +85,14 @@ class RunState:
         values = {f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data}
         # Before plateau_metric, the plateau watched the best score itself.
         plateau = data.get("plateau_best", data["best"])
-        return cls(**{**values, "best": Best(**data["best"]), "plateau_best": Best(**plateau),
-                      "window": Window(**data["window"])})
+        return cls(
+            **{
+                **values,
+                "best": Best(**data["best"]),
+                "plateau_best": Best(**plateau),
+                "window": Window(**data["window"]),
+            }
+        )
 
     def summary(self) -> dict[str, Any]:
         """What `train` returns: the last metrics row, why the run stopped, the best score."""
@@ -119,9 +129,12 @@ class RunState:
         if training.lr_patience and self.plateau_validations >= training.lr_patience:
             self.lr_scale *= training.lr_decay
             self.plateau_validations = 0
-            logger.info("validation %s has not improved for %d validation(s): learning rate "
-                        "now %g", plateau.metric, training.lr_patience,
-                        max(training.learning_rate * self.lr_scale, training.min_learning_rate))
+            logger.info(
+                "validation %s has not improved for %d validation(s): learning rate now %g",
+                plateau.metric,
+                training.lr_patience,
+                max(training.learning_rate * self.lr_scale, training.min_learning_rate),
+            )
         return improved
 
     def stop_reason(self, training: TrainingConfig, validating: bool) -> str | None:

@@ -6,6 +6,7 @@ The batch order of epoch k is a function of (seed, k), so a resumed run skips th
 already seen and then meets the same batches, with the same random numbers, as an
 uninterrupted run. Validation is `validation.py`'s; the directory's files `model_dir.py`'s.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -34,10 +35,17 @@ from .state import RunState, Window
 logger = logging.getLogger(__name__)
 
 
-def train(source_path: Path, target_path: Path | None, model_dir: Path | str, config: Config,
-          valid_source_path: Path | None = None, valid_target_path: Path | None = None,
-          overwrite: bool = False, progress: bool = True,
-          cluster: Cluster | None = None) -> dict[str, Any]:
+def train(
+    source_path: Path,
+    target_path: Path | None,
+    model_dir: Path | str,
+    config: Config,
+    valid_source_path: Path | None = None,
+    valid_target_path: Path | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    cluster: Cluster | None = None,
+) -> dict[str, Any]:
     """Train a model into `model_dir`, resuming the run already there; returns the last metrics.
 
     The corpus: text files `source_path` / `target_path`, which are prepared into the model
@@ -45,27 +53,39 @@ def train(source_path: Path, target_path: Path | None, model_dir: Path | str, co
     `target_path=None`, a directory that `prepare` wrote. `cluster`: data parallel over
     several devices or processes (`parallel.py`).
     """
-    valid_paths = ((valid_source_path, valid_target_path)
-                   if valid_source_path is not None and valid_target_path is not None else None)
+    valid_paths = (
+        (valid_source_path, valid_target_path)
+        if valid_source_path is not None and valid_target_path is not None
+        else None
+    )
     replicas = parallel.start(cluster or Cluster())  # before any model
     try:
         if replicas is not None and replicas.processes > 1 and target_path is not None:
-            raise ValueError("several processes train on a prepared corpus, which each reads: "
-                             "run `seq2seq-shared prepare SOURCE TARGET PREPARED` once, then "
-                             "`seq2seq-shared train PREPARED ...` in every process")
-        if replicas is not None and replicas.strategy is not None and (
-                config.training.accumulate_steps > 1 or config.training.precision != "float32"):
-            raise ValueError("--devices under TensorFlow trains in float32 without "
-                             "--accumulate-steps (those combinations are untested there); "
-                             "use KERAS_BACKEND=jax for them")
-        directory = (RunDir(model_dir) if replicas is None or replicas.chief
-                     else FollowerDir(model_dir))  # only the chief writes
+            raise ValueError(
+                "several processes train on a prepared corpus, which each reads: "
+                "run `seq2seq-shared prepare SOURCE TARGET PREPARED` once, then "
+                "`seq2seq-shared train PREPARED ...` in every process"
+            )
+        if (
+            replicas is not None
+            and replicas.strategy is not None
+            and (config.training.accumulate_steps > 1 or config.training.precision != "float32")
+        ):
+            raise ValueError(
+                "--devices under TensorFlow trains in float32 without "
+                "--accumulate-steps (those combinations are untested there); "
+                "use KERAS_BACKEND=jax for them"
+            )
+        directory = (
+            RunDir(model_dir) if replicas is None or replicas.chief else FollowerDir(model_dir)
+        )  # only the chief writes
         created = directory.create()  # fail now, not after the work
         try:
             with directory.lock():
                 directory.remove_temporaries()
-                return _run(directory, config, source_path, target_path, valid_paths,
-                            overwrite, progress)
+                return _run(
+                    directory, config, source_path, target_path, valid_paths, overwrite, progress
+                )
         except BaseException:
             if created is not None:
                 directory.remove_if_unused(created)
@@ -74,9 +94,15 @@ def train(source_path: Path, target_path: Path | None, model_dir: Path | str, co
         parallel.stop()
 
 
-def _run(directory: RunDir, config: Config, source_path: Path, target_path: Path | None,
-         valid_paths: tuple[Path, Path] | None, overwrite: bool, progress: bool
-         ) -> dict[str, Any]:
+def _run(
+    directory: RunDir,
+    config: Config,
+    source_path: Path,
+    target_path: Path | None,
+    valid_paths: tuple[Path, Path] | None,
+    overwrite: bool,
+    progress: bool,
+) -> dict[str, Any]:
     """Check the data, prepare the directory (resume, refuse or start), run."""
     prepared = None
     if target_path is None:
@@ -89,21 +115,26 @@ def _run(directory: RunDir, config: Config, source_path: Path, target_path: Path
             prepared = _prepare_text(directory, source_path, target_path, config, resuming)
         data_sha256 = dict(prepared.data_sha256)
         if valid_paths:
-            data_sha256.update(valid_source=file_sha256(Path(valid_paths[0])),
-                               valid_target=file_sha256(Path(valid_paths[1])))
+            data_sha256.update(
+                valid_source=file_sha256(Path(valid_paths[0])),
+                valid_target=file_sha256(Path(valid_paths[1])),
+            )
         run = TrainingRun(directory, config, prepared, valid_pairs, data_sha256, progress)
         return run.run(resuming)
 
 
-def _prepare_text(directory: RunDir, source_path: Path, target_path: Path, config: Config,
-                  resuming: bool) -> PreparedCorpus:
+def _prepare_text(
+    directory: RunDir, source_path: Path, target_path: Path, config: Config, resuming: bool
+) -> PreparedCorpus:
     """The text corpus prepared into the model directory, or already there: a resume, or
     a restart before the first checkpoint, reads it instead of the corpus."""
     settings = PrepareSettings.of(config)
     path = directory.prepared_path
     if path.exists() and not PreparedCorpus.is_prepared(path):
-        raise ValueError(f"{path}: in the way of the run's prepared corpus, and not one "
-                         f"itself; move it out of the model directory")
+        raise ValueError(
+            f"{path}: in the way of the run's prepared corpus, and not one "
+            f"itself; move it out of the model directory"
+        )
     existing = None
     if PreparedCorpus.is_prepared(path):
         try:
@@ -112,16 +143,20 @@ def _prepare_text(directory: RunDir, source_path: Path, target_path: Path, confi
             logger.warning("%s; preparing the corpus again", error)
     # A resume may pass another sample size: the run's SentencePiece model exists.
     if existing is not None and existing.settings == (
-            dataclasses.replace(settings, sample_lines=existing.settings.sample_lines)
-            if resuming else settings):
+        dataclasses.replace(settings, sample_lines=existing.settings.sample_lines)
+        if resuming
+        else settings
+    ):
         changed = existing.changed(source_path, target_path)
         if not changed:
             logger.info("reading the corpus as prepared in %s (%d pairs)", path, len(existing))
             return existing
         if resuming:  # refused before its prepared data is replaced
-            raise ValueError(f"{directory} was trained on other data ({', '.join(changed)} "
-                             f"changed since the run began); pass the same files to "
-                             f"resume, --overwrite to start over, or a new --model-dir")
+            raise ValueError(
+                f"{directory} was trained on other data ({', '.join(changed)} "
+                f"changed since the run began); pass the same files to "
+                f"resume, --overwrite to start over, or a new --model-dir"
+            )
     # A run saved before prepared data existed resumes with its own tokenizer.
     tokenizer = directory.load_tokenizer() if resuming else None
     logger.info("preparing %s / %s in %s", source_path, target_path, path)
@@ -131,17 +166,25 @@ def _prepare_text(directory: RunDir, source_path: Path, target_path: Path, confi
 def _with_vocabulary_of(prepared: PreparedCorpus, config: Config) -> Config:
     """`config` with the vocabulary settings the prepared corpus was encoded with."""
     settings = prepared.settings
-    vocabulary = {"vocab_size": settings.vocab_size, "joint_vocab": settings.joint_vocab,
-                  "sentencepiece_model_type": settings.model_type,
-                  "sentencepiece_sample_lines": settings.sample_lines}
+    vocabulary = {
+        "vocab_size": settings.vocab_size,
+        "joint_vocab": settings.joint_vocab,
+        "sentencepiece_model_type": settings.model_type,
+        "sentencepiece_sample_lines": settings.sample_lines,
+    }
     if not settings.joint_vocab:
         vocabulary["share_embeddings"] = False
-    overridden = {name: value for name, value in vocabulary.items()
-                  if getattr(config.model, name, getattr(config.training, name, None)) != value}
+    overridden = {
+        name: value
+        for name, value in vocabulary.items()
+        if getattr(config.model, name, getattr(config.training, name, None)) != value
+    }
     if overridden:
-        logger.warning("%s was prepared with %s: the run uses them (prepare again to change "
-                       "them)", prepared.path, ", ".join(f"{k}={v}" for k, v in
-                                                         overridden.items()))
+        logger.warning(
+            "%s was prepared with %s: the run uses them (prepare again to change them)",
+            prepared.path,
+            ", ".join(f"{k}={v}" for k, v in overridden.items()),
+        )
     return config.updated(vocabulary)
 
 
@@ -170,12 +213,20 @@ def compile_for_training(model, training: TrainingConfig) -> None:
 
     model.label_smoothing = training.label_smoothing
     replicas = parallel.current()
-    adam = (keras.optimizers.Adam if replicas is None or replicas.strategy is None
-            else parallel.mirrored_adam())  # clips the replicas' summed gradient
-    model.compile(optimizer=adam(
-        learning_rate=training.learning_rate, global_clipnorm=training.clip_norm or None,
-        gradient_accumulation_steps=(training.accumulate_steps
-                                     if training.accumulate_steps > 1 else None)))
+    adam = (
+        keras.optimizers.Adam
+        if replicas is None or replicas.strategy is None
+        else parallel.mirrored_adam()
+    )  # clips the replicas' summed gradient
+    model.compile(
+        optimizer=adam(
+            learning_rate=training.learning_rate,
+            global_clipnorm=training.clip_norm or None,
+            gradient_accumulation_steps=(
+                training.accumulate_steps if training.accumulate_steps > 1 else None
+            ),
+        )
+    )
     model.optimizer.build(model.trainable_variables)
 
 
@@ -195,10 +246,15 @@ def _batches(config: Config, pairs: EncodedPairs, shuffle: bool = False) -> Para
 
     training = config.training
     index = within_lengths(pairs, (config.model.max_source_length, training.max_target_length))
-    batches = ParallelBatches(pairs, batch_tokens=training.batch_tokens,
-                              multiple=backend.shape_multiple(), seed=training.seed,
-                              shuffle=shuffle, fixed_shapes=not backend.dynamic_shapes(),
-                              index=index)
+    batches = ParallelBatches(
+        pairs,
+        batch_tokens=training.batch_tokens,
+        multiple=backend.shape_multiple(),
+        seed=training.seed,
+        shuffle=shuffle,
+        fixed_shapes=not backend.dynamic_shapes(),
+        index=index,
+    )
     replicas = parallel.current()
     if replicas is not None:  # every device gets rows
         batches.row_multiple = replicas.devices
@@ -208,9 +264,15 @@ def _batches(config: Config, pairs: EncodedPairs, shuffle: bool = False) -> Para
 class TrainingRun:
     """One run in one process; `run()` starts it, or resumes it from the newest checkpoint."""
 
-    def __init__(self, directory: RunDir, config: Config, prepared: PreparedCorpus,
-                 valid_pairs: tuple[list[str], list[str]] | None,
-                 data_sha256: dict[str, str], progress: bool):
+    def __init__(
+        self,
+        directory: RunDir,
+        config: Config,
+        prepared: PreparedCorpus,
+        valid_pairs: tuple[list[str], list[str]] | None,
+        data_sha256: dict[str, str],
+        progress: bool,
+    ):
         self.directory, self.config, self.training = directory, config, config.training
         self.prepared, self.valid_pairs = prepared, valid_pairs
         self.progress = progress
@@ -220,7 +282,7 @@ class TrainingRun:
         self.model = self.batches = self.validator = self.tensorboard = None
         self.accumulation: Accumulation | None = None  # with --accumulate-steps 2 or more
         self.checkpointed_step: int | None = None  # the last good checkpoint, for messages
-        self.learning_rate: float | None = None    # the rate the optimizer holds now
+        self.learning_rate: float | None = None  # the rate the optimizer holds now
         # Batches whose loss is still on the device: (logs, loss weight, target tokens,
         # step, seconds), read back every `sync_every` batches, so a GPU does not wait for
         # the host at every step.
@@ -234,8 +296,11 @@ class TrainingRun:
         from .. import backend
 
         self._set_up(resuming)
-        self.tensorboard = (backend.tensorboard_writer(self.directory.tensorboard_path)
-                            if self.training.tensorboard and self.directory.writes else None)
+        self.tensorboard = (
+            backend.tensorboard_writer(self.directory.tensorboard_path)
+            if self.training.tensorboard and self.directory.writes
+            else None
+        )
         self.started = time.perf_counter() - self.state.seconds
         try:
             with stop_requests() as self.stop_requests:
@@ -257,31 +322,48 @@ class TrainingRun:
         if training.deterministic:
             backend.enable_determinism()
         backend.use_compile_cache(self.directory.compile_cache_path)
-        logger.info("%s on %d pairs with %s on %s (Keras backend %s)",
-                    "resuming training" if resuming else "training", len(self.prepared),
-                    self.config.to_dict(), backend.accelerator(), backend.name())
+        logger.info(
+            "%s on %d pairs with %s on %s (Keras backend %s)",
+            "resuming training" if resuming else "training",
+            len(self.prepared),
+            self.config.to_dict(),
+            backend.accelerator(),
+            backend.name(),
+        )
         self.tokenizer = self.prepared.tokenizer()
-        if resuming and self.directory.load_tokenizer().serialized() != \
-                self.tokenizer.serialized():
-            raise ValueError(f"{self.prepared.path} was encoded with another SentencePiece "
-                             f"model than the run in {self.directory}; pass the data it was "
-                             f"trained on, --overwrite to start over, or a new --model-dir")
+        if resuming and self.directory.load_tokenizer().serialized() != self.tokenizer.serialized():
+            raise ValueError(
+                f"{self.prepared.path} was encoded with another SentencePiece "
+                f"model than the run in {self.directory}; pass the data it was "
+                f"trained on, --overwrite to start over, or a new --model-dir"
+            )
         self.directory.save_run_config(self.config, self.tokenizer)  # unchanged on resume
         self.batches = _batches(self.config, self.prepared.pairs(), shuffle=True)
-        logger.info("batches: %.1f%% of padded target slots hold real tokens",
-                    100 * self.batches.padding_efficiency)
+        logger.info(
+            "batches: %.1f%% of padded target slots hold real tokens",
+            100 * self.batches.padding_efficiency,
+        )
         replicas = parallel.current()  # data parallel: build in the strategy's scope
-        with precision_policy(training.precision), \
-                (replicas.scope() if replicas is not None else nullcontext()):
+        with (
+            precision_policy(training.precision),
+            replicas.scope() if replicas is not None else nullcontext(),
+        ):
             self.model = self.directory.build_model(self.config)
             compile_for_training(self.model, training)
-        logger.info("model: %d parameters, %d batches per epoch", self.model.count_params(),
-                    len(self.batches))
+        logger.info(
+            "model: %d parameters, %d batches per epoch",
+            self.model.count_params(),
+            len(self.batches),
+        )
         if resuming:
             self.state = self.directory.restore_checkpoint(self.model, self.state.data_sha256)
             self.checkpointed_step = self.state.step
-            logger.info("resumed from the checkpoint at step %d (epoch %d, batch %d)",
-                        self.state.step, self.state.epoch + 1, self.state.batch)
+            logger.info(
+                "resumed from the checkpoint at step %d (epoch %d, batch %d)",
+                self.state.step,
+                self.state.epoch + 1,
+                self.state.batch,
+            )
             if self.state.fixed_shapes != self.batches.fixed_shapes:  # the run's own plan
                 self.batches = self.batches.planned(self.state.fixed_shapes)
         if replicas is not None:  # followers resume on their own: the same point as the chief?
@@ -296,12 +378,17 @@ class TrainingRun:
             # Validation runs in float32, as `translate` will: under a mixed policy, on a
             # float32 copy of the model (decoding calls its layers' methods directly, where
             # Keras's autocasting does not reach).
-            float32_copy = (None if training.precision == "float32"
-                            else self.directory.build_model(self.config))
-            self.validator = Validator(self.model, self.tokenizer, self.config, *self.valid_pairs,
-                                       _batches(self.config, encode_pairs(self.tokenizer,
-                                                                          *self.valid_pairs)),
-                                       float32_copy=float32_copy)
+            float32_copy = (
+                None if training.precision == "float32" else self.directory.build_model(self.config)
+            )
+            self.validator = Validator(
+                self.model,
+                self.tokenizer,
+                self.config,
+                *self.valid_pairs,
+                _batches(self.config, encode_pairs(self.tokenizer, *self.valid_pairs)),
+                float32_copy=float32_copy,
+            )
 
     # The loop ----------------------------------------------------------------------------
 
@@ -335,19 +422,29 @@ class TrainingRun:
 
         counts = backend.compile_counts()
         if counts:
-            logger.info("XLA programs this process: %d compiled, %d loaded from %s",
-                        counts["compiled"], counts["cached"], self.directory.compile_cache_path)
-        logger.info("training finished: %s.%s Model: %s", reason,
-                    f" Best validation {best.metric} {best.value} at step {best.step}."
-                    if best.value is not None else "", self.directory)
+            logger.info(
+                "XLA programs this process: %d compiled, %d loaded from %s",
+                counts["compiled"],
+                counts["cached"],
+                self.directory.compile_cache_path,
+            )
+        logger.info(
+            "training finished: %s.%s Model: %s",
+            reason,
+            f" Best validation {best.metric} {best.value} at step {best.step}."
+            if best.value is not None
+            else "",
+            self.directory,
+        )
 
     def _train_epoch(self) -> bool:
         """Train until the epoch ends (True) or a stop condition holds (False)."""
         training, state = self.training, self.state
         epoch = state.epoch + 1
         self.batches.set_epoch(epoch)
-        bar = progress_bar(len(self.batches), state.batch, f"epoch {epoch}/{training.epochs}",
-                            self.progress)
+        bar = progress_bar(
+            len(self.batches), state.batch, f"epoch {epoch}/{training.epochs}", self.progress
+        )
         try:
             for index in range(state.batch, len(self.batches)):
                 self._check_stop_requests()
@@ -356,13 +453,19 @@ class TrainingRun:
                 if len(self.unread) >= self.sync_every:
                     self._read_losses()
                     window = state.window
-                    bar.set_postfix(loss=f"{window.loss / window.tokens:.3f}",
-                                    tok_s=f"{window.tokens / window.seconds:.0f}", refresh=False)
+                    bar.set_postfix(
+                        loss=f"{window.loss / window.tokens:.3f}",
+                        tok_s=f"{window.tokens / window.seconds:.0f}",
+                        refresh=False,
+                    )
                 bar.update()
                 if not stepped:  # a batch inside an accumulation group
                     continue
-                if training.validate_every and self.validator and \
-                        state.step % training.validate_every == 0:
+                if (
+                    training.validate_every
+                    and self.validator
+                    and state.step % training.validate_every == 0
+                ):
                     self._report()
                 elif training.checkpoint_every and state.step % training.checkpoint_every == 0:
                     self._checkpoint()
@@ -388,8 +491,15 @@ class TrainingRun:
         if accumulation is not None:  # an epoch's last group, made whole
             for _ in range(accumulation.filler_calls(index)):
                 train_step(self.model, accumulation.filler(), 0.0)
-        self.unread.append((logs, weight or 1.0, batch.num_target_tokens, self.state.step + 1,
-                            time.perf_counter() - started))
+        self.unread.append(
+            (
+                logs,
+                weight or 1.0,
+                batch.num_target_tokens,
+                self.state.step + 1,
+                time.perf_counter() - started,
+            )
+        )
         self.state.step += stepped
         return stepped
 
@@ -399,14 +509,15 @@ class TrainingRun:
         if not self.unread:
             return
         started = time.perf_counter()
-        rows = [(float(logs["loss"]) / weight, float(logs["nll"]), tokens, step, seconds)
-                for logs, weight, tokens, step, seconds in self.unread]
+        rows = [
+            (float(logs["loss"]) / weight, float(logs["nll"]), tokens, step, seconds)
+            for logs, weight, tokens, step, seconds in self.unread
+        ]
         self.unread = []
         rows[-1] = (*rows[-1][:4], rows[-1][4] + time.perf_counter() - started)
         for loss, nll, tokens, step, seconds in rows:
             if not math.isfinite(loss):
-                self._diverged(f"at epoch {self.state.epoch + 1}, step {step}: "
-                               f"the loss is {loss}")
+                self._diverged(f"at epoch {self.state.epoch + 1}, step {step}: the loss is {loss}")
             self.state.window.add(loss, nll, tokens, seconds)
 
     def _checkpoint(self) -> None:
@@ -419,13 +530,17 @@ class TrainingRun:
         self.checkpointed_step = self.state.step
 
     def _diverged(self, what: str) -> None:
-        good = (f"the last good checkpoint (step {self.checkpointed_step}) is kept in "
-                f"{self.directory}" if self.checkpointed_step else "no checkpoint was saved yet")
+        good = (
+            f"the last good checkpoint (step {self.checkpointed_step}) is kept in {self.directory}"
+            if self.checkpointed_step
+            else "no checkpoint was saved yet"
+        )
         raise FloatingPointError(
             f"training diverged {what}; {good}. Retry with a lower --learning-rate (now "
             f"{self.state.learning_rate(self.training):g}), more --warmup-steps, or a smaller "
             f"--clip-norm (now {self.training.clip_norm:g}); the run resumes from that "
-            f"checkpoint")
+            f"checkpoint"
+        )
 
     def _check_stop_requests(self) -> None:
         replicas = parallel.current()  # a signal to one process stops them all
@@ -440,7 +555,9 @@ class TrainingRun:
             saved = "no step was taken, so there is nothing to save"
         raise TrainingInterrupted(
             f"interrupted by {signal.Signals(number).name}; {saved}. Run the same "
-            f"`seq2seq-shared train` command again to resume", number)
+            f"`seq2seq-shared train` command again to resume",
+            number,
+        )
 
     # Reports: validation, best model, learning-rate plateau, early stopping -------------
 
@@ -448,14 +565,14 @@ class TrainingRun:
         self._read_losses()
         state = self.state
         # The rate of the last step, also in a resumed process that has not stepped yet.
-        last_rate = self.learning_rate or state.learning_rate(self.training,
-                                                              step=max(0, state.step - 1))
+        last_rate = self.learning_rate or state.learning_rate(
+            self.training, step=max(0, state.step - 1)
+        )
         row = _training_row(state, len(self.batches), last_rate)
         if self.validator:
             row.update(self.validator.validate())
             if not math.isfinite(row["valid_loss"]):
-                self._diverged(f"by step {state.step}: the validation loss is "
-                               f"{row['valid_loss']}")
+                self._diverged(f"by step {state.step}: the validation loss is {row['valid_loss']}")
         self._update_seconds()
         row["minutes"] = round(state.seconds / 60, 2)
         state.history.append(row)
@@ -464,8 +581,9 @@ class TrainingRun:
         self._track_best(row)
         self.directory.save_metrics(state.history)
         if self.tensorboard is not None:
-            self.tensorboard.scalars(state.step, {k: float(v) for k, v in row.items()
-                                                  if k not in ("epoch", "step")})
+            self.tensorboard.scalars(
+                state.step, {k: float(v) for k, v in row.items() if k not in ("epoch", "step")}
+            )
         self._checkpoint()
 
     def _save_weights(self) -> None:
@@ -476,23 +594,27 @@ class TrainingRun:
         if not self.validator:
             self._save_weights()  # the latest is the one to use
             return
-        if self.state.record(self.training, {"bleu": row["valid_bleu"],
-                                             "loss": row["valid_loss"]}):
+        if self.state.record(self.training, {"bleu": row["valid_bleu"], "loss": row["valid_loss"]}):
             self._save_weights()
-            logger.info("new best validation %s: %s (saved)", self.state.best.metric,
-                        self.state.best.value)
+            logger.info(
+                "new best validation %s: %s (saved)", self.state.best.metric, self.state.best.value
+            )
 
 
-def _training_row(state: RunState, batches_per_epoch: int, learning_rate: float
-                  ) -> dict[str, Any]:
+def _training_row(state: RunState, batches_per_epoch: int, learning_rate: float) -> dict[str, Any]:
     """The training half of a metrics row: where the run is, and the window's figures."""
     from ..decoding.evaluate import perplexity
 
     window = state.window
-    row: dict[str, Any] = {"epoch": round(state.epoch + state.batch / batches_per_epoch, 3),
-                           "step": state.step, "learning_rate": learning_rate}
+    row: dict[str, Any] = {
+        "epoch": round(state.epoch + state.batch / batches_per_epoch, 3),
+        "step": state.step,
+        "learning_rate": learning_rate,
+    }
     if window.tokens:
-        row.update(train_loss=round(window.loss / window.tokens, 4),
-                   train_ppl=perplexity(window.nll / window.tokens),
-                   target_tokens_per_second=round(window.tokens / window.seconds))
+        row.update(
+            train_loss=round(window.loss / window.tokens, 4),
+            train_ppl=perplexity(window.nll / window.tokens),
+            target_tokens_per_second=round(window.tokens / window.seconds),
+        )
     return row

@@ -5,6 +5,7 @@ uses, so the scores are those of the model a user would get at that step. Under 
 mixed-precision policy it reads a float32 copy of the model's weights, since `translate`
 runs in float32.
 """
+
 from __future__ import annotations
 
 import logging
@@ -26,8 +27,16 @@ SAMPLE_TRANSLATIONS = 3
 class Validator:
     """Scores a model on one validation set; `validate()` returns the metrics row."""
 
-    def __init__(self, model, tokenizer: Tokenizer, config: Config, sources: list[str],
-                 references: list[str], batches: ParallelBatches, float32_copy=None):
+    def __init__(
+        self,
+        model,
+        tokenizer: Tokenizer,
+        config: Config,
+        sources: list[str],
+        references: list[str],
+        batches: ParallelBatches,
+        float32_copy=None,
+    ):
         """`float32_copy`: a float32 model of `model`'s shape that validation scores
         instead, given `model`'s weights first (where `model` is mixed-precision)."""
         from ..decoding.translator import Translator
@@ -56,5 +65,9 @@ class Validator:
     def _log_samples(self, hypotheses: list[str]) -> None:
         picks = np.linspace(0, len(self.sources) - 1, SAMPLE_TRANSLATIONS).astype(int).tolist()
         for i in picks:
-            logger.info("sample: %s\n    reference:  %s\n    hypothesis: %s",
-                        self.sources[i], self.references[i], hypotheses[i])
+            logger.info(
+                "sample: %s\n    reference:  %s\n    hypothesis: %s",
+                self.sources[i],
+                self.references[i],
+                hypotheses[i],
+            )
