@@ -8,7 +8,7 @@ Model: V=8000, E=256, H=512, ONE shared LSTM, untied projection, no dropout (the
 `../shared/bench/torch_reference.py`). Each measurement runs in a fresh process (so peak
 RSS is its own) and prints one JSON line; the summary is one JSON document on stdout.
 
-- train: target tokens/s of `seq2seq_shared.training.train.train_step` (the step `seq2seq-shared
+- train: target tokens/s of `seq2seq_shared.training.steps.train_step` (the step `seq2seq-shared
   train` runs) over 16 batches, after one warm-up pass over them (compile time).
 - decode: sentences/s of `Decoder` (what `translate` runs: sorted by length, a
   compiled search loop that stops when every sentence has ended) at batch 64 and 1024,
@@ -192,7 +192,7 @@ def peak_rss_mib() -> float:
 def worker_train(args) -> dict:
     from seq2seq_shared.config import TrainingConfig
     from seq2seq_shared.data.batches import Batch
-    from seq2seq_shared.training.train import compile_for_training, train_step
+    from seq2seq_shared.training.steps import compile_for_training, train_step
 
     batches = [Batch(*b) for b in load_batches(args.batches)]
     model = build_model(
@@ -233,7 +233,7 @@ def worker_data_path(args) -> dict:
     from seq2seq_shared.data.batches import ParallelBatches
     from seq2seq_shared.data.encoded import EncodedPairs
     from seq2seq_shared.data.prepared import PreparedCorpus
-    from seq2seq_shared.training.train import compile_for_training, train_step
+    from seq2seq_shared.training.steps import compile_for_training, train_step
 
     corpus = PreparedCorpus(args.prepared)
     pairs = corpus.pairs()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-import math
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -387,49 +386,6 @@ def enable_determinism() -> None:
         import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()
-
-
-FLOAT32_MAX = 3.4028234663852886e38
-
-
-class TensorBoardWriter:
-    """Scalars to TensorBoard event files (`tf.summary`); TensorFlow backend only."""
-
-    def __init__(self, path):
-        import tensorflow as tf
-
-        self._summary = tf.summary
-        self._writer = tf.summary.create_file_writer(str(path))
-
-    def scalars(self, step: int, values: dict[str, float]) -> None:
-        with self._writer.as_default(step=step):
-            for key, value in values.items():
-                # float32 events: a diverging run's perplexity (1e42) is written as inf
-                # instead of stopping the run.
-                self._summary.scalar(
-                    key, value if abs(value) < FLOAT32_MAX else math.copysign(math.inf, value)
-                )
-        self._writer.flush()
-
-    def close(self) -> None:
-        self._writer.close()
-
-
-def tensorboard_writer(path) -> TensorBoardWriter | None:
-    """A writer, or None with a one-line warning where TensorFlow or TensorBoard is absent."""
-    import importlib.util
-    import logging
-
-    if name() != "tensorflow":
-        missing = f"the TensorFlow backend (this is {name()})"
-    elif importlib.util.find_spec("tensorboard") is None:
-        missing = "the tensorboard package (pip install tensorboard)"
-    else:
-        return TensorBoardWriter(path)
-    logging.getLogger(__name__).warning(
-        "TensorBoard logs need %s; skipping them (metrics.csv has the same figures)", missing
-    )
-    return None
 
 
 def to_numpy(value: Any) -> np.ndarray:

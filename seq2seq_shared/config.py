@@ -187,6 +187,26 @@ class DecodeConfig:
 
 
 @dataclass(frozen=True)
+class ServeLimits:
+    """What `serve` accepts and how it batches (each field is a `serve` option)."""
+
+    max_lines: int = 256  # lines per request
+    max_chars: int = 50_000  # characters per request, all lines together
+    max_batch_lines: int = 64  # lines decoded together, across requests
+    max_wait_ms: float = 5.0  # how long a batch waits for more lines
+    request_timeout: float = 60.0  # seconds a request may wait for its translations
+    max_pending_lines: int = 4096  # lines waiting or decoding; more: 503 at once
+    max_beam_size: int = 16  # the largest beam_size a request may ask for
+    body_timeout: float = 10.0  # seconds a client may take to send its request's body
+
+    @property
+    def max_body_bytes(self) -> int:
+        """Room for max_chars characters JSON-escaped (up to 12 bytes: a surrogate pair
+        of \\uXXXX) and the framing."""
+        return 12 * self.max_chars + 8 * self.max_lines + 4096
+
+
+@dataclass(frozen=True)
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)

@@ -5,8 +5,9 @@
     sentencepiece.model    joint vocabulary (or source.model + target.model)
     model.weights.h5       the weights translation uses: the best by validation (BLEU or
                            loss), or the latest without a validation set (Keras format)
-    checksums.json         sha256 of model.weights.h5, recorded when it is written and
-                           verified when it is loaded (HDF5 keeps no checksum) [format 2]
+    checksums.json         sha256 of model.weights.h5 [format 2] and of config.json
+                           [format 4], recorded when each is written and verified when it
+                           is loaded (neither HDF5 nor JSON keeps a checksum)
     .lock                  held (an OS file lock) by the one process training here
     checkpoints/step-N.npz the full training state at step N: every model variable (random
                            seed states included), the optimizer's, and the run's counters;
@@ -29,18 +30,21 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ._version import __version__
 from .config import Config
 from .data.files import atomic_write, atomic_write_bytes, atomic_write_text, file_sha256, sha256
+from .data.tokenizer import JOINT_SPM, SOURCE_SPM, TARGET_SPM
 
-# 2: checksums.json; 3: attention, role_signal and plateau_metric. Earlier formats still
-# load: a directory lacks the settings of later formats, and meant ADDED_SETTINGS (a
-# function of its training section: the plateau used to watch the best_metric).
-FORMAT_VERSION = 3
-READABLE_FORMATS = (1, 2, 3)
+# 2: checksums.json; 3: attention, role_signal and plateau_metric; 4: config.json's sha256
+# in checksums.json. Earlier formats still load: a directory lacks the settings of later
+# formats, and meant ADDED_SETTINGS (a function of its training section: the plateau used
+# to watch the best_metric).
+FORMAT_VERSION = 4
+READABLE_FORMATS = (1, 2, 3, 4)
 ADDED_SETTINGS = {
     3: lambda training: {
         "model": {"attention": "none", "role_signal": "none"},
@@ -49,7 +53,6 @@ ADDED_SETTINGS = {
 }
 
 CONFIG = "config.json"
-JOINT_SPM, SOURCE_SPM, TARGET_SPM = "sentencepiece.model", "source.model", "target.model"
 WEIGHTS = "model.weights.h5"
 CHECKSUMS = "checksums.json"
 LOCK = ".lock"
@@ -61,15 +64,126 @@ TENSORBOARD = "tensorboard"
 COMPILE_CACHE = "compile_cache"
 PREPARED = "prepared-corpus"
 CHECKPOINT_NAME = re.compile(r"step-(\d+)\.npz")
+CHECKPOINT_GLOB = "step-*.npz"
 MANAGED = (CONFIG, JOINT_SPM, SOURCE_SPM, TARGET_SPM, WEIGHTS, CHECKSUMS, STATE, METRICS, LOG)
 
 logger = logging.getLogger(__name__)
+
+
+def checkpoint_name(step: int) -> str:
+    """The file name of the checkpoint of `step` (in CHECKPOINTS/)."""
+    return f"step-{step:09d}.npz"
+
+
+def check_config_document(document: Any, path: Path) -> None:
+    """ValueError naming `path` and the entry, for a config.json of the wrong shape (the
+    `model` and `training` sections' own settings are checked by `Config.from_dict`)."""
+
+    def refuse(what: str) -> None:
+        raise ValueError(f"{path}: {what}; restore the file, or retrain")
+
+    for section in ("model", "training", "vocab"):
+        if not isinstance(document.get(section), dict):
+            refuse(f"'{section}' is missing or not a mapping")
+    vocab = document["vocab"]
+    for size in ("source_vocab_size", "target_vocab_size"):
+        value = vocab.get(size)
+        if not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
+            refuse(f"vocab.{size} is {value!r}, not a positive integer")
+    models = vocab.get("sentencepiece_sha256")
+    known = ({JOINT_SPM}, {SOURCE_SPM, TARGET_SPM})
+    if not (
+        isinstance(models, dict)
+        and set(models) in known
+        and all(isinstance(digest, str) for digest in models.values())
+    ):
+        refuse(
+            f"vocab.sentencepiece_sha256 is {models!r}, not {{file name: sha256}} for "
+            f"{JOINT_SPM} or {SOURCE_SPM} + {TARGET_SPM}"
+        )
+
+
+class Checksums:
+    """checksums.json: {file name: [sha256, ...]} of the files whose formats keep no
+    checksum of their own (the weights, config.json). A new digest is recorded before
+    its file is renamed into place and the old one forgotten after, so whenever the
+    process dies the file there matches a recorded digest."""
+
+    def __init__(self, directory: Path):
+        self.directory, self.path = directory, directory / CHECKSUMS
+
+    def read(self) -> dict[str, list[str]] | None:
+        """The recorded digests; None without checksums.json; ValueError if it is damaged."""
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return None
+        try:
+            document = json.loads(data.decode("utf-8"))
+        except (ValueError, RecursionError) as error:
+            document, reason = None, f"corrupt ({error})"
+        else:
+            reason = "not a mapping of file names to lists of sha256"
+        if not (
+            isinstance(document, dict)
+            and all(
+                isinstance(digests, list) and all(isinstance(d, str) for d in digests)
+                for digests in document.values()
+            )
+        ):
+            raise ValueError(f"{self.path}: {reason}; restore it with the model directory")
+        return document
+
+    def write(self, name: str, write: Callable[[Path], Any]) -> None:
+        """Write the file `name` through `write(temporary path)`, atomically, its digest
+        recorded first."""
+        digest: list[str] = []  # the new file's, hashed once
+
+        def publish(temporary: Path) -> None:
+            digest.append(file_sha256(temporary))
+            self._record(name, [*digest, *self._recorded(name)[:1]])
+
+        atomic_write(self.directory / name, write, before_rename=publish)
+        self._record(name, digest)
+
+    def _recorded(self, name: str) -> list[str]:
+        try:
+            return (self.read() or {}).get(name, [])
+        except ValueError:
+            return []
+
+    def _record(self, name: str, digests: list[str]) -> None:
+        try:
+            document = self.read() or {}
+        except ValueError:  # damaged: rebuilt from what is written from now on
+            document = {}
+        atomic_write_text(self.path, json.dumps({**document, name: digests}) + "\n")
+
+    def verify(self, name: str, content: bytes | str, required: bool) -> None:
+        """Refuse the file `name` (`content`: its bytes, or its sha256) unless it matches
+        a recorded digest; without a record, refuse only if `required`."""
+        document, path = self.read(), self.directory / name
+        if document is None or name not in document:
+            if required:
+                raise ValueError(
+                    f"{self.path}: missing or without {name}, so {path} cannot be "
+                    f"verified; restore it with the model directory, or retrain"
+                )
+            return
+        digest = content if isinstance(content, str) else sha256(content)
+        if digest not in document[name]:
+            raise ValueError(
+                f"{path}: damaged or changed: its sha256 differs from the one recorded "
+                f"when it was written ({self.path}); restore the file from a copy, or "
+                f"retrain (`train` resumes from {CHECKPOINTS}/)"
+            )
 
 
 class ModelDir:
     def __init__(self, path: Path | str):
         self.path = Path(path)
         self._document: dict[str, Any] | None = None  # config.json, parsed once
+        self.checksums = Checksums(self.path)
 
     def __str__(self) -> str:
         return str(self.path)
@@ -115,7 +229,8 @@ class ModelDir:
                 },
             },
         }
-        atomic_write_text(self.path / CONFIG, json.dumps(document, indent=2) + "\n")
+        text = json.dumps(document, indent=2) + "\n"
+        self.checksums.write(CONFIG, lambda temporary: temporary.write_text(text, "utf-8"))
         self._document = document
 
     def read_config_document(self) -> dict[str, Any]:
@@ -137,10 +252,15 @@ class ModelDir:
                 f"{path}: missing; {self.path} is not a seq2seq-shared model "
                 f"directory (or its training never got past the start)"
             )
+        data = path.read_bytes()
         try:
-            document = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            document = json.loads(data.decode("utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:
             raise ValueError(f"{path}: corrupt ({error}); restore it or retrain") from None
+        if not isinstance(document, dict):
+            raise ValueError(
+                f"{path}: a JSON {type(document).__name__}, not an object; restore it or retrain"
+            )
         version = document.get("format_version")
         if version not in READABLE_FORMATS:
             raise ValueError(
@@ -149,10 +269,12 @@ class ModelDir:
                 f"{', '.join(map(str, READABLE_FORMATS))}; "
                 f"use the version that wrote it, or retrain"
             )
+        check_config_document(document, path)
+        self.checksums.verify(CONFIG, data, required=False)
         for added_in, settings in ADDED_SETTINGS.items():
             if version < added_in:  # what the directory's version meant
-                for section, values in settings(document.get("training", {})).items():
-                    document[section] = {**values, **document.get(section, {})}
+                for section, values in settings(document["training"]).items():
+                    document[section] = {**values, **document[section]}
         return document
 
     def read_config(self) -> Config:
@@ -162,13 +284,9 @@ class ModelDir:
             source=str(self.path / CONFIG),
         )
 
-    def save_tokenizer(self, source_model: bytes, target_model: bytes | None) -> dict[str, bytes]:
+    def save_tokenizer(self, tokenizer) -> dict[str, bytes]:
         """Write the SentencePiece model(s); returns {file name: bytes} for the config's hashes."""
-        models = (
-            {JOINT_SPM: source_model}
-            if target_model is None
-            else {SOURCE_SPM: source_model, TARGET_SPM: target_model}
-        )
+        models = tokenizer.files()
         for file_name, data in models.items():
             atomic_write_bytes(self.path / file_name, data)
         return models
@@ -183,33 +301,10 @@ class ModelDir:
         from .data.tokenizer import Tokenizer
 
         expected = self.read_config_document()["vocab"]["sentencepiece_sha256"]
-        models = {}
-        for file_name, digest in expected.items():
-            path = self.path / file_name
-            if not path.exists():
-                raise FileNotFoundError(
-                    f"{path}: missing SentencePiece model; restore it or retrain"
-                )
-            models[file_name] = path.read_bytes()
-            if sha256(models[file_name]) != digest:
-                raise ValueError(
-                    f"{path}: does not match the model it was trained with "
-                    f"(sha256 differs from {self.path / CONFIG}); restore the "
-                    f"original file or retrain"
-                )
-        if JOINT_SPM in models:
-            return Tokenizer(models[JOINT_SPM])
-        return Tokenizer(models[SOURCE_SPM], models[TARGET_SPM])
+        remedy = "restore the original file or retrain"
+        return Tokenizer.from_files(self.path, expected, self.path / CONFIG, remedy)
 
     # Model and weights -------------------------------------------------------------------
-
-    def describe(self) -> dict[str, Any]:
-        """The saved settings for people and reports: model, training, vocabulary, versions."""
-        document = self.read_config_document()
-        return {
-            key: document[key]
-            for key in ("model", "training", "vocab", "format_version", "package_version")
-        }
 
     def vocab_sizes(self) -> tuple[int, int]:
         """(source, target) vocabulary sizes of the saved SentencePiece model(s)."""
@@ -231,51 +326,17 @@ class ModelDir:
         return self.path / WEIGHTS
 
     def save_weights(self, model) -> None:
-        """Write the weights and record their sha256, so that damage is caught on loading.
-
-        The checksum file accepts the new digest before the new weights replace the old
-        ones, and forgets the old digest after: whenever the process dies, the weights file
-        there matches a recorded digest."""
-        digest = []  # the new file's, hashed once
-
-        def publish_digest(temporary: Path) -> None:
-            digest.append(file_sha256(temporary))
-            self._save_digests([*digest, *self._weights_digests()[:1]])
-
-        atomic_write(
-            self.weights_path,
-            lambda temporary: model.save_weights(temporary),
-            before_rename=publish_digest,
-        )
-        self._save_digests(digest)
-
-    def _save_digests(self, digests: list[str]) -> None:
-        atomic_write_text(self.path / CHECKSUMS, json.dumps({WEIGHTS: digests}) + "\n")
-
-    def _weights_digests(self) -> list[str]:
-        try:
-            return json.loads((self.path / CHECKSUMS).read_text(encoding="utf-8"))[WEIGHTS]
-        except (OSError, ValueError, KeyError, TypeError):
-            return []
+        """Write the weights and record their sha256, so that damage is caught on loading."""
+        self.checksums.write(WEIGHTS, model.save_weights)
 
     def verify_weights(self, digest: str | None = None) -> None:
         """Refuse a weights file that is missing or differs from its recorded sha256
-        (`digest`: the file's, where the caller has hashed it already)."""
+        (`digest`: the file's, where the caller has hashed it already). A directory of
+        format 1 has no checksums.json; where one is present it is checked, whatever
+        config.json says."""
         path = self._existing_weights()
-        if self.read_config_document()["format_version"] < 2:
-            return  # written before checksums were recorded
-        digests = self._weights_digests()
-        if not digests:
-            raise ValueError(
-                f"{self.path / CHECKSUMS}: missing or corrupt, so {path} cannot be "
-                f"verified; restore it with the model directory, or retrain"
-            )
-        if (digest or file_sha256(path)) not in digests:
-            raise ValueError(
-                f"{path}: damaged: its sha256 differs from the one recorded when it "
-                f"was written ({self.path / CHECKSUMS}); restore the file from a "
-                f"copy, or retrain (`train` resumes from {CHECKPOINTS}/)"
-            )
+        required = self.read_config_document()["format_version"] >= 2
+        self.checksums.verify(WEIGHTS, digest or file_sha256(path), required=required)
 
     def _existing_weights(self) -> Path:
         if not self.weights_path.exists():

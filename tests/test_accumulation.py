@@ -12,7 +12,8 @@ from test_resume import assert_same_run, invoke, train_arguments
 from seq2seq_shared.config import ModelConfig, TrainingConfig
 from seq2seq_shared.data.batches import Batch, pad
 from seq2seq_shared.model.seq2seq import Seq2Seq
-from seq2seq_shared.training.train import TrainingRun, compile_for_training, train_step
+from seq2seq_shared.training.run import TrainingRun
+from seq2seq_shared.training.steps import compile_for_training, train_step
 
 # Two batches of very different sizes (3 and 9 target tokens), so the mean of the two
 # batch means is far from the mean over all 12 tokens.

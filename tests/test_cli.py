@@ -165,8 +165,12 @@ def test_missing_model_dir_and_corrupt_files_name_the_file(trained, tmp_path):
     (broken / "model.weights.h5").write_bytes(b"not hdf5")
     result = CliRunner().invoke(main, ["translate", "--model-dir", str(broken)], input="x\n")
     assert result.exit_code == 1 and "model.weights.h5: damaged" in result.output
-    config = json.loads((broken / "config.json").read_text())  # format 1: no checksums
+    config = json.loads((broken / "config.json").read_text())
     (broken / "config.json").write_text(json.dumps({**config, "format_version": 1}))
+    result = CliRunner().invoke(main, ["translate", "--model-dir", str(broken)], input="x\n")
+    # A format-1 claim does not switch the checks off while checksums.json is there.
+    assert result.exit_code == 1 and "config.json: damaged or changed" in result.output
+    (broken / "checksums.json").unlink()  # a real format-1 directory: nothing to check
     result = CliRunner().invoke(main, ["translate", "--model-dir", str(broken)], input="x\n")
     assert result.exit_code == 1 and "model.weights.h5: cannot be loaded" in result.output
 

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from conftest import TINY
 
 from seq2seq_shared.cli import main
+from seq2seq_shared.data import prepare as prepare_module
 from seq2seq_shared.data import prepared as prepared_module
 from seq2seq_shared.data.batches import ParallelBatches, round_up
 from seq2seq_shared.data.encoded import EncodedPairs
@@ -86,9 +87,9 @@ def test_a_killed_prepare_leaves_the_previous_data_whole(tmp_path, monkeypatch):
     def killed(self):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(prepared_module._ArrayWriter, "_flush", killed)
+    monkeypatch.setattr(prepare_module._ArrayWriter, "_flush", killed)
     with pytest.raises(KeyboardInterrupt):
-        prepared_module.prepare(
+        prepare_module.prepare(
             source,
             target,
             tmp_path / "prepared",
@@ -136,7 +137,7 @@ def test_resuming_never_reads_the_corpus_again(numbers_corpus, tmp_path, monkeyp
     def no_reading(*arguments, **keywords):
         raise AssertionError("the corpus was read again")
 
-    monkeypatch.setattr(prepared_module, "scan_corpus", no_reading)
+    monkeypatch.setattr(prepare_module, "scan_corpus", no_reading)
     monkeypatch.setattr(prepared_module, "file_sha256", no_reading)
     resumed = invoke("train", source, target, "--model-dir", model_dir, *TINY, "--epochs", "2")
     assert resumed.exit_code == 0, resumed.output

@@ -13,8 +13,8 @@ import pytest
 from click.testing import CliRunner
 
 from seq2seq_shared.cli import main
+from seq2seq_shared.training.run import TrainingRun
 from seq2seq_shared.training.run_dir import RunDir
-from seq2seq_shared.training.train import TrainingRun
 
 ROOT = Path(__file__).resolve().parent.parent
 

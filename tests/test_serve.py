@@ -20,7 +20,8 @@ fastapi = pytest.importorskip("fastapi", reason="the serve extra: pip install -e
 uvicorn = pytest.importorskip("uvicorn", reason="the serve extra: pip install -e '.[serve]'")
 httpx = pytest.importorskip("httpx", reason="the test extra: pip install -e '.[test]'")
 
-from seq2seq_shared.serve.app import Limits, create_app  # noqa: E402
+from seq2seq_shared.config import ServeLimits as Limits  # noqa: E402
+from seq2seq_shared.serve.app import create_app  # noqa: E402
 from seq2seq_shared.serve.engine import Options  # noqa: E402
 
 

@@ -224,9 +224,9 @@ def test_tensorboard_gets_every_validation_s_scalars(validated):
     reason="TensorBoard logs are written on the TensorFlow backend only",
 )
 def test_tensorboard_takes_a_perplexity_beyond_float32(tmp_path):
-    from seq2seq_shared import backend
+    from seq2seq_shared.training.tensorboard import tensorboard_writer
 
-    writer = backend.tensorboard_writer(tmp_path / "tensorboard")
+    writer = tensorboard_writer(tmp_path / "tensorboard")
     writer.scalars(1, {"valid_loss": 98.2, "valid_ppl": 4.3e42})  # seen in a wrecked run
     writer.close()
     assert tensorboard_scalars(tmp_path)["valid_ppl"][0][1] > 3e38

@@ -42,11 +42,7 @@ def read_parallel(
     together, with a warning; a corpus that cannot be aligned raises ValueError.
     """
     report = check_corpus(source_path, target_path, max_length)
-    if not report.ok:
-        raise ValueError(
-            "; ".join(report.errors) + f". (`seq2seq-shared check-data "
-            f"{source_path} {target_path}` shows the full report)"
-        )
+    report.raise_if_unusable()
     for line in report.warnings + report.dropped_and_duplicates():
         logger.warning("%s", line)
     return report.sources, report.targets

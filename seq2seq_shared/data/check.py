@@ -139,6 +139,14 @@ class CorpusReport:
         """The share of kept pairs whose target is identical to their source."""
         return len(self.identical) / self.kept if self.kept else 0.0
 
+    def raise_if_unusable(self) -> None:
+        """ValueError with the errors and the command that shows the whole report."""
+        if not self.ok:
+            raise ValueError(
+                "; ".join(self.errors) + f". (`seq2seq-shared check-data "
+                f"{self.source_path} {self.target_path}` shows the full report)"
+            )
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "source": self.source_path,
@@ -216,17 +224,7 @@ def scan_corpus(
         report.sha256[name] = side.digest.hexdigest()
     report.source_lines, report.target_lines = source.lines, target.lines
     if source.lines != target.lines:  # pairs of misaligned lines mean nothing
-        report.dropped, report.identical, report.kept = {}, [], 0
-        line = first_divergence(source.lengths, target.lengths)
-        report.errors.insert(
-            0,
-            (
-                f"{source_path} has {source.lines} lines but {target_path} has "
-                f'{target.lines} (counting "\\n" as `wc -l` does): line i of one must translate '
-                f"line i of the other. Judging by sentence lengths, they stop corresponding near "
-                f"line {line}; look for a missing, extra or split line there"
-            ),
-        )
+        _report_misalignment(report, source, target)
     if not report.ok:
         return report
     pairs.finish()
@@ -239,6 +237,21 @@ def scan_corpus(
             f"(lines {_first(report.identical)}): is one file a copy of the other?"
         )
     return report
+
+
+def _report_misalignment(report: CorpusReport, source: _Side, target: _Side) -> None:
+    """Files of unequal line counts: no pair counts, and the error says where they part."""
+    report.dropped, report.identical, report.kept = {}, [], 0
+    line = first_divergence(source.lengths, target.lengths)
+    report.errors.insert(
+        0,
+        (
+            f"{report.source_path} has {source.lines} lines but {report.target_path} has "
+            f'{target.lines} (counting "\\n" as `wc -l` does): line i of one must translate '
+            f"line i of the other. Judging by sentence lengths, they stop corresponding near "
+            f"line {line}; look for a missing, extra or split line there"
+        ),
+    )
 
 
 def length_excess(text: str, max_length: int | None) -> str | None:

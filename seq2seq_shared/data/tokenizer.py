@@ -10,8 +10,11 @@ import io
 import logging
 import random
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import sentencepiece
+
+from .files import sha256
 
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 
@@ -86,6 +89,10 @@ def train_tokenizer(
     return tokenizer
 
 
+# The SentencePiece files' names, in a model directory and in a prepared corpus alike.
+JOINT_SPM, SOURCE_SPM, TARGET_SPM = "sentencepiece.model", "source.model", "target.model"
+
+
 class Tokenizer:
     """Source and target SentencePiece processors (the same one for a joint vocabulary)."""
 
@@ -103,6 +110,32 @@ class Tokenizer:
                     f"SentencePiece model has special ids {ids}; seq2seq-shared "
                     f"needs pad=0, unk=1, bos=2, eos=3"
                 )
+
+    @classmethod
+    def from_files(cls, directory: Path, expected: dict[str, str], record: Path, remedy: str):
+        """The tokenizer saved in `directory`: `expected` is {file name: sha256} as `record`
+        (a file) has it; a missing or different file is refused, `remedy` saying what to do."""
+        models = {}
+        for name, digest in expected.items():
+            path = directory / name
+            if not path.exists():
+                raise FileNotFoundError(f"{path}: missing SentencePiece model; {remedy}")
+            models[name] = path.read_bytes()
+            if sha256(models[name]) != digest:
+                raise ValueError(
+                    f"{path}: does not match the model it was trained with (sha256 "
+                    f"differs from {record}); {remedy}"
+                )
+        if JOINT_SPM in models:
+            return cls(models[JOINT_SPM])
+        return cls(models[SOURCE_SPM], models[TARGET_SPM])
+
+    def files(self) -> dict[str, bytes]:
+        """{file name: SentencePiece model bytes}, as a directory stores them."""
+        source, target = self.serialized()
+        if target is None:
+            return {JOINT_SPM: source}
+        return {SOURCE_SPM: source, TARGET_SPM: target}
 
     def serialized(self) -> tuple[bytes, bytes | None]:
         """The SentencePiece model(s) as bytes: (source, target), target None when joint."""

@@ -55,15 +55,7 @@ def beam_search(
     "scores" (batch, n_best), and with `alignments` "weights" (batch, n_best, max_steps,
     source_len). A sentence whose limit is 0 (an empty source) gets empty hypotheses.
     `compact` (default: where shapes are dynamic) drops done sentences from the loop."""
-    if not 1 <= n_best <= beam_size:
-        raise ValueError(f"n_best must be between 1 and the beam size ({beam_size}), not {n_best}")
-    if alignments and model.attention is None:
-        raise ValueError("alignments need a model with attention")
-    compact = backend.dynamic_shapes() if compact is None else compact
-    if compact and not backend.dynamic_shapes():
-        raise ValueError(
-            f"a compacting beam search needs dynamic shapes (TensorFlow), not {backend.name()}"
-        )
+    compact = _check(model, beam_size, n_best, alignments, compact)
     limits = ops.convert_to_tensor(limits, "int32")
     beam = _Beam(
         model,
@@ -92,6 +84,20 @@ def beam_search(
     if alignments:
         found["weights"] = weights[:, :n_best]
     return found
+
+
+def _check(model, beam_size: int, n_best: int, alignments: bool, compact: bool | None) -> bool:
+    """ValueError for settings the search cannot honour; whether it compacts."""
+    if not 1 <= n_best <= beam_size:
+        raise ValueError(f"n_best must be between 1 and the beam size ({beam_size}), not {n_best}")
+    if alignments and model.attention is None:
+        raise ValueError("alignments need a model with attention")
+    compact = backend.dynamic_shapes() if compact is None else compact
+    if compact and not backend.dynamic_shapes():
+        raise ValueError(
+            f"a compacting beam search needs dynamic shapes (TensorFlow), not {backend.name()}"
+        )
+    return compact
 
 
 class _Beam:
@@ -144,9 +150,10 @@ class _Beam:
             "pool_weights": ops.zeros(self.weights_shape(batch), dtype="float32"),
         }
 
-    def step(self, step, s: dict) -> dict:
-        """Every hypothesis one piece further: the next state of the loop."""
-        K, vocab = self.K, self.model.target_vocab_size
+    def _log_probs(self, s: dict):
+        """(rows, vocab) log-probabilities of the next piece, the new states and (when
+        aligning) the attention weights."""
+        attention = None
         if self.aligning:
             logits, states, attention = self.model.decode_step(
                 s["token"], s["states"], s["constants"], self.input_table, return_attention=True
@@ -156,7 +163,12 @@ class _Beam:
                 s["token"], s["states"], s["constants"], self.input_table
             )
         log_probs = ops.log_softmax(ops.cast(logits, "float32"), axis=-1)  # (rows, vocab)
-        log_probs = ops.where(self.never, _NONE, log_probs)
+        return ops.where(self.never, _NONE, log_probs), states, attention
+
+    def _extend(self, step, s: dict, log_probs, attention) -> tuple:
+        """The best 2K one-piece extensions of each sentence's open hypotheses: their
+        totals, parents, pieces, ids and alignment rows, each (going, 2K, ...)."""
+        K, vocab = self.K, self.model.target_vocab_size
         totals = ops.expand_dims(s["open_log_probs"], -1) + ops.reshape(log_probs, (-1, K, vocab))
         values, index = ops.top_k(ops.reshape(totals, (-1, K * vocab)), 2 * K)  # (going, 2K)
         parent, word = index // vocab, ops.cast(index % vocab, "int32")
@@ -172,6 +184,13 @@ class _Beam:
                 ops.take_along_axis(rows, parent[:, :, None, None], axis=1),
                 weights,
             )
+        return values, parent, word, ids, weights
+
+    def step(self, step, s: dict) -> dict:
+        """Every hypothesis one piece further: the next state of the loop."""
+        K = self.K
+        log_probs, states, attention = self._log_probs(s)
+        values, parent, word, ids, weights = self._extend(step, s, log_probs, attention)
         limits, done = s["limits"], s["done"]
         # (The loop's own end counts as a limit: what is open then is finished there.)
         at_limit = ops.expand_dims((step + 1 >= limits) | (step + 1 >= self.max_steps), 1)

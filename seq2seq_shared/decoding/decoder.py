@@ -191,21 +191,7 @@ class Decoder:
             for name, x in self._search(encoded, limits, max_steps, input_table, alignments).items()
         }
         read = [min(len(s), self.max_source_length or len(s)) for s in sources]
-        results = []
-        for i in range(len(sources)):
-            hypotheses = []
-            for n, row in enumerate(found["ids"][i]):
-                ids = row[row != PAD_ID].tolist()
-                hypothesis = Hypothesis(ids, ended=bool(len(ids) < limits[i]))
-                if "log_probs" in found:
-                    hypothesis.log_prob = float(found["log_probs"][i, n])
-                    hypothesis.score = float(found["scores"][i, n])
-                if alignments:
-                    steps = len(ids) + hypothesis.ended  # eos's row, where it was written
-                    hypothesis.weights = found["weights"][i, n, :steps, : read[i]]
-                hypotheses.append(hypothesis)
-            results.append(hypotheses)
-        return results
+        return [_hypotheses(found, i, limits[i], read[i], alignments) for i in range(len(sources))]
 
     # Scoring: what the model gives an output under teacher forcing -----------------------
 
@@ -221,14 +207,7 @@ class Decoder:
         with it (everywhere by default); 0.0 for an empty source."""
         batch_size = batch_size or self.decode_config.batch_size
         ended = [True] * len(targets) if ended is None else ended
-        shifted = []  # (decoder input, labels): the one shift, without eos's where not ended
-        for target, with_eos in zip(targets, ended):
-            target_input, target_output = teacher_forcing(target)
-            shifted.append(
-                (target_input, target_output)
-                if with_eos
-                else (target_input[:-1], target_output[:-1])
-            )
+        shifted = [_shifted(target, with_eos) for target, with_eos in zip(targets, ended)]
         results = [0.0] * len(sources)
         order = [i for i in np.argsort([len(t) for t, _ in shifted], kind="stable") if sources[i]]
         multiple = backend.shape_multiple()
@@ -256,6 +235,29 @@ class Decoder:
         )
         for hypothesis, value in zip(hypotheses, values):
             hypothesis.log_prob = hypothesis.score = value
+
+
+def _hypotheses(found: dict, i: int, limit: int, read: int, alignments: bool) -> list[Hypothesis]:
+    """Sentence `i`'s hypotheses from a search's arrays; `read`: its source pieces read."""
+    hypotheses = []
+    for n, row in enumerate(found["ids"][i]):
+        ids = row[row != PAD_ID].tolist()
+        hypothesis = Hypothesis(ids, ended=bool(len(ids) < limit))
+        if "log_probs" in found:
+            hypothesis.log_prob = float(found["log_probs"][i, n])
+            hypothesis.score = float(found["scores"][i, n])
+        if alignments:
+            steps = len(ids) + hypothesis.ended  # eos's row, where it was written
+            hypothesis.weights = found["weights"][i, n, :steps, :read]
+        hypotheses.append(hypothesis)
+    return hypotheses
+
+
+def _shifted(target: Sequence[int], with_eos: bool) -> tuple[list[int], list[int]]:
+    """(decoder input, labels): the one teacher-forcing shift, without eos's where the
+    target did not end with it."""
+    target_input, target_output = teacher_forcing(target)
+    return (target_input, target_output) if with_eos else (target_input[:-1], target_output[:-1])
 
 
 def trim_at_eos_rows(ids):

@@ -25,7 +25,8 @@ every decoding step reads, per sentence (each value (batch, ...), so a search ca
 finished rows or repeat rows for a beam).
 
 How it is made fast lives elsewhere: the recurrence and the loss's gradient in
-kernels.py, the greedy search in search.py.
+kernels.py, the loss in loss.py, the step-by-step interface of the searches in
+stepwise.py, the greedy search in decoding/greedy.py.
 """
 
 from __future__ import annotations
@@ -35,13 +36,13 @@ from typing import Any
 import keras
 from keras import layers, ops
 
-from .. import backend
 from ..config import ModelConfig
 from ..data.tokenizer import PAD_ID
 from .attention import Attention
-from .kernels import smoothed_cross_entropy
+from .loss import masked_loss
 from .lstm import LSTM
 from .roles import READ, WRITE, RoleSignal
+from .stepwise import Stepwise
 
 # The settings that fix the network's shape, besides the vocabularies' sizes.
 SHAPE_SETTINGS = (
@@ -69,7 +70,7 @@ def shape_arguments(
     )
 
 
-class Seq2Seq(keras.Model):
+class Seq2Seq(Stepwise, keras.Model):
     """The translation model. Its shape is given in full, by keyword (`from_model_config`
     reads it from a `ModelConfig`), so no default here can drift from config.py's;
     `dropout` and `label_smoothing` act in training only, and default to off."""
@@ -118,25 +119,11 @@ class Seq2Seq(keras.Model):
         if not share_lstm:
             self._decoder_lstms = [self._lstm("decoder_lstm", i) for i in range(num_layers)]
         self.dropout = layers.Dropout(dropout)
-        self.attention = (
-            None if attention == "none" else Attention(attention, hidden_size, name="attention")
+        self.attention = _attention(attention, hidden_size)
+        self.roles = _roles(role_signal, num_layers, embedding_dim, hidden_size)
+        self.output_bridge, self.projection = _output_layers(
+            tie_output, embedding_dim, hidden_size, target_vocab_size
         )
-        self.roles = (
-            None
-            if role_signal == "none"
-            else RoleSignal(role_signal, num_layers, embedding_dim, hidden_size, name="role_signal")
-        )
-        if tie_output:
-            # Logits are scores against the target embedding table, through a bridge
-            # when the LSTM and the embedding differ in size.
-            self.output_bridge = (
-                layers.Dense(embedding_dim, use_bias=False, name="output_bridge")
-                if hidden_size != embedding_dim
-                else None
-            )
-            self.projection = None
-        else:
-            self.projection = layers.Dense(target_vocab_size, name="projection")
         self.nll_tracker = keras.metrics.Mean(name="nll")  # per real target token, no smoothing
 
     @classmethod
@@ -212,22 +199,6 @@ class Seq2Seq(keras.Model):
         bias = self._gate_bias(role, layer)
         return {} if bias is None else {"gate_bias": bias}
 
-    def context(self, encoded: dict):
-        """What `feed_context` gives every decoder step: the encoder's top final h, or None."""
-        return encoded["states"][-1][0] if self.feed_context else None  # (batch, hidden)
-
-    def decoder_constants(self, encoded: dict) -> dict:
-        """What every decoding step reads, fixed per sentence, each (batch, ...): the
-        context's share of the first layer's input projection, (batch, 4 * hidden), with
-        `feed_context`; the memory with attention."""
-        constants = {}
-        context = self.context(encoded)
-        if context is not None:
-            constants["context_projection"] = self.decoder_lstms[0].context_projection(context)
-        if self.attention is not None:
-            constants.update({key: encoded[key] for key in ("memory", "keys", "mask")})
-        return constants
-
     def decoder_states(
         self, target_input, encoded: dict, training: bool = False, return_attention: bool = False
     ):
@@ -253,50 +224,6 @@ class Seq2Seq(keras.Model):
             x = self.dropout(x, training=training)
         return (x, weights) if return_attention else x
 
-    def input_table(self):
-        """The first decoder layer's input projection of every target token, (vocab,
-        4 * hidden): constant for given weights, so a greedy step can look its input up
-        instead of multiplying it (`decode_step(input_table=...)`)."""
-        embeddings = self._embedded(ops.convert_to_tensor(self.target_embedding.embeddings), WRITE)
-        return self.decoder_lstms[0].input_projection(embeddings)
-
-    def decode_step(
-        self,
-        token,
-        states: list[list],
-        constants: dict,
-        input_table=None,
-        return_attention: bool = False,
-    ):
-        """One decoding step: token (batch,) -> logits (batch, vocab) and the next states;
-        with `return_attention`, also the attention weights (batch, source_len).
-
-        `constants` is `self.decoder_constants(encoded)`, fixed for the whole sentence;
-        `input_table`, if given, is `self.input_table()`, fixed for the weights."""
-        if input_table is None:  # x: (batch, embedding_dim)
-            x, projected = self._embedded(self.target_embedding(token), WRITE), None
-        else:
-            x, projected = None, ops.take(input_table, token, axis=0)  # (batch, 4 * hidden)
-        context_projection = constants.get("context_projection")
-        next_states = []
-        for layer, (lstm, state) in enumerate(zip(self.decoder_lstms, states)):
-            # The very layer (weights) `call` runs.
-            x, state = lstm.step(
-                x,
-                state,
-                context_projection,
-                projected=projected,
-                gate_bias=self._gate_bias(WRITE, layer),
-            )
-            context_projection = projected = None  # only the first layer reads them
-            next_states.append(state)
-        weights = None
-        if self.attention is not None:
-            x, weights = self.attention(ops.expand_dims(x, 1), constants)
-            x, weights = x[:, 0], weights[:, 0]  # (batch, hidden), (batch, source_len)
-        logits = self.logits(x)
-        return (logits, next_states, weights) if return_attention else (logits, next_states)
-
     def logits(self, x):
         if self.projection is not None:
             return self.projection(x)
@@ -319,48 +246,31 @@ class Seq2Seq(keras.Model):
         return hidden if training else self.logits(hidden)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        """Label-smoothed cross-entropy averaged over real target tokens (padding masked).
-
-        `y_pred` is the top decoder states in training (see `call`), logits otherwise.
-        `sample_weight` (batch,), if given, weights each sentence's tokens in the sum (still
-        divided by the number of real tokens): gradient accumulation's weights
-        (accumulation.py). The nll, a metric, is never weighted."""
-        real = ops.not_equal(y, PAD_ID)  # (batch, target_len)
-        weights = (
-            None
-            if sample_weight is None
-            # (batch, target_len)
-            else ops.broadcast_to(
-                ops.expand_dims(ops.cast(sample_weight, "float32"), 1), ops.shape(y)
-            )
-        )
-        if training:
-            width = ops.shape(y_pred)[-1]
-            if backend.gather_real_tokens():  # only the real positions: (tokens, hidden)
-                rows = ops.nonzero(ops.reshape(real, (-1,)))[0]
-                y_pred = ops.take(ops.reshape(y_pred, (-1, width)), rows, axis=0)
-                y, real = ops.take(ops.reshape(y, (-1,)), rows), None
-                if weights is not None:
-                    weights = ops.take(ops.reshape(weights, (-1,)), rows)
-            y_pred = self.logits(y_pred)
-        loss, nll = smoothed_cross_entropy(
-            ops.cast(y_pred, "float32"),
-            y,
-            self.label_smoothing,
-            scatter=backend.scatter_label_gradient(),
-        )
-        if real is None:
-            tokens = ops.cast(ops.maximum(ops.shape(nll)[0], 1), "float32")
-            total_nll = ops.sum(nll)
-        else:
-            mask = ops.cast(real, "float32")
-            tokens = ops.maximum(ops.sum(mask), 1.0)
-            total_nll, loss = ops.sum(nll * mask), loss * mask
-        total_loss = ops.sum(loss if weights is None else loss * weights)
+        """Label-smoothed cross-entropy averaged over real target tokens (loss.py); the
+        nll per token, unsmoothed and unweighted, is tracked as a metric."""
+        loss, total_nll, tokens = masked_loss(self, y, y_pred, sample_weight, training)
         self.nll_tracker.update_state(total_nll / tokens, sample_weight=tokens)
-        # Each replica's share of the loss over every replica's tokens (data parallel on
-        # TensorFlow, whose replicas sum their gradients); the tokens themselves elsewhere.
-        return total_loss / backend.summed_over_replicas(tokens)
+        return loss
+
+
+def _output_layers(tie_output: bool, embedding_dim: int, hidden_size: int, vocab_size: int):
+    """(output bridge, projection). Tied: logits are scores against the target embedding
+    table, through a bridge when the LSTM and the embedding differ in size."""
+    if not tie_output:
+        return None, layers.Dense(vocab_size, name="projection")
+    if hidden_size == embedding_dim:
+        return None, None
+    return layers.Dense(embedding_dim, use_bias=False, name="output_bridge"), None
+
+
+def _attention(kind: str, hidden_size: int) -> Attention | None:
+    return None if kind == "none" else Attention(kind, hidden_size, name="attention")
+
+
+def _roles(kind: str, num_layers: int, embedding_dim: int, hidden_size: int):
+    if kind == "none":
+        return None
+    return RoleSignal(kind, num_layers, embedding_dim, hidden_size, name="role_signal")
 
 
 def reverse_sentences(sequences, lengths):

@@ -9,9 +9,25 @@ from pathlib import Path
 
 import click
 
+from ..config import DecodeConfig, ServeLimits
 from ..console import import_keras_quietly
 
 logger = logging.getLogger(__name__)
+
+
+_LIMITS = ServeLimits()
+
+
+def _limit(name: str, kind, text: str):
+    """A `serve` option for one field of `ServeLimits`, its default read from there."""
+    return click.option(
+        f"--{name.replace('_', '-')}",
+        name,
+        type=kind,
+        default=getattr(_LIMITS, name),
+        show_default=True,
+        help=text,
+    )
 
 
 @click.command()
@@ -32,52 +48,30 @@ logger = logging.getLogger(__name__)
     show_default=True,
     help="Port (0: any free one, printed at start).",
 )
-@click.option(
-    "--max-batch-lines",
-    type=click.IntRange(1),
-    default=64,
-    show_default=True,
-    help="Lines decoded together, merged across concurrent requests.",
+@_limit("max_batch_lines", click.IntRange(1), "Lines decoded together, across requests.")
+@_limit("max_wait_ms", click.FloatRange(0), "How long a batch waits for more lines.")
+@_limit("max_lines", click.IntRange(1), "Lines per request (more: 413).")
+@_limit("max_chars", click.IntRange(1), "Characters per request, all lines (more: 413).")
+@_limit("max_beam_size", click.IntRange(1), "Largest beam_size a request may ask for.")
+@_limit(
+    "request_timeout",
+    click.FloatRange(0, min_open=True),
+    "Seconds a request may wait for its translations (then 503).",
 )
-@click.option(
-    "--max-wait-ms",
-    type=click.FloatRange(0),
-    default=5.0,
-    show_default=True,
-    help="How long a batch waits for more lines after its first.",
+@_limit(
+    "max_pending_lines",
+    click.IntRange(1),
+    "Lines waiting or decoding; a request that would pass it: 503 at once.",
 )
-@click.option(
-    "--max-lines",
-    type=click.IntRange(1),
-    default=256,
-    show_default=True,
-    help="Lines per request (more: 413).",
-)
-@click.option(
-    "--max-chars",
-    type=click.IntRange(1),
-    default=50_000,
-    show_default=True,
-    help="Characters per request, all lines together (more: 413).",
-)
-@click.option(
-    "--max-beam-size",
-    type=click.IntRange(1),
-    default=16,
-    show_default=True,
-    help="Largest beam_size a request may ask for.",
-)
-@click.option(
-    "--request-timeout",
-    type=click.FloatRange(0, min_open=True),
-    default=60.0,
-    show_default=True,
-    help="Seconds a request may wait for its translations (then 503).",
+@_limit(
+    "body_timeout",
+    click.FloatRange(0, min_open=True),
+    "Seconds a client may take to send a request's body (then 408).",
 )
 @click.option(
     "--batch-size",
     type=click.IntRange(1),
-    default=64,
+    default=DecodeConfig.batch_size,
     show_default=True,
     help="Sentences per decoder call (a merged batch is sorted by length, then cut).",
 )
@@ -85,23 +79,14 @@ logger = logging.getLogger(__name__)
     "--access-log/--no-access-log", default=False, show_default=True, help="Log every request."
 )
 def serve(
-    model_dir: Path,
-    host: str,
-    port: int,
-    max_batch_lines: int,
-    max_wait_ms: float,
-    max_lines: int,
-    max_chars: int,
-    max_beam_size: int,
-    request_timeout: float,
-    batch_size: int,
-    access_log: bool,
+    model_dir: Path, host: str, port: int, batch_size: int, access_log: bool, **limits
 ) -> None:
     """Serve a model over HTTP: POST /v1/translate, GET /v1/model, GET /health, a page
     to try it at /, API docs at /docs. SIGTERM or Ctrl-C: stop accepting, finish the
     requests in flight, exit 0. Needs the serve extra: pip install "seq2seq-shared[serve]"."""
     try:
         import fastapi  # noqa: F401
+        import swagger_ui_bundle  # noqa: F401
         import uvicorn
     except ImportError as error:
         raise click.ClickException(
@@ -109,21 +94,13 @@ def serve(
             f'pip install "seq2seq-shared[serve]"'
         ) from None
     import_keras_quietly()
-    from .app import Limits, create_app
+    from .app import create_app
     from .engine import Engine
 
-    engine = Engine(model_dir, batch_size=batch_size, max_beam_size=max_beam_size)
+    settings = ServeLimits(**limits)
+    engine = Engine(model_dir, batch_size=batch_size, max_beam_size=settings.max_beam_size)
     engine.warm_up()
-    app = create_app(
-        engine,
-        Limits(
-            max_lines=max_lines,
-            max_chars=max_chars,
-            max_batch_lines=max_batch_lines,
-            max_wait_ms=max_wait_ms,
-            request_timeout=request_timeout,
-        ),
-    )
+    app = create_app(engine, settings)
     listener = _listen(host, port)  # only now: the model is loaded and compiled
     bound_host, bound_port = listener.getsockname()[:2]
     if host not in ("127.0.0.1", "::1", "localhost"):
@@ -135,14 +112,18 @@ def serve(
         app,
         log_level="warning",
         access_log=access_log,
-        timeout_graceful_shutdown=request_timeout + 5,
+        timeout_graceful_shutdown=settings.request_timeout + 5,
     )
+    _run(uvicorn.Server(config), listener)
+
+
+def _run(server, listener: socket.socket) -> None:
+    """Serve until SIGTERM or Ctrl-C; exit 0 after a graceful stop."""
     # uvicorn stops gracefully on SIGTERM/SIGINT, then raises the signal again for the
     # handler that was there before it: this one ignores it, so a graceful stop exits 0.
     saved = {
         number: signal.signal(number, lambda *_: None) for number in (signal.SIGTERM, signal.SIGINT)
     }
-    server = uvicorn.Server(config)
     try:
         server.run(sockets=[listener])
     finally:

@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import DecodeConfig
+from ..config import DecodeConfig, ServeLimits
 
 logger = logging.getLogger(__name__)
 
@@ -17,9 +17,9 @@ logger = logging.getLogger(__name__)
 class Options:
     """A request's decoding options. Lines are batched only with lines of equal options."""
 
-    beam_size: int = 1
-    length_penalty: float = 0.0
-    n_best: int = 1
+    beam_size: int = DecodeConfig.beam_size
+    length_penalty: float = DecodeConfig.length_penalty
+    n_best: int = DecodeConfig.n_best
     scores: bool = False
     alignments: bool = False
 
@@ -29,13 +29,20 @@ class Engine:
 
     TRANSLATORS = 8  # search settings kept compiled, the least recently used dropped
 
-    def __init__(self, model_dir: Path | str, batch_size: int = 64, max_beam_size: int = 16):
-        from ..model_dir import ModelDir, parameter_report
+    def __init__(
+        self,
+        model_dir: Path | str,
+        batch_size: int = DecodeConfig.batch_size,
+        max_beam_size: int = ServeLimits.max_beam_size,
+    ):
+        from ..model.report import parameter_report
+        from ..model_dir import ModelDir
 
-        self.model_dir = Path(model_dir)
-        self.model, self.tokenizer, self.config = ModelDir(model_dir).load_model()
+        directory = ModelDir(model_dir)
+        self.model, self.tokenizer, self.config = directory.load_model()
         self.batch_size, self.max_beam_size = batch_size, max_beam_size
-        self.info = parameter_report(model_dir)  # what `info --json` says
+        document = directory.read_config_document()
+        self.info = parameter_report(self.model, self.config, document)  # as `info --json`
         self.attention = self.model.attention is not None
         self._translators: dict[tuple, object] = {}
 
@@ -117,7 +124,6 @@ class Engine:
 
     def describe(self) -> dict:
         return {
-            "model_dir": str(self.model_dir),
             "attention": self.attention,
             "max_source_length": self.config.model.max_source_length,
             "batch_size": self.batch_size,

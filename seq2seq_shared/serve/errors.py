@@ -4,6 +4,7 @@ timed out, 500), and a body-size limit applied before a body is read whole."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import unicodedata
@@ -90,8 +91,8 @@ class BodyLimit:
     # sending, reads the 413 instead of a connection reset; past it, just close.
     DRAIN = 1 << 20
 
-    def __init__(self, app, max_bytes: int):
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app, max_bytes: int, timeout: float = 10.0):
+        self.app, self.max_bytes, self.timeout = app, max_bytes, timeout
 
     @staticmethod
     async def _drain(receive, budget: int = DRAIN) -> None:
@@ -111,7 +112,15 @@ class BodyLimit:
             return await self._refuse(send, int(length))
         chunks, size = [], 0
         while True:
-            message = await receive()
+            try:  # a client that stalls mid-body would hold its connection for ever
+                message = await asyncio.wait_for(receive(), self.timeout)
+            except TimeoutError:
+                return await self._answer(
+                    send,
+                    408,
+                    f"the body did not arrive within "
+                    f"{self.timeout:g} s (--body-timeout); send it whole",
+                )
             if message["type"] == "http.disconnect":
                 return  # the client left mid-body: nothing to answer
             chunks.append(message.get("body", b""))
@@ -134,18 +143,20 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
     async def _refuse(self, send, size: int) -> None:
-        content = json.dumps(
-            body(
-                413,
-                f"the body ({size} bytes or more) is over this server's "
-                f"limit of {self.max_bytes} bytes; send fewer lines per "
-                f"request",
-            )
-        ).encode()
+        await self._answer(
+            send,
+            413,
+            f"the body ({size} bytes or more) is over this server's "
+            f"limit of {self.max_bytes} bytes; send fewer lines per request",
+        )
+
+    @staticmethod
+    async def _answer(send, status: int, message: str) -> None:
+        content = json.dumps(body(status, message)).encode()
         await send(
             {
                 "type": "http.response.start",
-                "status": 413,
+                "status": status,
                 "headers": [
                     (b"content-type", b"application/json"),
                     (b"content-length", str(len(content)).encode()),

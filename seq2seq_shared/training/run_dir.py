@@ -26,6 +26,7 @@ import numpy as np
 from ..config import Config
 from ..data.files import atomic_write, atomic_write_text
 from ..model_dir import (
+    CHECKPOINT_GLOB,
     CHECKPOINT_NAME,
     CHECKPOINTS,
     COMPILE_CACHE,
@@ -37,11 +38,39 @@ from ..model_dir import (
     STATE,
     TENSORBOARD,
     ModelDir,
+    checkpoint_name,
 )
 from . import checkpoint
 from .state import RunState
 
 logger = logging.getLogger(__name__)
+
+
+@contextmanager
+def hold_lock(path: Path) -> Iterator[None]:
+    """Hold the directory for one training process: an OS lock on `.lock`, released
+    when the process ends however it ends (kill -9 too), so it never goes stale. A
+    second writer is refused at once, with the holder's pid, host and start time."""
+    handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(handle, 300).decode("utf-8", "replace").strip() or "unknown"
+            raise ValueError(
+                f"{path.parent}: another training run is writing here ({holder}); "
+                f"wait for it to end or stop it, or choose another "
+                f"--model-dir"
+            ) from None
+        os.ftruncate(handle, 0)
+        os.write(
+            handle,
+            f"pid {os.getpid()} on {socket.gethostname()}, since "
+            f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode(),
+        )
+        yield
+    finally:
+        os.close(handle)
 
 
 class RunDir(ModelDir):
@@ -106,31 +135,9 @@ class RunDir(ModelDir):
         if not self.checkpoints():
             shutil.rmtree(created, ignore_errors=True)
 
-    @contextmanager
-    def lock(self) -> Iterator[None]:
-        """Hold the directory for one training process: an OS lock on `.lock`, released
-        when the process ends however it ends (kill -9 too), so it never goes stale. A
-        second writer is refused at once, with the holder's pid, host and start time."""
-        handle = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = os.read(handle, 300).decode("utf-8", "replace").strip() or "unknown"
-                raise ValueError(
-                    f"{self.path}: another training run is writing here ({holder}); "
-                    f"wait for it to end or stop it, or choose another "
-                    f"--model-dir"
-                ) from None
-            os.ftruncate(handle, 0)
-            os.write(
-                handle,
-                f"pid {os.getpid()} on {socket.gethostname()}, since "
-                f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode(),
-            )
-            yield
-        finally:
-            os.close(handle)
+    def lock(self):
+        """Hold the directory for one training process (`hold_lock`)."""
+        return hold_lock(self.path / LOCK)
 
     def prepare(self, config: Config, overwrite: bool) -> bool:
         """Make the directory ready for a run of `config`; True if it holds one to resume.
@@ -167,10 +174,19 @@ class RunDir(ModelDir):
             for leftover in self.path.glob(pattern):
                 shutil.rmtree(leftover, ignore_errors=True)
 
+    def check_tokenizer(self, tokenizer, prepared_path: Path, resuming: bool) -> None:
+        """Refuse to resume on a corpus encoded with another SentencePiece model."""
+        if resuming and self.load_tokenizer().serialized() != tokenizer.serialized():
+            raise ValueError(
+                f"{prepared_path} was encoded with another SentencePiece model than the run "
+                f"in {self}; pass the data it was trained on, --overwrite to start over, "
+                f"or a new --model-dir"
+            )
+
     def save_run_config(self, config: Config, tokenizer) -> None:
         """Write the SentencePiece model(s), then config.json with their sha256 (on a
         resume, the same bytes again)."""
-        models = self.save_tokenizer(*tokenizer.serialized())
+        models = self.save_tokenizer(tokenizer)
         self.save_config(config, tokenizer.source_vocab_size, tokenizer.target_vocab_size, models)
 
     # Run state and metrics ---------------------------------------------------------------
@@ -203,7 +219,7 @@ class RunDir(ModelDir):
     def checkpoints(self) -> list[tuple[int, Path]]:
         """(step, path) of every checkpoint, oldest first."""
         found = []
-        for path in (self.path / CHECKPOINTS).glob("step-*.npz"):
+        for path in (self.path / CHECKPOINTS).glob(CHECKPOINT_GLOB):
             match = CHECKPOINT_NAME.fullmatch(path.name)
             if match:
                 found.append((int(match.group(1)), path))
@@ -212,7 +228,7 @@ class RunDir(ModelDir):
     def save_checkpoint(self, arrays: dict[str, np.ndarray], state: RunState, keep: int) -> Path:
         """Write `arrays` (`checkpoint.arrays_of(model)`) and `state` as the checkpoint of
         `state.step`, atomically, and its readable copy; keep the newest `keep`."""
-        path = self.path / CHECKPOINTS / f"step-{state.step:09d}.npz"
+        path = self.path / CHECKPOINTS / checkpoint_name(state.step)
         document = state.to_dict()
         atomic_write(path, lambda temporary: checkpoint.write(temporary, arrays, document))
         self.save_state({**document, "checkpoint": str(path.relative_to(self.path))})
@@ -277,6 +293,15 @@ class FollowerDir(RunDir):
     @property
     def log_path(self) -> Path:
         return Path(os.devnull)
+
+    def check_tokenizer(self, tokenizer, prepared_path: Path, resuming: bool) -> None:
+        """Refuse to resume on a corpus encoded with another SentencePiece model."""
+        if resuming and self.load_tokenizer().serialized() != tokenizer.serialized():
+            raise ValueError(
+                f"{prepared_path} was encoded with another SentencePiece model than the run "
+                f"in {self}; pass the data it was trained on, --overwrite to start over, "
+                f"or a new --model-dir"
+            )
 
     def save_run_config(self, config: Config, tokenizer) -> None:
         self.sizes = (tokenizer.source_vocab_size, tokenizer.target_vocab_size)

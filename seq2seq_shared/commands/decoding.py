@@ -1,0 +1,248 @@
+"""Commands that use models: translate, evaluate, export, info."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from ..config import DecodeConfig
+from ..console import import_keras_quietly
+from .options import search_options
+
+
+@click.command()
+@click.option(
+    "--model-dir", required=True, type=click.Path(path_type=Path), help="A trained model."
+)
+@click.option(
+    "-i",
+    "--input",
+    "input_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Text to translate, one sentence per line [default: stdin].",
+)
+@click.option(
+    "-o",
+    "--output",
+    "output_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where translations go, one line per input line [default: stdout].",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1),
+    default=DecodeConfig.batch_size,
+    show_default=True,
+    help="Sentences decoded together.",
+)
+@click.option(
+    "--errors",
+    type=click.Choice(["strict", "replace"]),
+    default="strict",
+    show_default=True,
+    help="Invalid UTF-8 in the input: stop, or replace it with U+FFFD.",
+)
+@click.option(
+    "--alignments",
+    "alignments_path",
+    type=click.Path(path_type=Path),
+    help="Also write each line's attention weights here, as JSON lines: "
+    '{"source": pieces, "target": pieces, "weights": [[...], ...]} '
+    "(attention models; the best hypothesis').",
+)
+@search_options
+@click.option(
+    "--n-best",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="Write the N best hypotheses per input line (N <= --beam-size), as one "
+    'JSON line each: {"hypotheses": [{"translation", "log_prob", "score"}, '
+    "...]}, best first.",
+)
+@click.option(
+    "--scores",
+    is_flag=True,
+    help="Write 'TRANSLATION<TAB>LOG_PROB' lines: the log-probability the model "
+    "gives its output (eos included), one line per input line.",
+)
+def translate(
+    model_dir: Path,
+    input_path: Path | None,
+    output_path: Path | None,
+    batch_size: int,
+    errors: str,
+    alignments_path: Path | None,
+    beam_size: int,
+    length_penalty: float,
+    n_best: int,
+    scores: bool,
+) -> None:
+    """Translate text: exactly one output line per input line, in order (greedy search
+    unless --beam-size is over 1)."""
+    import_keras_quietly()
+    from ..data import files
+    from ..decoding.translator import Translator
+
+    decode_config = _decode_config(batch_size, beam_size, length_penalty, n_best, scores)
+    for path in (output_path, alignments_path):
+        if path is not None:
+            files.check_output_writable(path)
+    lines = files.iter_lines(input_path, errors=errors)
+    translator = Translator.from_model_dir(model_dir, decode_config)
+    if alignments_path is not None and translator.model.attention is None:
+        raise click.UsageError(
+            f"--alignments: {model_dir} has no attention (trained with "
+            f"--attention none); there are no alignments to write"
+        )
+    # From a pipe, translate whatever has arrived; from a file, in full chunks.
+    translations = translator.translate_stream(
+        lines,
+        batch_size=batch_size,
+        eager=input_path is None,
+        details=True,
+        scores=scores,
+        alignments=alignments_path is not None,
+    )
+
+    if alignments_path is None:
+        files.write_lines(_output_lines(translations, n_best, scores, None), output_path)
+    else:  # (streamed beside the translations: never all held in memory)
+        files.write_lines_during(
+            alignments_path,
+            lambda write_alignment: files.write_lines(
+                _output_lines(translations, n_best, scores, write_alignment), output_path
+            ),
+        )
+
+
+def _decode_config(
+    batch_size: int, beam_size: int, length_penalty: float, n_best: int, scores: bool
+) -> DecodeConfig:
+    if n_best > 1 and scores:
+        raise click.UsageError("--n-best already writes each hypothesis' score; drop --scores")
+    try:
+        return DecodeConfig(
+            batch_size=batch_size, beam_size=beam_size, length_penalty=length_penalty, n_best=n_best
+        )
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
+
+
+def _output_lines(translations, n_best: int, scores: bool, write_alignment):
+    """translate's output lines: the text, text and score, or the n-best as JSON; each
+    line's alignment handed to `write_alignment` first (where given)."""
+    for translation in translations:
+        if write_alignment is not None:
+            write_alignment(json.dumps(translation.alignment, ensure_ascii=False))
+        if n_best > 1:
+            yield json.dumps({"hypotheses": translation.hypotheses}, ensure_ascii=False)
+        elif scores:
+            yield f"{translation.text}\t{translation.hypotheses[0]['log_prob']}"
+        else:
+            yield translation.text
+
+
+@click.command()
+@click.option(
+    "--model-dir", required=True, type=click.Path(path_type=Path), help="A trained model."
+)
+@click.option("--source", required=True, type=click.Path(path_type=Path), help="Source sentences.")
+@click.option(
+    "--reference",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Reference translations, line-aligned with --source.",
+)
+@click.option(
+    "--batch-size", type=click.IntRange(1), default=DecodeConfig.batch_size, show_default=True
+)
+@click.option(
+    "-o",
+    "--output",
+    "output_path",
+    type=click.Path(path_type=Path),
+    help="Also write the translations here.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@search_options
+def evaluate(
+    model_dir: Path,
+    source: Path,
+    reference: Path,
+    batch_size: int,
+    output_path: Path | None,
+    as_json: bool,
+    beam_size: int,
+    length_penalty: float,
+) -> None:
+    """Score translations of SOURCE against REFERENCE: BLEU, chrF, exact match, perplexity."""
+    import_keras_quietly()
+    from ..decoding.evaluate import evaluate as run_evaluation
+
+    decode_config = DecodeConfig(
+        batch_size=batch_size, beam_size=beam_size, length_penalty=length_penalty
+    )
+    result = run_evaluation(
+        model_dir, source, reference, output_path=output_path, decode_config=decode_config
+    )
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    click.echo(f"{result['source']} ({result['sentences']} sentences)")
+    for key, label in (
+        ("bleu", "BLEU"),
+        ("bleu_lowercase", "BLEU (lowercased)"),
+        ("chrf", "chrF"),
+        ("exact_match", "exact match %"),
+        ("perplexity", "perplexity"),
+    ):
+        click.echo(f"  {label:<20}{result[key]}")
+    for name, signature in result["signatures"].items():
+        click.echo(f"  {name} signature: {signature}")
+
+
+@click.command()
+@click.option(
+    "--model-dir", required=True, type=click.Path(path_type=Path), help="A trained model."
+)
+@click.option(
+    "--output",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="A new directory for the SavedModel and its SentencePiece model(s).",
+)
+def export(model_dir: Path, output: Path) -> None:
+    """Export a TensorFlow SavedModel: ids in, ids out (see the README.txt it writes)."""
+    import_keras_quietly()
+    from ..decoding.export import export_saved_model
+
+    click.echo(f"exported to {export_saved_model(model_dir, output)}")
+
+
+@click.command()
+@click.option(
+    "--model-dir", required=True, type=click.Path(path_type=Path), help="A trained model."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+def info(model_dir: Path, as_json: bool) -> None:
+    """Show a model's config and its parameters by component, shared weights counted once."""
+    import_keras_quietly()
+    from ..model_dir import parameter_report
+
+    report = parameter_report(model_dir)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    click.echo(json.dumps(report["config"], indent=2))
+    click.echo()
+    click.echo(f"{'component':<24}{'parameters':>12}  used by")
+    for row in report["components"]:
+        click.echo(f"{row['name']:<24}{row['parameters']:>12,}  {row['used_by']}")
+    click.echo(f"{'total':<24}{report['total']:>12,}  (formula: {report['formula']:,})")
+    for line in report["notes"]:
+        click.echo(line)
