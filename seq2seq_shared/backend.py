@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import logging
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -87,6 +86,10 @@ def _compile_step(model: keras.Model, training: bool, replicas: Any) -> Callable
             )
 
         return step
+    return _tensorflow_step(model, training, replicas)
+
+
+def _tensorflow_step(model: keras.Model, training: bool, replicas: Any) -> Callable:
     method = model.train_step if training else model.test_step
     if replicas is not None and replicas.strategy is not None:
         method = replicas.wrap_step(method)
@@ -189,7 +192,7 @@ def _shape_free(function: Callable, static_argnums: tuple[int, ...] = ()) -> Cal
             traced[key] = tf.function(bound, input_signature=specs, autograph=False)
         return traced[key](*dynamic)
 
-    call.traced = traced  # (for tests: one entry per trace)
+    call.traced = traced  # type: ignore[attr-defined]  # (for tests: one entry per trace)
     return call
 
 
@@ -253,49 +256,6 @@ def shape_multiple() -> int:
     """Round padded lengths up to this. JAX compiles once per shape, so few shapes pay;
     TensorFlow's `reduce_retracing` relaxes to dynamic shapes, so padding is pure waste."""
     return 1 if dynamic_shapes() else 8
-
-
-def use_compile_cache(path) -> None:
-    """JAX: keep compiled programs in `path` (JAX's persistent compilation cache), so a
-    resumed or repeated run loads them instead of compiling again; a cache directory the
-    user set (JAX_COMPILATION_CACHE_DIR) wins. Programs are counted from here on
-    (`compile_counts`). Elsewhere nothing: TensorFlow traces in seconds and keeps no cache."""
-    if name() != "jax":
-        return
-    import jax
-    from jax.experimental.compilation_cache import compilation_cache
-
-    global _CACHE_SET_HERE
-    if _CACHE_SET_HERE or not jax.config.jax_compilation_cache_dir:  # not the user's
-        jax.config.update("jax_compilation_cache_dir", str(path))
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
-        quiet = logging.getLogger(compilation_cache.reset_cache.__module__)
-        level, _ = quiet.level, quiet.setLevel(logging.WARNING)  # its INFO line is noise
-        compilation_cache.reset_cache()  # takes the new directory even after a compile
-        quiet.setLevel(level)
-        _CACHE_SET_HERE = True
-    if not _COMPILES:
-        _COMPILES.update(compiled=0, cached=0)
-        jax.monitoring.register_event_listener(_count_compile)
-
-
-_CACHE_SET_HERE = False  # the cache directory is a run's (so the next run moves it)
-_COMPILES: dict[str, int] = {}
-_COMPILE_EVENTS = {
-    "/jax/compilation_cache/cache_misses": "compiled",
-    "/jax/compilation_cache/cache_hits": "cached",
-}
-
-
-def _count_compile(event: str, **kwargs) -> None:
-    if event in _COMPILE_EVENTS:
-        _COMPILES[_COMPILE_EVENTS[event]] += 1
-
-
-def compile_counts() -> dict[str, int]:
-    """Programs compiled, and loaded from the compile cache, since `use_compile_cache`
-    (JAX); empty elsewhere."""
-    return dict(_COMPILES)
 
 
 def dynamic_shapes() -> bool:

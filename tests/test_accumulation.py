@@ -15,6 +15,8 @@ from seq2seq_shared.model.seq2seq import Seq2Seq
 from seq2seq_shared.training.run import TrainingRun
 from seq2seq_shared.training.steps import compile_for_training, train_step
 
+pytestmark = pytest.mark.slow  # trains models or starts processes: the full run only
+
 # Two batches of very different sizes (3 and 9 target tokens), so the mean of the two
 # batch means is far from the mean over all 12 tokens.
 SOURCES = [[[5, 6, 7], [8, 9]], [[10, 11, 12, 13], [14], [15, 16]]]
@@ -38,7 +40,7 @@ def _trained(accumulate_steps, batches, weights):
     compile_for_training(
         model, TrainingConfig(accumulate_steps=accumulate_steps, learning_rate=0.01)
     )
-    for batch, weight in zip(batches, weights):
+    for batch, weight in zip(batches, weights, strict=True):
         train_step(model, batch, weight)
     return [np.asarray(v) for v in model.trainable_variables]
 
@@ -50,20 +52,24 @@ def test_mixed_float16_cannot_accumulate():
 
 
 def test_two_accumulated_batches_equal_one_batch_twice_as_large():
-    small = [_batch(s, t) for s, t in zip(SOURCES, TARGETS)]
+    small = [_batch(s, t) for s, t in zip(SOURCES, TARGETS, strict=True)]
     tokens = [b.num_target_tokens for b in small]
     assert tokens == [3, 9]
     large = _batch(SOURCES[0] + SOURCES[1], TARGETS[0] + TARGETS[1])
     want = _trained(1, [large], [None])
     # The weights accumulation.py gives: N x each batch's share of the group's tokens.
     got = _trained(2, small, [2 * n / sum(tokens) for n in tokens])
-    for g, w in zip(got, want):
+    for g, w in zip(got, want, strict=True):
         np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-7)
     start = _trained(1, [], [])
-    assert any(not np.allclose(s, w) for s, w in zip(start, want))  # the step moved them
+    assert any(
+        not np.allclose(s, w) for s, w in zip(start, want, strict=True)
+    )  # the step moved them
     # Keras's plain accumulation (the mean of the batch means) is another step.
     plain = _trained(2, small, [None, None])
-    assert any(not np.allclose(p, w, rtol=1e-5, atol=1e-7) for p, w in zip(plain, want))
+    assert any(
+        not np.allclose(p, w, rtol=1e-5, atol=1e-7) for p, w in zip(plain, want, strict=True)
+    )
 
 
 def test_groups_weights_and_fillers_of_an_epoch():

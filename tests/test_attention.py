@@ -76,7 +76,7 @@ def test_memory_is_in_natural_order_when_the_source_is_read_backwards():
 @pytest.mark.parametrize("role_signal", ["none", "bias", "embedding"])
 def test_one_set_of_lstm_weights_and_the_formula_counts_attention_and_roles(role_signal):
     model = build(attention="general", role_signal=role_signal, num_layers=2)
-    for encoder_lstm, decoder_lstm in zip(model.encoder_lstms, model.decoder_lstms):
+    for encoder_lstm, decoder_lstm in zip(model.encoder_lstms, model.decoder_lstms, strict=True):
         assert encoder_lstm is decoder_lstm
     lstm_paths = [v.path for v in model.trainable_variables if "lstm" in v.path]
     assert len(lstm_paths) == 2 * 3 == len(set(lstm_paths))
@@ -116,7 +116,7 @@ def test_greedy_alignments_match_the_teacher_forced_weights():
     decoder = Decoder(model)
     targets, alignments = decoder.decode(sources, 5, alignments=True)
     assert decoder.decode(sources, 2) == targets
-    for source, target, weights in zip(sources, targets, alignments):
+    for source, target, weights in zip(sources, targets, alignments, strict=True):
         if not source:
             assert target == [] and weights.shape == (0, 0)
             continue
@@ -194,7 +194,7 @@ def test_train_translate_alignments_and_info_through_the_cli(numbers_corpus, tmp
     records = [json.loads(line) for line in alignments.read_text(encoding="utf-8").splitlines()]
     assert len(records) == len(translations) == 3
     assert records[1] == {"source": [], "target": [], "weights": []}
-    for record, translation in zip(records[::2], translations[::2]):
+    for record, translation in zip(records[::2], translations[::2], strict=True):
         weights = np.array(record["weights"])
         assert weights.shape == (len(record["target"]), len(record["source"]))
         pieces = [p for p in record["target"] if p != "</s>"]  # eos, unless the limit hit

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from click.testing import CliRunner
 
 from seq2seq_shared.cli import main
@@ -127,6 +128,7 @@ def test_unwritable_output_fails_before_loading_the_model(trained, tmp_path):
     assert result.exit_code == 1 and "does not exist; create it first" in result.output
 
 
+@pytest.mark.slow
 def test_a_killed_translation_leaves_no_output_file_that_looks_complete(trained, tmp_path):
     output = tmp_path / "out.txt"
     process = subprocess.Popen(
@@ -145,7 +147,12 @@ def test_a_killed_translation_leaves_no_output_file_that_looks_complete(trained,
     )
     process.stdin.write(b"seven\ntwelve\n" * 50)
     process.stdin.flush()
-    time.sleep(8)  # the model is loaded and translating; the input is not finished
+    # Kill only once writing has begun (its temporary file is there), the input unfinished.
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".out.txt.tmp-*")) and time.monotonic() < deadline:
+        assert process.poll() is None, "translate ended before its input did"
+        time.sleep(0.1)
+    assert list(tmp_path.glob(".out.txt.tmp-*")), "translate never began writing"
     process.kill()
     process.wait()
     assert not output.exists()

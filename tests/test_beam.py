@@ -66,7 +66,7 @@ def test_the_length_penalty_divides_the_score_and_can_change_the_winner():
     log_probs = ops.convert_to_numpy(found["log_probs"])[0]
     scores = ops.convert_to_numpy(found["scores"])[0]
     lengths = [(row != 0).sum() for row in ops.convert_to_numpy(trim_at_eos(found["ids"][0]))]
-    for log_prob, score, length in zip(log_probs, scores, lengths):
+    for log_prob, score, length in zip(log_probs, scores, lengths, strict=True):
         assert score == pytest.approx(log_prob / ((5 + length + 1) / 6), rel=1e-5)
     assert list(scores) == sorted(scores, reverse=True)
 
@@ -114,7 +114,7 @@ def test_n_best_scores_are_teacher_forced_log_probs_sorted_and_distinct(trained,
     model, tokenizer, config = trained_parts(trained)
     decoder = Decoder(model, DecodeConfig(beam_size=5, n_best=5), config.model.max_source_length)
     sources = tokenizer.encode_source(numbers(numbers_corpus, 12))
-    for source, hypotheses in zip(sources, decoder.search(sources)):
+    for source, hypotheses in zip(sources, decoder.search(sources), strict=True):
         assert len(hypotheses) == 5
         assert len({tuple(h.ids) for h in hypotheses}) == 5
         scores = [h.score for h in hypotheses]
@@ -125,7 +125,7 @@ def test_n_best_scores_are_teacher_forced_log_probs_sorted_and_distinct(trained,
             assert h.log_prob == pytest.approx(forced, abs=1e-4)
     # Greedy search's --scores: the same teacher-forced log-probability.
     greedy = Decoder(model, DecodeConfig(), config.model.max_source_length)
-    for source, (h,) in zip(sources, greedy.search(sources, scores=True)):
+    for source, (h,) in zip(sources, greedy.search(sources, scores=True), strict=True):
         assert h.log_prob == pytest.approx(
             teacher_forced_log_prob(model, source, h.ids + [EOS] * h.ended), abs=1e-4
         )
@@ -147,8 +147,10 @@ def test_batch_size_and_order_change_no_beam_output_and_empty_lines_stay_empty(
     assert [t.text for t in whole][5] == "" and whole[-1].text == ""
     small = translator.translate_details(lines, batch_size=3)
     reversed_ = translator.translate_details(lines[::-1], batch_size=7)[::-1]
-    for a, b, c in zip(whole, small, reversed_):  # scores: to float32 rounding of the batch
-        for x, y, z in zip(a.hypotheses, b.hypotheses, c.hypotheses):
+    for a, b, c in zip(
+        whole, small, reversed_, strict=True
+    ):  # scores: to float32 rounding of the batch
+        for x, y, z in zip(a.hypotheses, b.hypotheses, c.hypotheses, strict=True):
             assert x["translation"] == y["translation"] == z["translation"]
             assert x["log_prob"] == pytest.approx(y["log_prob"], abs=1e-4)
             assert x["score"] == pytest.approx(z["score"], abs=1e-4)
@@ -164,7 +166,7 @@ def test_beam_alignments_are_the_best_hypothesis_teacher_forced_weights():
     sources = [rng.integers(4, V, size=n).tolist() for n in (5, 0, 9, 3)]
     decoder = Decoder(model, DecodeConfig(beam_size=3))
     found = decoder.search(sources, alignments=True)
-    for source, (best,) in zip(sources, found):
+    for source, (best,) in zip(sources, found, strict=True):
         if not source:
             assert best.ids == [] and best.weights.shape == (0, 0)
             continue
@@ -261,7 +263,7 @@ def test_averaging_identical_checkpoints_gives_their_weights_and_a_loadable_mode
     mean, _, _ = ModelDir(tmp_path / "mean").load_model()
     assert not all(
         np.array_equal(np.asarray(a), np.asarray(b))
-        for a, b in zip(mean.trainable_variables, averaged.trainable_variables)
+        for a, b in zip(mean.trainable_variables, averaged.trainable_variables, strict=True)
     )
     refused = CliRunner().invoke(
         main,

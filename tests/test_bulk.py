@@ -13,6 +13,8 @@ import pytest
 from seq2seq_shared.decoding.translator import Translator
 from seq2seq_shared.model_dir import ModelDir
 
+pytestmark = pytest.mark.slow  # trains models or starts processes: the full run only
+
 ROOT = Path(__file__).resolve().parent.parent
 ENVIRONMENT = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
 LINES = [

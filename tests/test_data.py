@@ -74,7 +74,9 @@ def test_batches_cover_every_pair_once_within_the_token_budget(fixed_shapes):
             target = batch.target_output[row][batch.target_output[row] != PAD_ID].tolist()
             seen.append((tuple(source), tuple(target[:-1])))
             assert target[-1] == EOS_ID
-    assert sorted(seen) == sorted((tuple(s), tuple(t)) for s, t in zip(sources, targets))
+    assert sorted(seen) == sorted(
+        (tuple(s), tuple(t)) for s, t in zip(sources, targets, strict=True)
+    )
 
 
 def test_fixed_shapes_give_one_shape_per_width():

@@ -11,6 +11,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+@pytest.mark.slow
 def test_export_truncates_over_long_inputs_as_translate_does(trained, tmp_path):
     import tensorflow as tf
 

@@ -95,7 +95,7 @@ def _loss_and_gradients(model):
         import jax
 
         def stateless(values):
-            with keras.StatelessScope(state_mapping=list(zip(variables, values))):
+            with keras.StatelessScope(state_mapping=list(zip(variables, values, strict=True))):
                 return loss()
 
         value, gradients = jax.jit(jax.value_and_grad(stateless))([v.value for v in variables])
@@ -119,7 +119,9 @@ def test_forced_gpu_branch_gives_the_cpu_loss_and_gradients(monkeypatch, role_si
     assert masks and (True in masks) == (backend.name() == "tensorflow") and False in masks
     np.testing.assert_allclose(gpu_loss, cpu_loss, rtol=1e-5)
     assert len(gpu_gradients) == len(cpu_gradients) == len(model.trainable_variables)
-    for variable, got, want in zip(model.trainable_variables, gpu_gradients, cpu_gradients):
+    for variable, got, want in zip(
+        model.trainable_variables, gpu_gradients, cpu_gradients, strict=True
+    ):
         np.testing.assert_allclose(got, want, rtol=2e-4, atol=1e-6, err_msg=variable.path)
 
 
@@ -130,9 +132,20 @@ def test_forced_gpu_branch_falls_back_where_keras_declines(monkeypatch):
     cpu_loss, cpu_gradients = _loss_and_gradients(model)
     monkeypatch.setattr(backend, "accelerator", lambda: "GPU")
     assert backend.fused_lstm_kernel(masked=False) is not None
+    original, declined = keras.src.backend.lstm, []
+
+    def spy(*arguments, **keywords):  # Keras's kernel, watched: did it decline?
+        try:
+            return original(*arguments, **keywords)
+        except NotImplementedError:
+            declined.append(True)
+            raise
+
+    monkeypatch.setattr(keras.src.backend, "lstm", spy)
     gpu_loss, gpu_gradients = _loss_and_gradients(model)
+    assert declined, "the fused kernel was never tried, so no fallback was exercised"
     np.testing.assert_allclose(gpu_loss, cpu_loss, rtol=1e-5)
-    for got, want in zip(gpu_gradients, cpu_gradients):
+    for got, want in zip(gpu_gradients, cpu_gradients, strict=True):
         np.testing.assert_allclose(got, want, rtol=2e-4, atol=1e-6)
 
 

@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.slow  # trains models or starts processes: the full run only
+
 pytest.importorskip("jax")
 
 

@@ -1,10 +1,13 @@
 """The strongest end-to-end check: a small model learns a tiny deterministic task exactly."""
 
+import pytest
 from make_numbers_data import english, german
 
 from seq2seq_shared.config import Config
 from seq2seq_shared.decoding.translator import Translator
 from seq2seq_shared.training.train import train
+
+pytestmark = pytest.mark.slow  # trains models or starts processes: the full run only
 
 
 def test_small_model_learns_number_words_to_exact_match(numbers_corpus, tmp_path):
@@ -30,5 +33,5 @@ def test_small_model_learns_number_words_to_exact_match(numbers_corpus, tmp_path
     )
     numbers = range(200)
     hypotheses = Translator.from_model_dir(tmp_path / "m").translate([english(n) for n in numbers])
-    wrong = [(english(n), h) for n, h in zip(numbers, hypotheses) if h != german(n)]
+    wrong = [(english(n), h) for n, h in zip(numbers, hypotheses, strict=True) if h != german(n)]
     assert wrong == []

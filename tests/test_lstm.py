@@ -23,7 +23,7 @@ def _gradients(function, variables, inputs):
         import jax
 
         def stateless(values, *xs):
-            with keras.StatelessScope(state_mapping=list(zip(variables, values))):
+            with keras.StatelessScope(state_mapping=list(zip(variables, values, strict=True))):
                 return function(*xs)
 
         grads = jax.grad(stateless, argnums=tuple(range(len(inputs) + 1)))(
@@ -62,7 +62,9 @@ def test_shared_lstm_matches_keras_lstm_forward_and_backward(masked):
         return value
 
     for got, want in zip(
-        ours(x, initial_state=[h0, c0], mask=mask), reference(x, initial_state=[h0, c0], mask=mask)
+        ours(x, initial_state=[h0, c0], mask=mask),
+        reference(x, initial_state=[h0, c0], mask=mask),
+        strict=True,
     ):
         if masked and got.ndim == 3:
             got, want = (np.asarray(a) * mask[..., None] for a in (got, want))
@@ -70,7 +72,7 @@ def test_shared_lstm_matches_keras_lstm_forward_and_backward(masked):
     got = _gradients(objective(ours), ours.trainable_variables, [x, h0, c0])
     want = _gradients(objective(reference), reference.trainable_variables, [x, h0, c0])
     assert len(got) == len(want) == 6  # kernel, recurrent kernel, bias, x, h0, c0
-    for g, w in zip(got, want):
+    for g, w in zip(got, want, strict=True):
         np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5)
 
 

@@ -51,7 +51,7 @@ def random_ids(rows, length, seed):
 
 def test_encoder_and_decoder_use_the_very_same_lstm_variables():
     model = build(num_layers=2)
-    for encoder_lstm, decoder_lstm in zip(model.encoder_lstms, model.decoder_lstms):
+    for encoder_lstm, decoder_lstm in zip(model.encoder_lstms, model.decoder_lstms, strict=True):
         assert encoder_lstm is decoder_lstm
         assert [id(v) for v in encoder_lstm.weights] == [id(v) for v in decoder_lstm.weights]
     paths = [v.path for v in model.trainable_variables]
@@ -156,7 +156,7 @@ def test_padding_does_not_change_the_encoder_state():
     source = random_ids(2, 6, seed=3)
     padded = np.pad(source, ((0, 0), (0, 10)))
     for (h, c), (h_padded, c_padded) in zip(
-        model.encode(source)["states"], model.encode(padded)["states"]
+        model.encode(source)["states"], model.encode(padded)["states"], strict=True
     ):
         np.testing.assert_allclose(
             ops.convert_to_numpy(h), ops.convert_to_numpy(h_padded), atol=1e-6
@@ -217,7 +217,7 @@ def test_batching_and_encoder_slices_do_not_change_translations(options):
     assert decoder.use_input_table
     decoder.use_input_table = False  # each step's input multiplied, not looked up
     assert decoder.decode(sources, 80) == alone
-    assert all(ids == [] for ids, source in zip(alone, sources) if not source)
+    assert all(ids == [] for ids, source in zip(alone, sources, strict=True) if not source)
     assert len({len(ids) for ids in alone}) > 3  # sentences finish at different steps
 
 
@@ -249,7 +249,7 @@ def keras_teacher_forced_logits(model, inputs):
     """Teacher-forced logits through Keras's own LSTM layers (which take no context)."""
     states = model.encode(inputs["source"])["states"]
     x = model.target_embedding(inputs["target_input"])
-    for lstm, state in zip(model.decoder_lstms, states):
+    for lstm, state in zip(model.decoder_lstms, states, strict=True):
         x, _, _ = lstm(x, initial_state=state)
     return ops.convert_to_numpy(model.logits(x))
 
@@ -279,7 +279,7 @@ def test_weights_saved_with_keras_lstm_layers_still_load(tmp_path, monkeypatch):
     assert type(new.encoder_lstms[0]) is not keras.layers.LSTM
     new.load_weights(tmp_path / "old.weights.h5")
     inputs = {"source": random_ids(2, 6, 1), "target_input": random_ids(2, 5, 2)}
-    for a, b in zip(old.trainable_variables, new.trainable_variables):
+    for a, b in zip(old.trainable_variables, new.trainable_variables, strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     expected = keras_teacher_forced_logits(old, inputs)
     assert expected.shape == (2, 5, V) and expected.std() > 0.25  # logits of order 1
@@ -300,7 +300,7 @@ def test_the_model_reads_its_source_backwards_real_tokens_only():
     forwards = build()  # the same seed: the same weights
     by_hand = np.array([[7, 6, 5, 0], [9, 8, 0, 0], [0, 0, 0, 0]], dtype="int32")
     for mine, reference in zip(
-        backwards.encode(source)["states"], forwards.encode(by_hand)["states"]
+        backwards.encode(source)["states"], forwards.encode(by_hand)["states"], strict=True
     ):
-        for a, b in zip(mine, reference):
+        for a, b in zip(mine, reference, strict=True):
             np.testing.assert_array_equal(ops.convert_to_numpy(a), ops.convert_to_numpy(b))

@@ -11,6 +11,7 @@ import sys
 import threading
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from seq2seq_shared.cli import main
@@ -95,6 +96,7 @@ def test_a_write_error_on_a_device_is_one_line_naming_it(trained, tmp_path):
     assert full.is_char_device()
 
 
+@pytest.mark.slow
 def test_a_full_disk_under_stdout_is_one_line_and_exit_1(trained):
     with open("/dev/full", "w") as full:
         result = subprocess.run(
@@ -136,6 +138,7 @@ def test_an_unwritable_special_path_is_named_as_given(trained):
     assert_one_line_error(translate(trained, "-o", "/proc/version"), "/proc/version:")
 
 
+@pytest.mark.slow
 def test_training_into_a_full_disk_is_one_line_and_the_directory_stays_usable(
     numbers_corpus, tmp_path, monkeypatch
 ):
@@ -176,6 +179,7 @@ def test_a_format_1_directory_without_checksums_still_loads(trained, tmp_path):
     assert result.exit_code == 0 and result.output == expected(trained)
 
 
+@pytest.mark.slow
 def test_a_second_writer_is_refused_naming_the_holder(numbers_corpus, tmp_path):
     from test_resume import train_arguments
 

@@ -24,6 +24,8 @@ from seq2seq_shared.cli import main
 from seq2seq_shared.data.batches import ParallelBatches
 from seq2seq_shared.training import checkpoint
 
+pytestmark = pytest.mark.slow  # trains models or starts processes: the full run only
+
 pytest.importorskip("jax")
 
 RUN = [*TINY, "--checkpoint-every", "4", "--dropout", "0.3"]

@@ -12,6 +12,8 @@ from click.testing import CliRunner
 from seq2seq_shared.cli import main
 from seq2seq_shared.training.run_dir import RunDir
 
+pytestmark = pytest.mark.slow  # trains models or starts processes: the full run only
+
 RUN = [
     "--embedding-dim",
     "16",

@@ -101,6 +101,7 @@ def test_a_killed_prepare_leaves_the_previous_data_whole(tmp_path, monkeypatch):
     assert len(PreparedCorpus(tmp_path / "prepared").pairs()) == 50
 
 
+@pytest.mark.slow
 def test_training_on_a_prepared_directory_equals_training_on_the_files(numbers_corpus, tmp_path):
     source, target = numbers_corpus / "train.en", numbers_corpus / "train.de"
     assert invoke("prepare", source, target, tmp_path / "prepared", *PREPARE_TINY).exit_code == 0
@@ -128,6 +129,7 @@ def test_training_on_a_prepared_directory_equals_training_on_the_files(numbers_c
         np.testing.assert_array_equal(files[key], prepared[key], err_msg=key)
 
 
+@pytest.mark.slow
 def test_resuming_never_reads_the_corpus_again(numbers_corpus, tmp_path, monkeypatch):
     source, target = numbers_corpus / "train.en", numbers_corpus / "train.de"
     model_dir = tmp_path / "model"
@@ -186,6 +188,7 @@ def test_the_vectorised_plan_equals_the_loop_it_replaced(batch_tokens, multiple)
     )
 
 
+@pytest.mark.slow
 def test_a_run_saved_before_prepared_data_resumes_with_its_own_vocabulary(numbers_corpus, tmp_path):
     source, target = numbers_corpus / "train.en", numbers_corpus / "train.de"
     model_dir = tmp_path / "model"

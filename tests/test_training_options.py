@@ -235,6 +235,7 @@ def test_tensorboard_takes_a_perplexity_beyond_float32(tmp_path):
 # --best-metric loss ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_best_metric_loss_keeps_the_weights_of_the_lowest_validation_loss(numbers_corpus, tmp_path):
     """An epoch that learns (validation loss falls), then a resumed epoch at a learning rate
     that wrecks the model (it rises far above): the best is the first epoch's last

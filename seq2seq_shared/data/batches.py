@@ -9,6 +9,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -23,7 +24,7 @@ PAD_TO_MULTIPLE = 8  # default rounding of lengths, so compiled steps see few di
 RELEASE_EVERY = 256  # batches between releases of a prepared corpus's mapped offsets
 
 
-def round_up(length: int, multiple: int) -> int:
+def round_up(length: Any, multiple: int) -> Any:
     """The smallest multiple of `multiple` that is >= `length`."""
     return -(-length // multiple) * multiple
 
@@ -241,8 +242,8 @@ class ParallelBatches:
         if index % RELEASE_EVERY == RELEASE_EVERY - 1:
             self.pairs.release()  # resident memory stays flat over an epoch
         rows = self.batches[self._order[index]]
-        shifted = [teacher_forcing(self.pairs.target(i)) for i in rows]
-        sources = [self.pairs.source(i) for i in rows]  # natural order
+        shifted = [teacher_forcing(list(self.pairs.target(i))) for i in rows]
+        sources: list[Any] = [self.pairs.source(i) for i in rows]  # natural order
         shape = {}
         if self.fixed_shapes:
             width = self.width(rows)

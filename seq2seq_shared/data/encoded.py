@@ -21,9 +21,9 @@ class EncodedPairs:
 
     def __init__(
         self,
-        source_ids: np.ndarray,
+        source_ids: np.ndarray | FileIds,
         source_offsets: np.ndarray,
-        target_ids: np.ndarray,
+        target_ids: np.ndarray | FileIds,
         target_offsets: np.ndarray,
         lengths: np.ndarray | None = None,
     ):

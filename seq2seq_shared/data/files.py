@@ -121,14 +121,14 @@ class WriteError(OSError):
         self.path, self.reason = path, reason
 
     def __str__(self) -> str:
-        return self.strerror
+        return self.strerror or ""
 
     def __reduce__(self):  # so that it crosses processes (batch_translate's workers) intact
         return type(self), (self.path, self.reason, self.errno)
 
 
 def atomic_write(
-    path: Path, write: Callable[[Path], None], before_rename: Callable[[Path], None] | None = None
+    path: Path, write: Callable[[Path], object], before_rename: Callable[[Path], None] | None = None
 ) -> None:
     """Call `write(temporary_path)`, fsync it, then rename it to `path` (atomic on POSIX).
 
@@ -234,7 +234,7 @@ def write_lines(lines: Iterable[str], path: Path | None) -> int:
     return count
 
 
-def write_lines_during(path: Path, body: Callable[[Callable[[str], None]], None]) -> None:
+def write_lines_during(path: Path, body: Callable[[Callable[[str], object]], object]) -> None:
     """Run `body(write_line)`; the lines it writes go to `path` as they come, so none is
     held in memory: a device or FIFO directly, a regular file through a temporary file
     that replaces `path` only once `body` has returned (a failure or a kill leaves no

@@ -126,7 +126,7 @@ class _Sample:
     def __init__(self, settings: PrepareSettings, wanted: bool):
         self.settings, self.wanted = settings, wanted
         self.random = random.Random(settings.seed)
-        self.sides = [[]] if settings.joint_vocab else [[], []]
+        self.sides: list[list[str]] = [[]] if settings.joint_vocab else [[], []]
         self.seen = [0] * len(self.sides)
 
     def add(self, line: int, source: str, target: str) -> None:

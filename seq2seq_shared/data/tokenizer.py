@@ -71,15 +71,20 @@ def train_tokenizer(
     seed: int = 1234,
 ) -> Tokenizer:
     """SentencePiece on the training text: one model for both sides (joint) or one each."""
-    options = dict(
-        vocab_size=vocab_size, model_type=model_type, sample_lines=sample_lines, seed=seed
-    )
-    if joint:
-        tokenizer = Tokenizer(train_sentencepiece([*sources, *targets], **options))
-    else:
-        tokenizer = Tokenizer(
-            train_sentencepiece(sources, **options), train_sentencepiece(targets, **options)
+
+    def train(lines: Sequence[str]) -> bytes:
+        return train_sentencepiece(
+            lines,
+            vocab_size=vocab_size,
+            model_type=model_type,
+            sample_lines=sample_lines,
+            seed=seed,
         )
+
+    if joint:
+        tokenizer = Tokenizer(train([*sources, *targets]))
+    else:
+        tokenizer = Tokenizer(train(sources), train(targets))
     logger.info(
         "SentencePiece: %d source / %d target pieces (%s vocabulary)",
         tokenizer.source_vocab_size,

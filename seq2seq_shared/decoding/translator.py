@@ -133,7 +133,7 @@ class Translator:
             ]
             alignment = self.alignment_record(source[:limit], hypotheses[0]) if alignments else None
             results.append(
-                Translation(listed[0]["translation"], listed, alignment, len(source) > limit)
+                Translation(str(listed[0]["translation"]), listed, alignment, len(source) > limit)
             )
         return results
 
@@ -144,6 +144,7 @@ class Translator:
         sums to 1; [] for an empty line)."""
         if not source:
             return {"source": [], "target": [], "weights": []}
+        assert hypothesis.weights is not None  # (searched with alignments)
         return {
             "source": self.tokenizer.source_pieces(source),
             "target": self.tokenizer.target_pieces(hypothesis.ids) + ["</s>"] * hypothesis.ended,

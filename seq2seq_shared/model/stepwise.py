@@ -8,6 +8,8 @@ helpers `_embedded` / `_gate_bias`.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from keras import ops
 
 from .roles import WRITE
@@ -15,6 +17,22 @@ from .roles import WRITE
 
 class Stepwise:
     """Decoding one piece at a time with the model's own layers."""
+
+    if TYPE_CHECKING:  # what Seq2Seq provides
+        feed_context: bool
+        attention: Any
+
+        @property
+        def decoder_lstms(self) -> list[Any]: ...
+
+        @property
+        def target_embedding(self) -> Any: ...
+
+        def _embedded(self, embeddings: Any, role: int) -> Any: ...
+
+        def _gate_bias(self, role: int, layer: int) -> Any: ...
+
+        def logits(self, x: Any) -> Any: ...
 
     def context(self, encoded: dict):
         """What `feed_context` gives every decoder step: the encoder's top final h, or None."""

@@ -136,7 +136,8 @@ def _mount_docs_assets(app: FastAPI) -> None:
     app.mount(DOCS_ASSETS, StaticFiles(directory=swagger_ui_path), name="docs-assets")
 
 
-async def _refused(request: Request, error: HTTPException):
+async def _refused(request: Request, error: Exception):
+    assert isinstance(error, HTTPException)
     return JSONResponse(
         body(error.status_code, str(error.detail)),
         status_code=error.status_code,
@@ -151,7 +152,8 @@ async def _failed(request: Request, error: Exception):
     )
 
 
-async def _client_error(request: Request, error: ClientError):
+async def _client_error(request: Request, error: Exception):
+    assert isinstance(error, ClientError)
     return JSONResponse(
         body(error.status, error.message), status_code=error.status, headers=error.headers
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import socket
 from pathlib import Path
@@ -112,7 +113,7 @@ def serve(
         app,
         log_level="warning",
         access_log=access_log,
-        timeout_graceful_shutdown=settings.request_timeout + 5,
+        timeout_graceful_shutdown=math.ceil(settings.request_timeout + 5),
     )
     _run(uvicorn.Server(config), listener)
 

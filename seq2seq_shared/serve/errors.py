@@ -8,6 +8,8 @@ import asyncio
 import json
 import re
 import unicodedata
+from collections.abc import Sequence
+from typing import Any
 
 
 class ClientError(Exception):
@@ -22,7 +24,7 @@ def body(status: int, message: str, **extra) -> dict:
     return {"error": message, "status": status, **extra}
 
 
-def validation_message(errors: list[dict]) -> str:
+def validation_message(errors: Sequence[Any]) -> str:
     """Pydantic's validation errors as one message naming each wrong field."""
     problems = []
     for error in errors:

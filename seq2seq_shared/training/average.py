@@ -79,6 +79,7 @@ def _mean_model_arrays(paths: list[Path], count: int) -> list[np.ndarray]:
             if total is None
             else [t + v if v.dtype.kind == "f" else v for t, v in zip(total, values)]
         )
+    assert total is not None  # (paths is not empty)
     return [
         (t / len(paths)).astype(n.dtype) if n.dtype.kind == "f" else n
         for t, n in zip(total, newest)

@@ -54,7 +54,8 @@ def all_finite(arrays: dict[str, np.ndarray]) -> bool:
 def write(path: Path, arrays: dict[str, np.ndarray], state: dict[str, Any]) -> None:
     """Write `arrays` and `state` to `path` (a temporary file: the caller publishes it)."""
     encoded = np.frombuffer(json.dumps(state).encode("utf-8"), dtype=np.uint8)
-    np.savez(path, state=encoded, **arrays)
+    named: dict[str, Any] = {"state": encoded, **arrays}
+    np.savez(path, **named)
 
 
 def read(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:

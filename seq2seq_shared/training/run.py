@@ -24,7 +24,7 @@ from ..config import Config
 from ..data.batches import Batch, ParallelBatches, encode_pairs
 from ..data.prepared import PreparedCorpus
 from ..data.tokenizer import Tokenizer
-from . import checkpoint, parallel
+from . import checkpoint, compile_cache, parallel
 from .accumulation import Accumulation
 from .context import TrainingInterrupted, progress_bar, stop_requests
 from .reporting import Reporter, UnreadLosses
@@ -38,6 +38,12 @@ logger = logging.getLogger(__name__)
 
 class TrainingRun:
     """One run in one process; `run()` starts it, or resumes it from the newest checkpoint."""
+
+    # Made by `_set_up`, before the loop reads them.
+    model: Any
+    batches: ParallelBatches
+    reporter: Reporter
+    tensorboard: Any
 
     def __init__(
         self,
@@ -54,7 +60,7 @@ class TrainingRun:
         self.state = RunState.fresh(config.training, data_sha256)
         self.stop_requests: list[int] = []
         self.tokenizer: Tokenizer | None = None
-        self.model = self.batches = self.validator = self.tensorboard = self.reporter = None
+        self.validator: Any = None  # with a validation set
         self.accumulation: Accumulation | None = None  # with --accumulate-steps 2 or more
         self.checkpointed_step: int | None = None  # the last good checkpoint, for messages
         self.learning_rate: float | None = None  # the rate the optimizer holds now
@@ -249,7 +255,7 @@ def _divergence(
 
 def _log_finish(reason: str, state: RunState, directory: RunDir) -> None:
     best = state.best
-    counts = backend.compile_counts()
+    counts = compile_cache.compile_counts()
     if counts:
         logger.info(
             "XLA programs this process: %d compiled, %d loaded from %s",
@@ -287,7 +293,7 @@ def set_up(
     keras.utils.set_random_seed(training.seed)
     if training.deterministic:
         backend.enable_determinism()
-    backend.use_compile_cache(directory.compile_cache_path)
+    compile_cache.use_compile_cache(directory.compile_cache_path)
     logger.info(
         "%s on %d pairs with %s on %s (Keras backend %s)",
         "resuming training" if resuming else "training",
@@ -347,4 +353,7 @@ def make_validator(directory: RunDir, config: Config, model, tokenizer, valid_pa
 
     float32_copy = None if config.training.precision == "float32" else directory.build_model(config)
     batches = make_batches(config, encode_pairs(tokenizer, *valid_pairs))
-    return Validator(model, tokenizer, config, *valid_pairs, batches, float32_copy=float32_copy)
+    sources, references = valid_pairs
+    return Validator(
+        model, tokenizer, config, sources, references, batches, float32_copy=float32_copy
+    )

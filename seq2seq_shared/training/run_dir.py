@@ -73,6 +73,16 @@ def hold_lock(path: Path) -> Iterator[None]:
         os.close(handle)
 
 
+def metrics_csv(rows: list[dict[str, Any]]) -> str:
+    """The rows as CSV, with the union of their columns, in order of appearance."""
+    buffer = io.StringIO()
+    fields = list(dict.fromkeys(key for row in rows for key in row))
+    writer = csv.DictWriter(buffer, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
 class RunDir(ModelDir):
     """A model directory being trained: what `train` writes, besides what `translate` reads."""
 
@@ -205,14 +215,8 @@ class RunDir(ModelDir):
             ) from None
 
     def save_metrics(self, rows: list[dict[str, Any]]) -> None:
-        if not rows:
-            return
-        buffer = io.StringIO()
-        fields = list(dict.fromkeys(key for row in rows for key in row))  # union, in order
-        writer = csv.DictWriter(buffer, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
-        atomic_write_text(self.path / METRICS, buffer.getvalue())
+        if rows:
+            atomic_write_text(self.path / METRICS, metrics_csv(rows))
 
     # Checkpoints: everything needed to resume exactly ------------------------------------
 
@@ -225,7 +229,9 @@ class RunDir(ModelDir):
                 found.append((int(match.group(1)), path))
         return sorted(found)
 
-    def save_checkpoint(self, arrays: dict[str, np.ndarray], state: RunState, keep: int) -> Path:
+    def save_checkpoint(
+        self, arrays: dict[str, np.ndarray], state: RunState, keep: int
+    ) -> Path | None:
         """Write `arrays` (`checkpoint.arrays_of(model)`) and `state` as the checkpoint of
         `state.step`, atomically, and its readable copy; keep the newest `keep`."""
         path = self.path / CHECKPOINTS / checkpoint_name(state.step)
@@ -254,7 +260,10 @@ class RunDir(ModelDir):
     def restore_checkpoint(self, model, data_sha256: dict[str, str]) -> RunState:
         """Give `model` and its optimizer the newest checkpoint's values; its run state.
         Refuses a run trained on other data than `data_sha256` describes."""
-        arrays, document = self.load_latest_checkpoint()
+        latest = self.load_latest_checkpoint()
+        if latest is None:
+            raise ValueError(f"{self.path / CHECKPOINTS}: no checkpoint to resume from")
+        arrays, document = latest
         state = RunState.from_dict(document)
         if state.data_sha256 != data_sha256:
             changed = [
@@ -293,15 +302,6 @@ class FollowerDir(RunDir):
     @property
     def log_path(self) -> Path:
         return Path(os.devnull)
-
-    def check_tokenizer(self, tokenizer, prepared_path: Path, resuming: bool) -> None:
-        """Refuse to resume on a corpus encoded with another SentencePiece model."""
-        if resuming and self.load_tokenizer().serialized() != tokenizer.serialized():
-            raise ValueError(
-                f"{prepared_path} was encoded with another SentencePiece model than the run "
-                f"in {self}; pass the data it was trained on, --overwrite to start over, "
-                f"or a new --model-dir"
-            )
 
     def save_run_config(self, config: Config, tokenizer) -> None:
         self.sizes = (tokenizer.source_vocab_size, tokenizer.target_vocab_size)

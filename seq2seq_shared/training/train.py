@@ -109,6 +109,7 @@ def _run(
     resuming = directory.prepare(config, overwrite)
     with log_to(directory.log_path):
         if prepared is None:
+            assert target_path is not None  # (a prepared directory was read above)
             prepared = _prepare_text(directory, source_path, target_path, config, resuming)
         data_sha256 = dict(prepared.data_sha256)
         if valid_paths:
