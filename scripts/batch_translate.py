@@ -12,8 +12,9 @@
 
 What makes a shard valid: `<output>.shards/manifest.json` records two identities.
 
-* The input's: its resolved path, size, mtime_ns and --shard-lines (and, for the record,
-  its sha256, hashed while it is split). A re-run against another input or shard size
+* The input's: its resolved path, size, mtime_ns and --shard-lines, and its sha256,
+  hashed while it is split and again when a re-run reuses the shards (a file rewritten
+  with the same size and mtime is caught). A re-run against another input or shard size
   is refused: the shards would be of other lines. Remove the shard folder to start over.
 * The translation's: the model's fingerprint (sha256 of config.json, the weights and
   the SentencePiece models) and the decoding options that change the output (--errors,
@@ -24,7 +25,11 @@ What makes a shard valid: `<output>.shards/manifest.json` records two identities
 A shard's output counts as done only if the translation identity matches and the output
 has as many lines as the shard's input. A re-run first deletes the temporary files that
 writes killed midway left (`.NAME.tmp-*`, in the shard folder and beside the output).
-Errors (a missing or damaged model, unreadable input) print one `error: ...` line, exit 1.
+Errors (a missing or damaged model, unreadable input) print one `error: ...` line, exit 1;
+they name the user's file and line, never a shard's. Options are checked before any work;
+the output is written by the package's one writer (a FIFO, a device or a symlink's
+target in place; a regular file atomically, its mode kept) and may not be the input.
+The workers end with the script, however it ends (Linux: a parent-death signal).
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -43,7 +49,17 @@ from typing import Any
 from tqdm import tqdm
 
 from seq2seq_shared.config import DecodeConfig
-from seq2seq_shared.data.files import atomic_write, atomic_write_text, iter_lines, write_lines
+from seq2seq_shared.data.files import (
+    atomic_write,
+    atomic_write_text,
+    check_input,
+    check_outputs,
+    file_sha256,
+    iter_lines,
+    write_lines,
+    write_output,
+    writes_in_place,
+)
 from seq2seq_shared.model_dir import ModelDir
 
 MANIFEST = "manifest.json"
@@ -97,12 +113,14 @@ def split(input_path: Path, shard_dir: Path, shard_lines: int) -> dict[str, Any]
     identity = input_identity(input_path, shard_lines)
     manifest = read_manifest(shard_dir)
     if manifest is not None:
-        if manifest["identity"] == identity:
+        if manifest["identity"] == identity and file_sha256(input_path) == manifest.get(
+            "input_sha256"
+        ):
             return manifest
         raise SystemExit(
-            f"error: {shard_dir} holds shards of another input or shard size "
-            f"than {input_path} with --shard-lines {shard_lines}; remove it "
-            f"to start over"
+            f"error: {shard_dir} holds shards of another input (or of this file before it "
+            f"changed) or shard size than {input_path} with --shard-lines {shard_lines}; "
+            f"remove it to start over"
         )
     shard_dir.mkdir(parents=True, exist_ok=True)
     shards: list[tuple[str, int]] = []
@@ -176,9 +194,22 @@ def finished(shards: list[tuple[Path, int]]) -> dict[Path, int]:
     }
 
 
+def end_with_parent() -> None:
+    """Linux: this process gets SIGKILL when the script dies, however it dies (kill -9)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the pool ends its workers on exit
+        return
+    if os.getppid() == 1:  # the parent died before the call
+        os._exit(1)
+
+
 def start_worker(model_dir: str, decode_config: DecodeConfig, gpus: list[str], slots) -> None:
     """Load the model once per worker. A failure is kept for `translate_shard` to raise:
     raised here, it would make the pool start new workers forever (a silent hang)."""
+    end_with_parent()
     if gpus:  # before Keras is imported in this process
         os.environ["CUDA_VISIBLE_DEVICES"] = gpus[slots.get() % len(gpus)]
     global _translator, _startup_error
@@ -190,11 +221,11 @@ def start_worker(model_dir: str, decode_config: DecodeConfig, gpus: list[str], s
         _startup_error = f"a worker could not load {model_dir}: {error}"
 
 
-def translate_shard(job: tuple[str, str]) -> int:
+def translate_shard(job: tuple[str, str, str, int]) -> int:
     if _startup_error is not None:
         raise ValueError(_startup_error)
-    shard, errors = job
-    lines = iter_lines(Path(shard), errors=errors)
+    shard, errors, input_name, first_line = job  # errors name the input's own lines
+    lines = iter_lines(Path(shard), errors=errors, name=input_name, first_line=first_line)
     try:
         return write_lines(_translator.translate_stream(lines), Path(shard).with_suffix(".out"))
     except OSError as error:  # as text: an OSError subclass may not survive the trip back
@@ -208,12 +239,15 @@ def translate(
     total = sum(count for _, count in shards)
     done = finished(shards)
     pending = [shard for shard, _ in shards if shard not in done]
+    first, line = {}, 1  # each shard's first line in the input
+    for shard, count in shards:
+        first[shard], line = line, line + count
     print(f"{len(shards)} shards, {total} lines; {len(done)} shards already done", file=sys.stderr)
     if not pending:
         return
     gpus = [g for g in args.gpus.split(",") if g.strip()]
     context = multiprocessing.get_context("spawn")
-    slots = context.Manager().Queue()
+    slots = context.Queue()  # (no manager process: nothing outlives the script)
     for slot in range(args.workers):
         slots.put(slot)
     with tqdm(total=total, initial=sum(done.values()), unit="line", desc="translating") as bar:
@@ -222,23 +256,37 @@ def translate(
             initializer=start_worker,
             initargs=(args.model_dir, decode_config, gpus, slots),
         ) as pool:
-            for lines in pool.imap_unordered(
-                translate_shard, [(str(s), args.errors) for s in pending]
-            ):
+            jobs = [(str(s), args.errors, str(args.input), first[s]) for s in pending]
+            for lines in pool.imap_unordered(translate_shard, jobs):
                 bar.update(lines)
 
 
 def merge(shards: list[tuple[Path, int]], output: Path) -> int:
-    """Concatenate the shard outputs in input order into `output`, atomically; its lines."""
+    """Concatenate the shard outputs in input order into `output` (the package's writer:
+    a FIFO or device in place, a file atomically); the lines written."""
+    written = 0
 
-    def write(temporary: Path) -> None:
-        with open(temporary, "wb") as merged:
-            for shard, _ in shards:
-                with open(shard.with_suffix(".out"), "rb") as part:
-                    shutil.copyfileobj(part, merged)
+    def write(merged) -> None:
+        nonlocal written
+        for shard, _ in shards:
+            with open(shard.with_suffix(".out"), "rb") as part:
+                for block in iter(lambda: part.read(1 << 20), b""):  # noqa: B023
+                    merged.write(block)
+                    written += block.count(b"\n")
 
-    atomic_write(output, write)
-    return count_lines(output)
+    write_output(output, write)
+    return written
+
+
+def positive(text: str) -> int:
+    """An argparse type: a whole number of at least 1 (a usage error otherwise, exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is less than 1")
+    return value
 
 
 def parse_arguments() -> argparse.Namespace:
@@ -246,24 +294,28 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--model-dir", required=True)
     parser.add_argument("-i", "--input", type=Path, required=True)
     parser.add_argument("-o", "--output", type=Path, required=True)
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--shard-lines", type=int, default=100_000)
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--workers", type=positive, default=1)
+    parser.add_argument("--shard-lines", type=positive, default=100_000)
+    parser.add_argument("--batch-size", type=positive, default=DecodeConfig.batch_size)
     parser.add_argument(
         "--gpus",
         default=os.environ.get("CUDA_VISIBLE_DEVICES", ""),
         help="comma-separated GPU ids, one worker per GPU in turn",
     )
     parser.add_argument("--errors", choices=["strict", "replace"], default="strict")
-    parser.add_argument("--beam-size", type=int, default=1, help="1: greedy search")
-    parser.add_argument("--length-penalty", type=float, default=0.0, help="GNMT alpha")
+    parser.add_argument(
+        "--beam-size", type=positive, default=DecodeConfig.beam_size, help="1: greedy search"
+    )
+    parser.add_argument(
+        "--length-penalty", type=float, default=DecodeConfig.length_penalty, help="GNMT alpha"
+    )
     parser.add_argument("--keep-shards", action="store_true")
     return parser.parse_args()
 
 
 def run(args: argparse.Namespace) -> None:
-    if not args.input.is_file():
-        raise SystemExit(f"error: {args.input}: no such file")
+    check_input(args.input)
+    check_outputs({"-o": args.output}, {"-i": args.input})  # never the input, nor a folder
     try:
         decode_config = DecodeConfig(
             batch_size=args.batch_size, beam_size=args.beam_size, length_penalty=args.length_penalty
@@ -272,7 +324,9 @@ def run(args: argparse.Namespace) -> None:
         raise SystemExit(f"error: {error}") from None
     # Before the split: a missing or damaged model fails now, not after streaming the input.
     translation = translation_identity(args.model_dir, args.errors, decode_config)
-    shard_dir = args.output.with_name(args.output.name + ".shards")
+    # Beside the output; beside the input where the output is a FIFO or a device.
+    beside = args.input if writes_in_place(args.output) else args.output
+    shard_dir = beside.with_name(beside.name + ".shards")
     remove_temporaries(shard_dir, args.output)
     manifest = split(args.input, shard_dir, args.shard_lines)
     adopt_translation(shard_dir, manifest, translation)

@@ -39,6 +39,8 @@ from pathlib import Path
 
 import httpx
 
+from seq2seq_shared.data.files import atomic_write_text
+
 
 def offline(model_dir: Path, lines: list[str]) -> tuple[list[str], float]:
     """The offline translations and lines/s (after a warm-up on 64 lines)."""
@@ -308,7 +310,7 @@ def main() -> None:
     }
     text = json.dumps(result, indent=2)
     if args.output:
-        args.output.write_text(text + "\n", encoding="utf-8")
+        atomic_write_text(args.output, text + "\n")
     print(text)
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
+from seq2seq_shared.data.files import atomic_write_text  # noqa: E402
 from seq2seq_shared.training.run_dir import RunDir  # noqa: E402  (no Keras: cheap)
 
 
@@ -111,7 +112,7 @@ def main() -> None:
         "hypotheses": str(hypotheses),
     }
     path = model_dir / "results.json"
-    path.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    atomic_write_text(path, json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
 
 

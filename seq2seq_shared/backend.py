@@ -182,18 +182,21 @@ def _shape_free(function: Callable, static_argnums: tuple[int, ...] = ()) -> Cal
         specs = tf.nest.map_structure(_free_spec, dynamic)
         key = repr((sorted(static.items()), specs))
         if key not in traced:
-
-            def bound(*values):
-                values = iter(values)
-                return function(
-                    *(static[i] if i in static else next(values) for i in range(len(args)))
-                )
-
+            # A partial, not a closure: TensorFlow's retracing detector keys a function by
+            # its code object, and closures share one, so these functions, each traced once
+            # by design, would be reported as one function "retraced" again and again.
+            bound = functools.partial(_with_static, function, static, len(args))
             traced[key] = tf.function(bound, input_signature=specs, autograph=False)
         return traced[key](*dynamic)
 
     call.traced = traced  # type: ignore[attr-defined]  # (for tests: one entry per trace)
     return call
+
+
+def _with_static(function: Callable, static: dict[int, Any], count: int, *values):
+    """`function` called with its static arguments in their places among `values`."""
+    remaining = iter(values)
+    return function(*(static[i] if i in static else next(remaining) for i in range(count)))
 
 
 def scan(step: Callable, carry, xs: tuple, outputs: int, reverse: bool = False):

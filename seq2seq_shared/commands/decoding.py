@@ -89,9 +89,11 @@ def translate(
     from ..decoding.translator import Translator
 
     decode_config = _decode_config(batch_size, beam_size, length_penalty, n_best, scores)
-    for path in (output_path, alignments_path):
-        if path is not None:
-            files.check_output_writable(path)
+    if input_path is not None:
+        files.check_input(input_path)
+    files.check_outputs(
+        {"--output": output_path, "--alignments": alignments_path}, {"--input": input_path}
+    )
     lines = files.iter_lines(input_path, errors=errors)
     translator = Translator.from_model_dir(model_dir, decode_config)
     if alignments_path is not None and translator.model.attention is None:
@@ -202,6 +204,12 @@ def evaluate(
         ("perplexity", "perplexity"),
     ):
         click.echo(f"  {label:<20}{result[key]}")
+    left_out = result["excluded"]["from_perplexity_an_empty_side"]
+    if left_out:
+        click.echo(
+            f"  (perplexity over {result['perplexity_sentences']} sentences: "
+            f"{left_out} with an empty side left out; BLEU and chrF score every line)"
+        )
     for name, signature in result["signatures"].items():
         click.echo(f"  {name} signature: {signature}")
 

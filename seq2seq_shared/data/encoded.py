@@ -74,6 +74,7 @@ class FileIds:
 
     def __init__(self, path: Path, dtype: str, length: int):
         self.path, self.dtype, self.length = path, np.dtype(dtype), length
+        self.limit: int | None = None  # ids must be below it (the vocabulary's size)
         self.descriptor = os.open(path, os.O_RDONLY)
         if hasattr(os, "posix_fadvise"):  # no read-ahead: a batch's pairs are scattered
             os.posix_fadvise(self.descriptor, 0, 0, os.POSIX_FADV_RANDOM)
@@ -84,9 +85,16 @@ class FileIds:
     def __getitem__(self, where: slice) -> np.ndarray:
         start, stop = int(where.start), int(where.stop)
         size = self.dtype.itemsize
-        return np.frombuffer(
+        ids = np.frombuffer(
             os.pread(self.descriptor, (stop - start) * size, start * size), self.dtype
         )
+        if self.limit is not None and len(ids) and int(ids.max()) >= self.limit:
+            raise ValueError(
+                f"{self.path}: damaged: id {int(ids.max())} (near position "
+                f"{start + int(ids.argmax())}) is outside the vocabulary of {self.limit}; "
+                f"prepare the corpus again"
+            )
+        return ids
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:  # the whole array, in memory
         return np.fromfile(self.path, self.dtype).astype(dtype or self.dtype, copy=False)

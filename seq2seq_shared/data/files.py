@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import queue
+import shutil
 import stat
 import sys
 import tempfile
@@ -19,35 +20,45 @@ from pathlib import Path
 from typing import BinaryIO
 
 
-def iter_lines(path: Path | None, errors: str = "strict") -> Iterator[str]:
+def iter_lines(
+    path: Path | None, errors: str = "strict", name: str | None = None, first_line: int = 1
+) -> Iterator[str]:
     """Decoded lines of `path` (stdin when None), streamed, without their "\\n".
 
     `errors="strict"` stops at invalid UTF-8 with `file:line:column`; "replace" substitutes
-    U+FFFD and keeps going.
+    U+FFFD and keeps going. `name` and `first_line`: how errors name the lines (a shard
+    of a user's file names the file and its line).
     """
-    name = "<stdin>" if path is None else str(path)
+    name = name or ("<stdin>" if path is None else str(path))
     if path is None:
-        yield from _decode(sys.stdin.buffer, name, errors)
+        yield from _decode(sys.stdin.buffer, name, errors, first_line)
         return
     with open_input(path) as file:
-        yield from _decode(file, name, errors)
+        yield from _decode(file, name, errors, first_line)
 
 
 @contextmanager
 def open_input(path: Path) -> Iterator[BinaryIO]:
     """`path` opened for binary reading; a missing file or a directory is one clear error."""
+    check_input(path)
     try:
         file = open(path, "rb")
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ValueError(f"{path}: is a directory, expected a text file") from None
     with file:
         yield file
 
 
-def _decode(file, name: str, errors: str) -> Iterator[str]:
-    for number, raw in enumerate(file, start=1):  # binary files split on b"\n" alone
+def check_input(path: Path) -> None:
+    """Refuse, before any work, an input that is missing or a directory."""
+    if os.path.isdir(path):
+        raise ValueError(f"{path}: is a directory, expected a text file")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no such file")
+
+
+def _decode(file, name: str, errors: str, first_line: int = 1) -> Iterator[str]:
+    for number, raw in enumerate(file, start=first_line):  # binary files split on b"\n" alone
         if raw.endswith(b"\n"):
             raw = raw[:-1]
         try:
@@ -138,6 +149,7 @@ def atomic_write(
     """
     temporary = None
     try:
+        existing = _existing_regular(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         # Keep the full suffix (".weights.h5") on the temporary name: Keras checks it.
         handle, name = tempfile.mkstemp(
@@ -145,10 +157,10 @@ def atomic_write(
         )
         os.close(handle)
         temporary = Path(name)
-        os.chmod(temporary, 0o666 & ~_UMASK)  # mkstemp's 0600 would hide the file from others
         write(temporary)
         with open(temporary, "rb+") as file:
             os.fsync(file.fileno())
+        _take_mode_and_owner(temporary, existing)
         if before_rename is not None:
             before_rename(temporary)
         os.replace(temporary, path)
@@ -159,6 +171,54 @@ def atomic_write(
         if isinstance(error, OSError) and not isinstance(error, WriteError):
             raise WriteError(path, _reason(error), error.errno) from None
         raise
+
+
+def atomic_directory(path: Path, fill: Callable[[Path], object]) -> None:
+    """Make the directory `path` whole or not at all: `fill(temporary directory)` writes
+    it beside `path`, and it is renamed into place at the end, so a kill at any moment
+    leaves nothing or the complete directory. `path` must not exist, or be empty."""
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise ValueError(f"{path}: exists and is not an empty directory; choose a new one")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    try:
+        os.chmod(temporary, 0o777 & ~_UMASK)  # as mkdir would make it (mkdtemp's is private)
+        fill(temporary)
+        if path.exists():
+            path.rmdir()  # (empty: a directory cannot be renamed over another)
+        os.rename(temporary, path)
+        _fsync_directory(path.parent)
+    except BaseException as error:
+        shutil.rmtree(temporary, ignore_errors=True)
+        if isinstance(error, OSError) and not isinstance(error, WriteError):
+            raise WriteError(path, _reason(error), error.errno) from None
+        raise
+
+
+def _existing_regular(path: Path) -> os.stat_result | None:
+    """The status of the file an atomic write replaces, or None where there is none; a
+    directory, FIFO, device or socket is never replaced by a rename (WriteError)."""
+    try:
+        status = os.stat(path)
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISREG(status.st_mode):
+        raise WriteError(path, "not a regular file, and it is not replaced by one")
+    return status
+
+
+def _take_mode_and_owner(temporary: Path, existing: os.stat_result | None) -> None:
+    """The new file gets the replaced file's permissions (and owner, where allowed): a
+    0600 file stays private. A new file gets the umask's (not mkstemp's 0600)."""
+    if existing is None:
+        os.chmod(temporary, 0o666 & ~_UMASK)
+        return
+    os.chmod(temporary, stat.S_IMODE(existing.st_mode))
+    if (existing.st_uid, existing.st_gid) != (os.getuid(), os.getgid()):
+        try:
+            os.chown(temporary, existing.st_uid, existing.st_gid)
+        except PermissionError:  # (only root may give a file away: it stays the writer's)
+            pass
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -186,7 +246,7 @@ def check_output_writable(path: Path) -> None:
     """Fail before any work if `path` cannot be written."""
     if path.is_dir():
         raise ValueError(f"{path}: is a directory; give a file path for the output")
-    if _writes_through(path):
+    if writes_in_place(path):
         if not os.access(path, os.W_OK):
             raise PermissionError(f"{path}: not writable; choose another output path")
         return
@@ -198,9 +258,50 @@ def check_output_writable(path: Path) -> None:
         raise PermissionError(f"{path}: cannot write in {parent}; choose another output path")
 
 
-def _writes_through(path: Path) -> bool:
+def check_outputs(
+    outputs: dict[str, Path | None], inputs: dict[str, Path | None] | None = None
+) -> None:
+    """Before any work: every output writable, and none the same file as an input or as
+    another output (by device and inode where it exists, else by its resolved path), so
+    that no output ever destroys an input. Devices (/dev/null) are never compared."""
+    seen: dict[tuple, str] = {}
+    for label, path in (inputs or {}).items():
+        if path is not None and (key := _identity(path)) is not None:
+            seen[key] = f"the input {label} ({path})"
+    for label, path in outputs.items():
+        if path is None:
+            continue
+        check_output_writable(path)
+        key = _identity(path)
+        if key is None:
+            continue
+        if key in seen:
+            raise ValueError(
+                f"{path}: is the same file as {seen[key]}; writing {label} there would "
+                f"destroy it; choose another {label}"
+            )
+        seen[key] = f"the output {label} ({path})"
+
+
+def _identity(path: Path) -> tuple | None:
+    """What makes two paths the same file: (device, inode) of an existing file or FIFO,
+    the resolved path of one to be made; None for a device, which may be shared."""
+    try:
+        status = os.stat(path)
+    except FileNotFoundError:
+        return ("path", os.path.realpath(path))
+    if stat.S_ISCHR(status.st_mode) or stat.S_ISBLK(status.st_mode):
+        return None
+    return ("inode", status.st_dev, status.st_ino)
+
+
+def writes_in_place(path: Path) -> bool:
     """True for what must be written in place, never replaced: a device (/dev/null,
-    /dev/stdout, a terminal), a FIFO, a socket (following symlinks)."""
+    /dev/stdout, a terminal), a FIFO, a socket (following symlinks), and anything under
+    /dev or /proc (/dev/stdout redirected to a file is that file's open descriptor:
+    replacing the file would leave the shell writing to a deleted one)."""
+    if str(Path(path).absolute()).startswith(("/dev/", "/proc/")):
+        return True
     try:
         return not stat.S_ISREG(os.stat(path).st_mode)
     except FileNotFoundError:
@@ -212,11 +313,29 @@ def _regular_target(path: Path) -> Path:
     return Path(os.path.realpath(path)) if os.path.islink(path) else path
 
 
+def write_output(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """`write(file)` into `path` by the rules of every output: a device or FIFO written in
+    place, a regular file (or a symlink's target) replaced atomically, its mode kept."""
+    if writes_in_place(path):
+        with open(path, "wb") as file:
+            write(file)
+        return
+
+    def through(temporary: Path) -> None:
+        with open(temporary, "wb") as file:
+            write(file)
+
+    try:
+        atomic_write(_regular_target(path), through)
+    except WriteError as error:  # name the path the user gave, not a symlink's target
+        raise WriteError(path, error.reason, error.errno) from None
+
+
 def write_lines(lines: Iterable[str], path: Path | None) -> int:
     """Write one line per item; returns the count. Stdout, a device or a FIFO is written
     as lines come (flushed); a regular file (or a symlink's target) atomically, so a
     failure or a kill never leaves part of it. Write errors raise `WriteError`."""
-    if path is None or _writes_through(path):
+    if path is None or writes_in_place(path):
         return _write_through(lines, path)
     count = 0
 
@@ -239,7 +358,7 @@ def write_lines_during(path: Path, body: Callable[[Callable[[str], object]], obj
     held in memory: a device or FIFO directly, a regular file through a temporary file
     that replaces `path` only once `body` has returned (a failure or a kill leaves no
     part of it). For a second output written beside another one (`--alignments`)."""
-    if _writes_through(path):
+    if writes_in_place(path):
         with open(path, "w", encoding="utf-8", newline="\n") as file:
             body(lambda line: file.write(line + "\n"))
         return

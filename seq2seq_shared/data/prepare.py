@@ -10,6 +10,7 @@ renamed into place at the end: a killed prepare leaves no half-prepared data.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import itertools
 import json
 import logging
@@ -199,6 +200,7 @@ def _write(
             "target_vocab_size": tokenizer.target_vocab_size,
         },
         "sentencepiece_sha256": {name: sha256(data) for name, data in models.items()},
+        "arrays_sha256": writer.sha256(),
         "check": report.to_dict(),
     }
 
@@ -229,10 +231,18 @@ class _ArrayWriter:
         self.tokenizer, self.dtype = tokenizer, dtype
         names = ("source.ids", "target.ids", *ARRAYS)
         self.files = {name: open(directory / name, "wb") for name in names}
+        self.digests = {name: hashlib.sha256() for name in names}  # what the files hold
         self.pending: list[tuple[int, str, str]] = []
         self.pairs, self.tokens = 0, [0, 0]
         for side in ("source", "target"):  # the first offset
-            self.files[f"{side}.offsets"].write(np.zeros(1, "<i8").tobytes())
+            self._write(f"{side}.offsets", np.zeros(1, "<i8").tobytes())
+
+    def _write(self, name: str, data: bytes) -> None:
+        self.files[name].write(data)
+        self.digests[name].update(data)
+
+    def sha256(self) -> dict[str, str]:
+        return {name: digest.hexdigest() for name, digest in self.digests.items()}
 
     def add(self, line: int, source: str, target: str) -> None:
         self.pending.append((line, source, target))
@@ -249,12 +259,12 @@ class _ArrayWriter:
         for side, (name, ids) in enumerate(zip(("source", "target"), encoded)):
             count = int(lengths[:, side].sum())
             flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=self.dtype, count=count)
-            self.files[f"{name}.ids"].write(flat.tobytes())
+            self._write(f"{name}.ids", flat.tobytes())
             offsets = self.tokens[side] + np.cumsum(lengths[:, side], dtype="<i8")
-            self.files[f"{name}.offsets"].write(offsets.tobytes())
+            self._write(f"{name}.offsets", offsets.tobytes())
             self.tokens[side] += count
-        self.files["lengths"].write(lengths.tobytes())
-        self.files["lines"].write(np.array(lines, dtype="<i4").tobytes())
+        self._write("lengths", lengths.tobytes())
+        self._write("lines", np.array(lines, dtype="<i4").tobytes())
         self.pairs += len(lines)
 
     def close(self) -> None:

@@ -24,6 +24,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -34,7 +35,8 @@ from .files import file_sha256
 
 logger = logging.getLogger(__name__)
 
-FORMAT = 1
+FORMAT = 2  # 2: the arrays' sha256 in the manifest (format 1 is read without them)
+READABLE_FORMATS = (1, 2)
 MANIFEST = "prepared.json"
 ARRAYS = {
     "source.offsets": "int64",
@@ -72,6 +74,47 @@ class PrepareSettings:
         )
 
 
+SIDES = ("source", "target")
+
+
+def check_manifest(manifest: Any, path: Path) -> None:
+    """ValueError naming `path` and the entry, for a manifest of the wrong shape."""
+
+    def refuse(what: str) -> None:
+        raise ValueError(f"{path}: {what}; prepare the corpus again")
+
+    def mapping(value: Any, what: str) -> dict:
+        if not isinstance(value, dict):
+            refuse(f"{what} is {value!r}, not a mapping")
+        return value
+
+    def count(value: Any, what: str) -> None:
+        if not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+            refuse(f"{what} is {value!r}, not a count")
+
+    count(manifest.get("pairs"), "pairs")
+    for side in SIDES:
+        count(mapping(manifest.get("tokens"), "tokens").get(side), f"tokens.{side}")
+        record = mapping(mapping(manifest.get("files"), "files").get(side), f"files.{side}")
+        for key in ("bytes", "mtime_ns", "lines"):
+            count(record.get(key), f"files.{side}.{key}")
+        if not isinstance(record.get("sha256"), str):
+            refuse(f"files.{side}.sha256 is missing")
+        count(mapping(manifest.get("vocab"), "vocab").get(f"{side}_vocab_size"), "vocab")
+    if manifest.get("ids_dtype") not in ("u2", "i4"):
+        refuse(f"ids_dtype is {manifest.get('ids_dtype')!r}, not u2 or i4")
+    for key in (
+        "sentencepiece_sha256",
+        "settings",
+        *(["arrays_sha256"] * (manifest["format"] > 1)),
+    ):
+        mapping(manifest.get(key), key)
+    try:
+        PrepareSettings(**manifest["settings"])
+    except TypeError as error:
+        refuse(f"settings: {error}")
+
+
 class PreparedCorpus:
     """A prepared directory, opened: its tokenizer, memory-mapped pairs and record."""
 
@@ -96,14 +139,20 @@ class PreparedCorpus:
                 f"{manifest}: missing; {self.path} is not a prepared "
                 f"corpus (make one with `seq2seq-shared prepare`)"
             ) from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:
             raise ValueError(f"{manifest}: corrupt ({error}); prepare the corpus again") from None
-        if self.manifest.get("format") != FORMAT:
+        if not isinstance(self.manifest, dict):
             raise ValueError(
-                f"{manifest}: prepared-corpus format {self.manifest.get('format')!r}"
-                f", but this seq2seq-shared ({__version__}) reads format {FORMAT}; "
+                f"{manifest}: a JSON {type(self.manifest).__name__}, not an object; "
                 f"prepare the corpus again"
             )
+        version = self.manifest.get("format")
+        if version not in READABLE_FORMATS:
+            raise ValueError(
+                f"{manifest}: prepared-corpus format {version!r}, but this seq2seq-shared "
+                f"({__version__}) reads formats {READABLE_FORMATS}; prepare the corpus again"
+            )
+        check_manifest(self.manifest, manifest)
 
     @staticmethod
     def is_prepared(path: Path | str) -> bool:
@@ -159,14 +208,40 @@ class PreparedCorpus:
             checked(name, ids, (length,))
             return FileIds(self.path / name, np.dtype(ids).newbyteorder("<"), length)
 
-        tokens = self.manifest["tokens"]
-        return EncodedPairs(
-            file_ids("source.ids", tokens["source"]),
-            array("source.offsets", "int64", (count + 1,)),
-            file_ids("target.ids", tokens["target"]),
-            array("target.offsets", "int64", (count + 1,)),
-            lengths=np.array(array("lengths", "int32", (count, 2))),
-        )
+        tokens, vocab = self.manifest["tokens"], self.manifest["vocab"]
+        self._verify_arrays()
+        lengths = np.array(array("lengths", "int32", (count, 2)))
+        offsets = [array(f"{side}.offsets", "int64", (count + 1,)) for side in SIDES]
+        for side, (offsets_, total) in enumerate(
+            zip(offsets, (tokens["source"], tokens["target"]))
+        ):
+            self._check_offsets(SIDES[side], offsets_, lengths[:, side], total)
+        source_ids = file_ids("source.ids", tokens["source"])
+        target_ids = file_ids("target.ids", tokens["target"])
+        source_ids.limit, target_ids.limit = vocab["source_vocab_size"], vocab["target_vocab_size"]
+        return EncodedPairs(source_ids, offsets[0], target_ids, offsets[1], lengths=lengths)
+
+    def _verify_arrays(self) -> None:
+        """Each array file against the sha256 recorded when it was written (format 2),
+        one read of every file: damage inside the id range would otherwise train silently."""
+        for name, digest in self.manifest.get("arrays_sha256", {}).items():
+            path = self.path / name
+            if path.is_file() and file_sha256(path) != digest:
+                raise ValueError(
+                    f"{path}: damaged: its sha256 differs from the one recorded in "
+                    f"{self.path / MANIFEST}; prepare the corpus again"
+                )
+
+    def _check_offsets(self, side: str, offsets: np.ndarray, lengths: np.ndarray, total: int):
+        """The offsets must start at 0, end at the side's token count and step by each
+        pair's length: else pairs would read each other's ids."""
+        if len(offsets) and not (
+            offsets[0] == 0 and offsets[-1] == total and np.array_equal(np.diff(offsets), lengths)
+        ):
+            raise ValueError(
+                f"{self.path / (side + '.offsets')}: damaged (the offsets do not follow the "
+                f"lengths); prepare the corpus again"
+            )
 
     def changed(self, source_path: Path | str, target_path: Path | str) -> list[str]:
         """Which corpus files ("train_source", "train_target") are no longer the ones

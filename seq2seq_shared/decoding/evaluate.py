@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 from typing import Any
 
 from .. import backend
 from ..config import DecodeConfig
-from ..data.batches import ParallelBatches, encoded_batches, read_parallel
+from ..data.batches import ParallelBatches, encoded_batches
+from ..data.check import check_corpus
+from ..data.files import iter_lines
+
+logger = logging.getLogger(__name__)
 
 
 def teacher_forced_nll(model, batches: ParallelBatches, replicas: Any = None) -> float:
@@ -59,27 +64,24 @@ def evaluate(
     output_path: Path | None = None,
     decode_config: DecodeConfig | None = None,
 ) -> dict[str, Any]:
-    """Translate `source_path` (greedily unless `decode_config` says otherwise), score it
-    against `reference_path`, and add perplexity."""
-    from ..data.files import check_output_writable, write_lines
+    """Translate every line of `source_path` (greedily unless `decode_config` says
+    otherwise) and score all of them against `reference_path`, as sacreBLEU scores the
+    two files; an empty source line gets an empty translation, and is charged for it.
+    `output_path` gets exactly one translation per source line. Perplexity needs both
+    sides: pairs with an empty side are left out of it, and counted."""
+    from ..data.files import check_outputs, write_lines
     from .translator import Translator
 
-    if output_path is not None:
-        check_output_writable(Path(output_path))  # fail before the work, not after
-    sources, references = read_parallel(source_path, reference_path)
+    sources, references = read_test_set(Path(source_path), Path(reference_path))
+    check_outputs(
+        {"--output": output_path}, {"SOURCE": Path(source_path), "REFERENCE": Path(reference_path)}
+    )
     translator = Translator.from_model_dir(model_dir, decode_config or DecodeConfig())
     hypotheses = translator.translate(sources, batch_size=batch_size)
     if output_path is not None:
         write_lines(hypotheses, Path(output_path))  # a file atomically; a device in place
-    batches = encoded_batches(
-        translator.tokenizer,
-        sources,
-        references,
-        batch_tokens=4096,
-        multiple=backend.shape_multiple(),
-        fixed_shapes=not backend.dynamic_shapes(),
-    )
-    nll = teacher_forced_nll(translator.model, batches)
+    both = [(s, r) for s, r in zip(sources, references, strict=True) if s.strip() and r.strip()]
+    nll = _nll(translator, both) if both else math.nan
     search = translator.decode_config
     return {
         "source": str(source_path),
@@ -87,5 +89,38 @@ def evaluate(
         "beam_size": search.beam_size,
         "length_penalty": search.length_penalty,
         **quality(hypotheses, references),
-        "perplexity": perplexity(nll),
+        "perplexity": perplexity(nll) if both else None,
+        "perplexity_sentences": len(both),
+        "excluded": {"from_perplexity_an_empty_side": len(sources) - len(both)},
     }
+
+
+def _nll(translator, pairs: list[tuple[str, str]]) -> float:
+    """The teacher-forced nll per target token over `pairs` (both sides non-empty)."""
+    batches = encoded_batches(
+        translator.tokenizer,
+        [source for source, _ in pairs],
+        [reference for _, reference in pairs],
+        batch_tokens=4096,
+        multiple=backend.shape_multiple(),
+        fixed_shapes=not backend.dynamic_shapes(),
+    )
+    return teacher_forced_nll(translator.model, batches)
+
+
+def read_test_set(source_path: Path, reference_path: Path) -> tuple[list[str], list[str]]:
+    """Every line of both files, line-aligned (the checks of `check-data`: equal line
+    counts, valid UTF-8; a byte order mark and CRLF endings removed)."""
+    report = check_corpus(source_path, reference_path)
+    if not report.ok and report.kept == 0 and report.source_lines == report.target_lines:
+        report.errors = [e for e in report.errors if "no usable pair" not in e]
+    report.raise_if_unusable()
+    for warning in report.warnings:
+        logger.warning("%s", warning)
+    sides = []
+    for path in (source_path, reference_path):
+        lines = [line.removesuffix("\r") for line in iter_lines(path)]
+        if lines:
+            lines[0] = lines[0].removeprefix("\ufeff")
+        sides.append(lines)
+    return sides[0], sides[1]

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from .. import backend
 from ..config import Config, DecodeConfig
+from ..data.files import atomic_directory
 from ..model_dir import ModelDir
 from .greedy import greedy_search, prepare_sources, trim_at_eos
 
@@ -53,17 +54,33 @@ def export_saved_model(
     import tensorflow as tf
 
     output = Path(output)
-    if output.exists() and any(output.iterdir()):
+    if output.exists() and (not output.is_dir() or any(output.iterdir())):
         raise ValueError(f"{output}: exists and is not empty; choose a new --output")
     directory = ModelDir(model_dir)
     with backend.portable_graph():  # no cuDNN op in the graph: it runs on any machine
         model, _, config = directory.load_model()
         module = _serving_module(model, config, decode_config)
-        tf.saved_model.save(module, str(output), signatures={"serving_default": module.serve})
+
+    def fill(temporary: Path) -> None:
+        with backend.portable_graph():
+            tf.saved_model.save(
+                module, str(temporary), signatures={"serving_default": module.serve}
+            )
+        _write_companions(temporary, output, directory, config, decode_config)
+
+    atomic_directory(output, fill)  # a kill leaves nothing or the whole export
+    return output
+
+
+def _write_companions(
+    folder: Path, output: Path, directory: ModelDir, config, decode_config: DecodeConfig
+) -> None:
+    """The SentencePiece model(s), the settings and a README beside the SavedModel."""
+    output = Path(output)
     files = directory.sentencepiece_files()
     for path in files.values():
-        shutil.copy2(path, output / path.name)
-    (output / "seq2seq_shared.json").write_text(
+        shutil.copy2(path, folder / path.name)
+    (folder / "seq2seq_shared.json").write_text(
         json.dumps(
             {
                 "config": config.to_dict(),
@@ -76,10 +93,9 @@ def export_saved_model(
         )
         + "\n"
     )
-    (output / "README.txt").write_text(
+    (folder / "README.txt").write_text(
         README.format(path=output, source_spm=files["source"].name, target_spm=files["target"].name)
     )
-    return output
 
 
 def _serving_module(model, config: Config, decode_config: DecodeConfig):

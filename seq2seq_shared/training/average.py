@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ..data.files import atomic_directory
 from . import checkpoint
 from .run_dir import RunDir
 
@@ -33,7 +34,7 @@ def average_checkpoints(model_dir: Path | str, last: int, output: Path | str) ->
             f"{source.path}: {len(found)} checkpoint(s) kept, {last} asked for; "
             f"average fewer, or train with --keep-checkpoints {last} or more"
         )
-    if target.path.exists() and not target.is_empty():
+    if not target.is_empty():
         raise ValueError(f"{target.path}: exists and is not empty; choose a new --output")
     chosen = found[-last:]
     model = source.build_model()
@@ -45,14 +46,14 @@ def average_checkpoints(model_dir: Path | str, last: int, output: Path | str) ->
                 f"(variable {variable.path}); they belong to another model"
             )
         variable.assign(value)
-    created = target.create()
-    try:
-        target.save_run_config(source.read_config(), source.load_tokenizer())
-        target.save_weights(model)
-    except BaseException:
-        if created is not None:
-            target.remove_if_unused(created)
-        raise
+    config, tokenizer = source.read_config(), source.load_tokenizer()
+
+    def fill(temporary: Path) -> None:
+        made = RunDir(temporary)
+        made.save_run_config(config, tokenizer)
+        made.save_weights(model)
+
+    atomic_directory(target.path, fill)  # a kill leaves nothing or the whole model
     steps = [step for step, _ in chosen]
     logger.info("averaged checkpoints at steps %s of %s into %s", steps, source.path, target.path)
     return {"model_dir": str(source.path), "steps": steps, "output": str(target.path)}
