@@ -49,13 +49,11 @@ from typing import Any
 from tqdm import tqdm
 
 from seq2seq_shared.config import DecodeConfig
-from seq2seq_shared.data.files import (
+from seq2seq_shared.data.files import check_input, file_sha256, iter_lines
+from seq2seq_shared.data.writer import (
     atomic_write,
     atomic_write_text,
-    check_input,
     check_outputs,
-    file_sha256,
-    iter_lines,
     write_lines,
     write_output,
     writes_in_place,

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import httpx
 
-from seq2seq_shared.data.files import atomic_write_text
+from seq2seq_shared.data.writer import atomic_write_text
 
 
 def offline(model_dir: Path, lines: list[str]) -> tuple[list[str], float]:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
-from seq2seq_shared.data.files import atomic_write_text  # noqa: E402
+from seq2seq_shared.data.writer import atomic_write_text  # noqa: E402
 from seq2seq_shared.training.run_dir import RunDir  # noqa: E402  (no Keras: cheap)
 
 

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from seq2seq_shared.config import DecodeConfig
-from seq2seq_shared.data.files import atomic_write_text, check_outputs
+from seq2seq_shared.data.writer import atomic_write_text, check_outputs
 from seq2seq_shared.decoding.evaluate import quality
 
 

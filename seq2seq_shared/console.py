@@ -21,7 +21,7 @@ class Group(click.Group):
         try:
             return super().invoke(context)
         except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as cat does
-            from .data.files import discard_stdout
+            from .data.writer import discard_stdout
 
             discard_stdout()
             raise click.exceptions.Exit(141) from None

@@ -21,7 +21,7 @@
     prepared-corpus/       the training corpus prepared (`prepared.py`) when `train` was
                            given text files: what a resume reads instead of the corpus
 
-Every file is written through `files.atomic_write`: a crash leaves the old or the new
+Every file is written through `writer.atomic_write`: a crash leaves the old or the new
 file, never half of one.
 """
 
@@ -36,8 +36,9 @@ from typing import Any
 
 from ._version import __version__
 from .config import Config
-from .data.files import atomic_write, atomic_write_bytes, atomic_write_text, file_sha256, sha256
+from .data.files import file_sha256, sha256
 from .data.tokenizer import JOINT_SPM, SOURCE_SPM, TARGET_SPM
+from .data.writer import atomic_write, atomic_write_bytes, atomic_write_text
 
 # 2: checksums.json; 3: attention, role_signal and plateau_metric; 4: config.json's sha256
 # in checksums.json. Earlier formats still load: a directory lacks the settings of later

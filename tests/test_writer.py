@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from seq2seq_shared.cli import main
-from seq2seq_shared.data import files
+from seq2seq_shared.data import writer
 
 ROOT = Path(__file__).resolve().parent.parent
 LINES = ["seven", "", "twelve", "one hundred"]
@@ -73,14 +73,14 @@ KINDS = ["fifo", "symlink", "dangling symlink", "/dev/null", "private file"]
 def test_the_writer_writes_every_kind_of_path_as_it_should(tmp_path, kind):
     output = Kind(tmp_path, kind)
     path = output.make()
-    assert files.write_lines(LINES, path) == len(LINES)
+    assert writer.write_lines(LINES, path) == len(LINES)
     assert output.written(path) in (LINES, None)
 
 
 def test_the_writer_never_renames_over_what_is_not_a_regular_file(tmp_path):
     (tmp_path / "folder").mkdir()
-    with pytest.raises(files.WriteError, match="not a regular file"):
-        files.atomic_write_text(tmp_path / "folder", "x")
+    with pytest.raises(writer.WriteError, match="not a regular file"):
+        writer.atomic_write_text(tmp_path / "folder", "x")
     assert (tmp_path / "folder").is_dir()
 
 
@@ -90,10 +90,10 @@ def test_an_output_that_is_an_input_or_another_output_is_refused_before_any_work
     (tmp_path / "link").symlink_to(source)
     for output in (source, tmp_path / "link", tmp_path / "." / "in.txt"):
         with pytest.raises(ValueError, match="same file as the input"):
-            files.check_outputs({"-o": output}, {"-i": source})
+            writer.check_outputs({"-o": output}, {"-i": source})
     with pytest.raises(ValueError, match="same file as the output"):
-        files.check_outputs({"-o": tmp_path / "x", "--alignments": tmp_path / "x"})
-    files.check_outputs({"-o": Path("/dev/null"), "--alignments": Path("/dev/null")})
+        writer.check_outputs({"-o": tmp_path / "x", "--alignments": tmp_path / "x"})
+    writer.check_outputs({"-o": Path("/dev/null"), "--alignments": Path("/dev/null")})
     assert source.read_text() == "a\n"
 
 

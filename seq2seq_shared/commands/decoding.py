@@ -85,13 +85,13 @@ def translate(
     """Translate text: exactly one output line per input line, in order (greedy search
     unless --beam-size is over 1)."""
     import_keras_quietly()
-    from ..data import files
+    from ..data import files, writer
     from ..decoding.translator import Translator
 
     decode_config = _decode_config(batch_size, beam_size, length_penalty, n_best, scores)
     if input_path is not None:
         files.check_input(input_path)
-    files.check_outputs(
+    writer.check_outputs(
         {"--output": output_path, "--alignments": alignments_path}, {"--input": input_path}
     )
     lines = files.iter_lines(input_path, errors=errors)
@@ -112,11 +112,11 @@ def translate(
     )
 
     if alignments_path is None:
-        files.write_lines(_output_lines(translations, n_best, scores, None), output_path)
+        writer.write_lines(_output_lines(translations, n_best, scores, None), output_path)
     else:  # (streamed beside the translations: never all held in memory)
-        files.write_lines_during(
+        writer.write_lines_during(
             alignments_path,
-            lambda write_alignment: files.write_lines(
+            lambda write_alignment: writer.write_lines(
                 _output_lines(translations, n_best, scores, write_alignment), output_path
             ),
         )

@@ -69,7 +69,7 @@ def evaluate(
     two files; an empty source line gets an empty translation, and is charged for it.
     `output_path` gets exactly one translation per source line. Perplexity needs both
     sides: pairs with an empty side are left out of it, and counted."""
-    from ..data.files import check_outputs, write_lines
+    from ..data.writer import check_outputs, write_lines
     from .translator import Translator
 
     sources, references = read_test_set(Path(source_path), Path(reference_path))

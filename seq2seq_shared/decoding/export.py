@@ -23,7 +23,7 @@ from pathlib import Path
 
 from .. import backend
 from ..config import Config, DecodeConfig
-from ..data.files import atomic_directory
+from ..data.writer import atomic_directory
 from ..model_dir import ModelDir
 from .greedy import greedy_search, prepare_sources, trim_at_eos
 

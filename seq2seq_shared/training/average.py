@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..data.files import atomic_directory
+from ..data.writer import atomic_directory
 from . import checkpoint
 from .run_dir import RunDir
 

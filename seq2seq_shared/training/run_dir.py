@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..config import Config
-from ..data.files import atomic_write, atomic_write_text
+from ..data.writer import atomic_write, atomic_write_text
 from ..model_dir import (
     CHECKPOINT_GLOB,
     CHECKPOINT_NAME,
