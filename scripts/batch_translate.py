@@ -192,22 +192,24 @@ def finished(shards: list[tuple[Path, int]]) -> dict[Path, int]:
     }
 
 
-def end_with_parent() -> None:
-    """Linux: this process gets SIGKILL when the script dies, however it dies (kill -9)."""
+def end_with_parent(parent: int) -> None:
+    """Linux: this process gets SIGKILL when the script (`parent`) dies, however it dies."""
     try:
         import ctypes
 
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):  # not Linux: the pool ends its workers on exit
         return
-    if os.getppid() == 1:  # the parent died before the call
+    if os.getppid() != parent:  # it died before the call
         os._exit(1)
 
 
-def start_worker(model_dir: str, decode_config: DecodeConfig, gpus: list[str], slots) -> None:
+def start_worker(
+    model_dir: str, decode_config: DecodeConfig, gpus: list[str], slots, parent: int
+) -> None:
     """Load the model once per worker. A failure is kept for `translate_shard` to raise:
     raised here, it would make the pool start new workers forever (a silent hang)."""
-    end_with_parent()
+    end_with_parent(parent)
     if gpus:  # before Keras is imported in this process
         os.environ["CUDA_VISIBLE_DEVICES"] = gpus[slots.get() % len(gpus)]
     global _translator, _startup_error
@@ -252,7 +254,7 @@ def translate(
         with context.Pool(
             args.workers,
             initializer=start_worker,
-            initargs=(args.model_dir, decode_config, gpus, slots),
+            initargs=(args.model_dir, decode_config, gpus, slots, os.getpid()),
         ) as pool:
             jobs = [(str(s), args.errors, str(args.input), first[s]) for s in pending]
             for lines in pool.imap_unordered(translate_shard, jobs):

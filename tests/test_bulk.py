@@ -278,3 +278,73 @@ print(json.dumps(sp.decode([[int(i) for i in row if i != 0] for row in out])))
         cwd=tmp_path,
     )
     assert json.loads(output.stdout) == Translator.from_model_dir(trained).translate(lines)
+
+
+def descendants(pid: int) -> set[int]:
+    """Every living process below `pid` (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, stack = set(), [pid]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            found.add(child)
+            stack.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.parametrize("whole_group", [False, True], ids=["parent only", "whole group"])
+def test_a_killed_bulk_run_leaves_no_process_behind(trained, tmp_path, whole_group):
+    import signal
+    import time
+
+    source = tmp_path / "in.txt"
+    source.write_text("seven\ntwelve\none hundred\n" * 400)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "batch_translate.py"),
+            "--model-dir",
+            str(trained),
+            "-i",
+            str(source),
+            "-o",
+            str(tmp_path / "out.txt"),
+            "--workers",
+            "2",
+            "--shard-lines",
+            "50",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    workers: set[int] = set()
+    while len(workers) < 2 and time.monotonic() < deadline:  # the pool's workers are up
+        workers = descendants(process.pid)
+        time.sleep(0.2)
+    assert len(workers) >= 2, "the workers never started"
+    time.sleep(1)  # they are loading the model: seconds of work, were they left running
+    if whole_group:
+        os.killpg(process.pid, signal.SIGKILL)
+    else:
+        process.kill()
+    process.wait()
+    deadline = time.monotonic() + 2
+    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [pid for pid in workers if alive(pid)], "processes outlived the script"

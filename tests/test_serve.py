@@ -556,3 +556,84 @@ def test_the_load_test_script_checks_every_answer_against_offline_translate(
     assert report["offline_lines_per_second"] > 0 and report["sigterm_exit_code"] == 0
     assert report["serve_options"] == ["--max-wait-ms", "2"]
     assert report["batching"]["lines"] >= run["lines"]
+
+
+@pytest.mark.slow
+def test_sigterm_with_a_stalled_client_answers_in_json_and_exits_within_the_grace(trained):
+    """A client that sends 4 of 100 promised bytes gets a JSON 408 at the body timeout;
+    a SIGTERM meanwhile exits 0 within the stated grace, with no traceback in the log."""
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "seq2seq_shared.cli",
+            "serve",
+            "--model-dir",
+            str(trained),
+            "--port",
+            "0",
+            "--body-timeout",
+            "3",
+            "--request-timeout",
+            "2",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        port = None
+        for line in process.stderr:
+            found = re.search(r"on http://127\.0\.0\.1:(\d+)/", line)
+            if found:
+                port = int(found.group(1))
+                break
+        assert port, "serve never said where it listens"
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as client:
+            client.sendall(
+                b"POST /v1/translate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 100\r\n\r\n" + b'{"te'
+            )
+            time.sleep(0.5)
+            stopped_at = time.monotonic()
+            process.send_signal(signal.SIGTERM)
+            answer = client.recv(65536).decode()
+        assert " 408 " in answer.partition("\r\n")[0], answer
+        assert json.loads(answer.split("\r\n\r\n", 1)[1])["status"] == 408
+        assert process.wait(timeout=30) == 0
+        grace = 3 + 2 + 5  # --body-timeout + --request-timeout + 5 (serve --help)
+        assert time.monotonic() - stopped_at < grace
+        log = process.stderr.read()
+        assert "Traceback" not in log and "every request in flight was answered" in log, log
+    finally:
+        process.kill()
+
+
+def test_a_request_cut_short_by_the_stop_gets_a_json_503_and_is_counted():
+    """The safety net behind the grace period: a request still running when the server's
+    stop cancels it is answered in JSON, and reported, never a plain-text 500."""
+    from seq2seq_shared.serve.errors import BodyLimit
+
+    async def forever(scope, receive, send):
+        await asyncio.sleep(3600)
+
+    sent, stopped = [], []
+    limit = BodyLimit(forever, max_bytes=1000, timeout=60, stopped=stopped)
+
+    async def receive():
+        return {"type": "http.request", "body": b"{}", "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    async def cut_short():
+        task = asyncio.ensure_future(
+            limit({"type": "http", "path": "/v1/translate", "headers": []}, receive, send)
+        )
+        await asyncio.sleep(0.05)
+        task.cancel()  # what uvicorn does when the grace period runs out
+        await task
+
+    asyncio.run(cut_short())
+    assert sent[0]["status"] == 503 and json.loads(sent[1]["body"])["status"] == 503
+    assert stopped == ["/v1/translate"]

@@ -279,3 +279,31 @@ def test_evaluate_keeps_every_line_and_charges_the_misses(trained, tmp_path):
     (tmp_path / "all.de").write_text("sieben\n\nzwoelf\n\nhundert\n")
     all_hit = json.loads(_run([*arguments[:6], tmp_path / "all.de", "--json"]).stdout)
     assert report["bleu"] < all_hit["bleu"] or report["chrf"] < all_hit["chrf"]
+
+
+def test_messages_name_the_right_file(trained, tmp_path):
+    missing = tmp_path / "missing.txt"
+    result = _run(["translate", "--model-dir", trained, "-i", missing, "-o", tmp_path / "o"])
+    assert result.exit_code == 1 and f"{missing}: no such file" in result.output
+    source = _input(tmp_path)
+    if Path("/dev/full").exists():  # a device that is always full
+        result = _run(
+            [
+                "translate",
+                "--model-dir",
+                trained,
+                "-i",
+                source,
+                "-o",
+                "/dev/null",
+                "--alignments",
+                "/dev/full",
+            ]
+        )
+        assert result.exit_code == 1, result.output
+        assert "/dev/full: cannot write it (No space left on device" in result.output
+    fifo = tmp_path / "corpus.en"
+    os.mkfifo(fifo)
+    result = _run(["prepare", fifo, source, tmp_path / "prepared"])
+    assert result.exit_code == 1 and "not a regular file" in result.output
+    assert "changed while" not in result.output

@@ -254,8 +254,13 @@ def write_lines_during(path: Path, body: Callable[[Callable[[str], object]], obj
     that replaces `path` only once `body` has returned (a failure or a kill leaves no
     part of it). For a second output written beside another one (`--alignments`)."""
     if writes_in_place(path):
-        with open(path, "w", encoding="utf-8", newline="\n") as file:
-            body(lambda line: file.write(line + "\n"))
+        try:
+            with open(path, "w", encoding="utf-8", newline="\n") as file:
+                body(lambda line: file.write(line + "\n"))
+        except WriteError:
+            raise  # (the other output's error)
+        except OSError as error:  # a full device, a closed FIFO: name this output
+            raise WriteError(path, _reason(error), error.errno) from None
         return
     target = _regular_target(path)
 

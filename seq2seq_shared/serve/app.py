@@ -125,7 +125,13 @@ def create_app(engine, limits: ServeLimits = ServeLimits()) -> FastAPI:
     app.add_exception_handler(Exception, _failed)
     app.include_router(router)
     _mount_docs_assets(app)
-    app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes, timeout=limits.body_timeout)
+    app.state.stopped = []  # requests the server's stop cut short (answered 503)
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=limits.max_body_bytes,
+        timeout=limits.body_timeout,
+        stopped=app.state.stopped,
+    )
     return app
 
 

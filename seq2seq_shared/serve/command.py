@@ -84,7 +84,8 @@ def serve(
 ) -> None:
     """Serve a model over HTTP: POST /v1/translate, GET /v1/model, GET /health, a page
     to try it at /, API docs at /docs. SIGTERM or Ctrl-C: stop accepting, finish the
-    requests in flight, exit 0. Needs the serve extra: pip install "seq2seq-shared[serve]"."""
+    requests in flight (at most --body-timeout + --request-timeout + 5 s; any still
+    running then get a JSON 503), exit 0. Needs the serve extra: pip install "seq2seq-shared[serve]"."""
     try:
         import fastapi  # noqa: F401
         import swagger_ui_bundle  # noqa: F401
@@ -113,12 +114,18 @@ def serve(
         app,
         log_level="warning",
         access_log=access_log,
-        timeout_graceful_shutdown=math.ceil(settings.request_timeout + 5),
+        timeout_graceful_shutdown=grace_seconds(settings),
     )
-    _run(uvicorn.Server(config), listener)
+    _run(uvicorn.Server(config), listener, app.state.stopped)
 
 
-def _run(server, listener: socket.socket) -> None:
+def grace_seconds(settings: ServeLimits) -> int:
+    """How long a stop waits for the requests in flight: the longest a request may take
+    (its body, then its translations), and 5 s more. Those still running then get 503."""
+    return math.ceil(settings.body_timeout + settings.request_timeout + 5)
+
+
+def _run(server, listener: socket.socket, stopped: list) -> None:
     """Serve until SIGTERM or Ctrl-C; exit 0 after a graceful stop."""
     # uvicorn stops gracefully on SIGTERM/SIGINT, then raises the signal again for the
     # handler that was there before it: this one ignores it, so a graceful stop exits 0.
@@ -132,7 +139,14 @@ def _run(server, listener: socket.socket) -> None:
             signal.signal(number, handler)
     if not server.started:
         raise click.ClickException("the server did not start (see the messages above)")
-    click.echo("stopped: every request in flight was answered", err=True)
+    if stopped:
+        click.echo(
+            f"stopped: {len(stopped)} request(s) still running at the end of the grace "
+            f"period were answered 503",
+            err=True,
+        )
+    else:
+        click.echo("stopped: every request in flight was answered", err=True)
 
 
 def _listen(host: str, port: int) -> socket.socket:

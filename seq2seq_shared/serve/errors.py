@@ -84,6 +84,20 @@ def check_lines(lines: list[str], max_lines: int, max_chars: int) -> None:
 _UNTRANSLATABLE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
+def _replay(body: bytes, receive):
+    """A `receive` that hands the app the body read already, then what comes after it."""
+    replayed = False
+
+    async def replay():
+        nonlocal replayed
+        if replayed:
+            return await receive()  # (what comes after the body: a disconnect)
+        replayed = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
+
+
 class BodyLimit:
     """ASGI middleware: 413 for a body over `max_bytes`, by its Content-Length, or for a
     chunked body as soon as the bytes read pass the limit. A body within it is read here,
@@ -93,8 +107,10 @@ class BodyLimit:
     # sending, reads the 413 instead of a connection reset; past it, just close.
     DRAIN = 1 << 20
 
-    def __init__(self, app, max_bytes: int, timeout: float = 10.0):
+    def __init__(self, app, max_bytes: int, timeout: float = 10.0, stopped: list | None = None):
+        """`stopped`: gets one item per request cut short by the server's stop."""
         self.app, self.max_bytes, self.timeout = app, max_bytes, timeout
+        self.stopped = stopped if stopped is not None else []
 
     @staticmethod
     async def _drain(receive, budget: int = DRAIN) -> None:
@@ -107,6 +123,21 @@ class BodyLimit:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        started = False
+
+        async def tracked(message):
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self._handle(scope, receive, tracked)
+        except asyncio.CancelledError:  # the server's stop ran out of time for this request
+            self.stopped.append(scope.get("path"))
+            if not started:  # an answer in JSON, not the server's plain-text 500
+                await self._answer(send, 503, "the server is stopping; retry elsewhere or later")
+
+    async def _handle(self, scope, receive, send) -> None:
         length = dict(scope.get("headers", [])).get(b"content-length", b"")
         if length.isdigit() and int(length) > self.max_bytes:
             if int(length) <= self.max_bytes + self.DRAIN:
@@ -133,16 +164,7 @@ class BodyLimit:
                 return await self._refuse(send, size)
             if not message.get("more_body", False):
                 break
-        replayed = False
-
-        async def replay():
-            nonlocal replayed
-            if replayed:
-                return await receive()  # (what comes after the body: a disconnect)
-            replayed = True
-            return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-
-        await self.app(scope, replay, send)
+        await self.app(scope, _replay(b"".join(chunks), receive), send)
 
     async def _refuse(self, send, size: int) -> None:
         await self._answer(
