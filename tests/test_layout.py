@@ -71,6 +71,16 @@ def layer(name: str) -> int:
     return next(i for i, names in enumerate(LAYERS) if top in names)
 
 
+def test_the_documented_picture_is_these_layers():
+    """docs/architecture.md draws LAYERS: the same names, layer by layer."""
+    text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    drawn = {
+        int(number): sorted(re.sub(r"\.py$|/$", "", name.strip()) for name in names.split(","))
+        for number, names in re.findall(r'L(\d+)\["\d+ · ([^<]+)<br/>', text)
+    }
+    assert drawn == {i: sorted(names) for i, names in enumerate(LAYERS)}
+
+
 def test_every_module_has_a_layer_and_imports_run_one_way():
     wrong = []
     for name, path in modules().items():
