@@ -214,9 +214,9 @@ def start_worker(
         os.environ["CUDA_VISIBLE_DEVICES"] = gpus[slots.get() % len(gpus)]
     global _translator, _startup_error
     try:
-        from seq2seq_shared import Translator
+        from seq2seq_shared.runtime import load_translator  # (a release: no TensorFlow)
 
-        _translator = Translator.from_model_dir(model_dir, decode_config)
+        _translator = load_translator(model_dir, decode_config)
     except Exception as error:  # noqa: BLE001 (reported in the parent as one line)
         _startup_error = f"a worker could not load {model_dir}: {error}"
 

@@ -79,9 +79,9 @@ def main() -> None:
     }
     try:
         check_outputs(outputs, {str(path): path for pair in pairs for path in pair})
-        from seq2seq_shared import Translator
+        from seq2seq_shared.runtime import load_translator  # (a release: no TensorFlow)
 
-        translator = Translator.from_model_dir(args.model_dir)
+        translator = load_translator(args.model_dir)
     except (ValueError, OSError) as error:
         raise SystemExit(f"error: {error}") from None
     results, failed = {}, {}

@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from .commands.decoding import evaluate, export, info, translate
+from .commands.decoding import evaluate, export, info, release, translate
 from .commands.training import average, check_data, prepare, train
 from .console import Group
 from .serve.command import serve
@@ -44,7 +44,7 @@ def main(verbose: bool) -> None:
     )
 
 
-for command in (train, prepare, check_data, translate, evaluate, export, average, info):
+for command in (train, prepare, check_data, translate, evaluate, release, export, average, info):
     main.add_command(command)
 main.add_command(serve)  # serve/command.py: FastAPI and uvicorn imported only when it runs
 

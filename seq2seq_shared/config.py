@@ -15,6 +15,7 @@ from typing import Any
 # Keras dtype policies a run may train under: float32, or float16 / bfloat16 computation on
 # float32 variables (loss scaling comes with float16).
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+RELEASE_PRECISIONS = ("float32", "float16", "int8")  # a release's arrays (`release`)
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import click
 
@@ -44,15 +46,32 @@ def _message(error: Exception) -> str:
 def import_keras_quietly() -> None:
     """Import Keras with file descriptor 2 silenced: TensorFlow's C++ start-up chatter
     ("Could not find cuda drivers", absl notices) bypasses TF_CPP_MIN_LOG_LEVEL. Python
-    errors still show: stderr is restored before any exception propagates."""
+    errors still show: stderr is restored before any exception propagates. Where Keras
+    is not installed (the light install), one line says what to install."""
+    if "keras" in sys.modules:
+        return
     verbose = click.get_current_context().find_root().params.get("verbose", False)
-    if verbose or "keras" in sys.modules:
+    try:
+        with _stderr_silenced(not verbose):
+            import keras  # noqa: F401
+    except ImportError as error:
+        raise click.ClickException(
+            f"this needs TensorFlow and Keras ({error.name} is not installed): "
+            f'pip install "seq2seq-shared[train]"; a release (`seq2seq-shared release`) '
+            f"translates without them"
+        ) from None
+
+
+@contextmanager
+def _stderr_silenced(silence: bool) -> Iterator[None]:
+    if not silence:
+        yield
         return
     sys.stderr.flush()
     saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     os.dup2(null, 2)
     try:
-        import keras  # noqa: F401
+        yield
     finally:
         os.dup2(saved, 2)
         os.close(saved)

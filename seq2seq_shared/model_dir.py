@@ -30,15 +30,15 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ._version import __version__
-from .config import Config
+from .config import RELEASE_PRECISIONS, Config
+from .data.checksums import Checksums
 from .data.files import file_sha256, sha256
 from .data.tokenizer import JOINT_SPM, SOURCE_SPM, TARGET_SPM
-from .data.writer import atomic_write, atomic_write_bytes, atomic_write_text
+from .data.writer import atomic_write_bytes
 
 # 2: checksums.json; 3: attention, role_signal and plateau_metric; 4: config.json's sha256
 # in checksums.json. Earlier formats still load: a directory lacks the settings of later
@@ -55,6 +55,7 @@ ADDED_SETTINGS = {
 
 CONFIG = "config.json"
 WEIGHTS = "model.weights.h5"
+RELEASE_WEIGHTS = "weights.npz"  # a release's arrays (runtime/release.py)
 CHECKSUMS = "checksums.json"
 LOCK = ".lock"
 STATE = "training_state.json"
@@ -76,7 +77,7 @@ def checkpoint_name(step: int) -> str:
     return f"step-{step:09d}.npz"
 
 
-def check_config_document(document: Any, path: Path) -> None:
+def check_saved_document(document: Any, path: Path) -> None:
     """ValueError naming `path` and the entry, for a config.json of the wrong shape (the
     `model` and `training` sections' own settings are checked by `Config.from_dict`)."""
 
@@ -91,6 +92,9 @@ def check_config_document(document: Any, path: Path) -> None:
         value = vocab.get(size)
         if not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
             refuse(f"vocab.{size} is {value!r}, not a positive integer")
+    release = document.get("release", {"precision": "float32"})
+    if not (isinstance(release, dict) and release.get("precision") in RELEASE_PRECISIONS):
+        refuse(f"release is {release!r}, not {{'precision': one of {RELEASE_PRECISIONS}}}")
     models = vocab.get("sentencepiece_sha256")
     known = ({JOINT_SPM}, {SOURCE_SPM, TARGET_SPM})
     if not (
@@ -104,87 +108,44 @@ def check_config_document(document: Any, path: Path) -> None:
         )
 
 
-class Checksums:
-    """checksums.json: {file name: [sha256, ...]} of the files whose formats keep no
-    checksum of their own (the weights, config.json). A new digest is recorded before
-    its file is renamed into place and the old one forgotten after, so whenever the
-    process dies the file there matches a recorded digest."""
+def parse_config(data: bytes, path: Path) -> dict[str, Any]:
+    """config.json's bytes as a document of a readable format and of the right shape."""
+    try:
+        document = json.loads(data.decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:
+        raise ValueError(f"{path}: corrupt ({error}); restore it or retrain") from None
+    if not isinstance(document, dict):
+        raise ValueError(
+            f"{path}: a JSON {type(document).__name__}, not an object; restore it or retrain"
+        )
+    version = document.get("format_version")
+    if version not in READABLE_FORMATS:
+        raise ValueError(
+            f"{path}: model directory format {version!r}, but this "
+            f"seq2seq-shared ({__version__}) reads formats "
+            f"{', '.join(map(str, READABLE_FORMATS))}; "
+            f"use the version that wrote it, or retrain"
+        )
+    check_saved_document(document, path)
+    return document
 
-    def __init__(self, directory: Path):
-        self.directory, self.path = directory, directory / CHECKSUMS
 
-    def read(self) -> dict[str, list[str]] | None:
-        """The recorded digests; None without checksums.json; ValueError if it is damaged."""
-        try:
-            data = self.path.read_bytes()
-        except FileNotFoundError:
-            return None
-        try:
-            document = json.loads(data.decode("utf-8"))
-        except (ValueError, RecursionError) as error:
-            document, reason = None, f"corrupt ({error})"
-        else:
-            reason = "not a mapping of file names to lists of sha256"
-        if not (
-            isinstance(document, dict)
-            and all(
-                isinstance(digests, list) and all(isinstance(d, str) for d in digests)
-                for digests in document.values()
-            )
-        ):
-            raise ValueError(f"{self.path}: {reason}; restore it with the model directory")
-        return document
-
-    def write(self, name: str, write: Callable[[Path], Any]) -> None:
-        """Write the file `name` through `write(temporary path)`, atomically, its digest
-        recorded first."""
-        digest: list[str] = []  # the new file's, hashed once
-
-        def publish(temporary: Path) -> None:
-            digest.append(file_sha256(temporary))
-            self._record(name, [*digest, *self._recorded(name)[:1]])
-
-        atomic_write(self.directory / name, write, before_rename=publish)
-        self._record(name, digest)
-
-    def _recorded(self, name: str) -> list[str]:
-        try:
-            return (self.read() or {}).get(name, [])
-        except ValueError:
-            return []
-
-    def _record(self, name: str, digests: list[str]) -> None:
-        try:
-            document = self.read() or {}
-        except ValueError:  # damaged: rebuilt from what is written from now on
-            document = {}
-        atomic_write_text(self.path, json.dumps({**document, name: digests}) + "\n")
-
-    def verify(self, name: str, content: bytes | str, required: bool) -> None:
-        """Refuse the file `name` (`content`: its bytes, or its sha256) unless it matches
-        a recorded digest; without a record, refuse only if `required`."""
-        document, path = self.read(), self.directory / name
-        if document is None or name not in document:
-            if required:
-                raise ValueError(
-                    f"{self.path}: missing or without {name}, so {path} cannot be "
-                    f"verified; restore it with the model directory, or retrain"
-                )
-            return
-        digest = content if isinstance(content, str) else sha256(content)
-        if digest not in document[name]:
-            raise ValueError(
-                f"{path}: damaged or changed: its sha256 differs from the one recorded "
-                f"when it was written ({self.path}); restore the file from a copy, or "
-                f"retrain (`train` resumes from {CHECKPOINTS}/)"
-            )
+def with_added_settings(document: dict[str, Any]) -> dict[str, Any]:
+    """The settings later formats added, as an earlier directory meant them."""
+    for added_in, settings in ADDED_SETTINGS.items():
+        if document["format_version"] < added_in:
+            for section, values in settings(document["training"]).items():
+                document[section] = {**values, **document[section]}
+    return document
 
 
 class ModelDir:
     def __init__(self, path: Path | str):
         self.path = Path(path)
         self._document: dict[str, Any] | None = None  # config.json, parsed once
-        self.checksums = Checksums(self.path)
+        self.checksums = Checksums(
+            self.path, CHECKSUMS, f"retrain (`train` resumes from {CHECKPOINTS}/)"
+        )
 
     def __str__(self) -> str:
         return str(self.path)
@@ -217,8 +178,10 @@ class ModelDir:
         source_vocab_size: int,
         target_vocab_size: int,
         sentencepiece_models: dict[str, bytes],
+        release: dict[str, str] | None = None,
     ) -> None:
-        document = {
+        """config.json; `release` ({"precision": ...}) marks a release (runtime/)."""
+        document: dict[str, Any] = {
             "format_version": FORMAT_VERSION,
             "package_version": __version__,
             **config.to_dict(),
@@ -230,6 +193,8 @@ class ModelDir:
                 },
             },
         }
+        if release is not None:
+            document["release"] = release
         text = json.dumps(document, indent=2) + "\n"
         self.checksums.write(CONFIG, lambda temporary: temporary.write_text(text, "utf-8"))
         self._document = document
@@ -242,41 +207,21 @@ class ModelDir:
         return self._document
 
     def _parse_config(self) -> dict[str, Any]:
-        path = self.path / CONFIG
         if not self.path.is_dir():
             raise FileNotFoundError(
                 f"{self.path}: model directory not found; train one with "
                 f"`seq2seq-shared train ... --model-dir {self.path}`"
             )
+        path = self.path / CONFIG
         if not path.exists():
             raise FileNotFoundError(
                 f"{path}: missing; {self.path} is not a seq2seq-shared model "
                 f"directory (or its training never got past the start)"
             )
         data = path.read_bytes()
-        try:
-            document = json.loads(data.decode("utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:
-            raise ValueError(f"{path}: corrupt ({error}); restore it or retrain") from None
-        if not isinstance(document, dict):
-            raise ValueError(
-                f"{path}: a JSON {type(document).__name__}, not an object; restore it or retrain"
-            )
-        version = document.get("format_version")
-        if version not in READABLE_FORMATS:
-            raise ValueError(
-                f"{path}: model directory format {version!r}, but this "
-                f"seq2seq-shared ({__version__}) reads formats "
-                f"{', '.join(map(str, READABLE_FORMATS))}; "
-                f"use the version that wrote it, or retrain"
-            )
-        check_config_document(document, path)
+        document = parse_config(data, path)
         self.checksums.verify(CONFIG, data, required=False)
-        for added_in, settings in ADDED_SETTINGS.items():
-            if version < added_in:  # what the directory's version meant
-                for section, values in settings(document["training"]).items():
-                    document[section] = {**values, **document[section]}
-        return document
+        return with_added_settings(document)
 
     def read_config(self) -> Config:
         document = self.read_config_document()
@@ -339,7 +284,18 @@ class ModelDir:
         required = self.read_config_document()["format_version"] >= 2
         self.checksums.verify(WEIGHTS, digest or file_sha256(path), required=required)
 
+    def is_release(self) -> bool:
+        """A translate-only release (`seq2seq-shared release`): no Keras weights, no
+        checkpoints; translated by the light runtime."""
+        return "release" in self.read_config_document()
+
     def _existing_weights(self) -> Path:
+        if self.is_release():
+            raise ValueError(
+                f"{self.path}: a release (translate-only, without Keras weights or "
+                f"checkpoints): `translate`, `evaluate` and `serve` take it; for this, "
+                f"use the model directory it was released from"
+            )
         if not self.weights_path.exists():
             raise FileNotFoundError(
                 f"{self.weights_path}: missing; the model has no trained "
@@ -361,13 +317,13 @@ class ModelDir:
     def fingerprint(self) -> dict[str, str]:
         """sha256 of every file translation depends on: what makes two models the same."""
         self.read_config_document()  # a missing or foreign directory: its clear error first
-        files = [
-            self.path / CONFIG,
-            self._existing_weights(),
-            *set(self.sentencepiece_files().values()),
-        ]
+        weights = self.path / RELEASE_WEIGHTS if self.is_release() else self._existing_weights()
+        files = [self.path / CONFIG, weights, *set(self.sentencepiece_files().values())]
         digests = {path.name: file_sha256(path) for path in sorted(files)}
-        self.verify_weights(digests[WEIGHTS])
+        if self.is_release():
+            self.checksums.verify(RELEASE_WEIGHTS, digests[RELEASE_WEIGHTS], required=True)
+        else:
+            self.verify_weights(digests[WEIGHTS])
         return digests
 
     def load_model(self):

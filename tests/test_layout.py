@@ -24,7 +24,7 @@ LAYERS = [
     ["backend", "data"],
     ["model"],
     ["model_dir"],
-    ["decoding"],
+    ["decoding", "runtime"],
     ["training"],
     ["console"],
     ["serve"],

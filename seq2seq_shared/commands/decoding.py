@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ..config import DecodeConfig
+from ..config import RELEASE_PRECISIONS, DecodeConfig
 from ..console import import_keras_quietly
 from .options import search_options
 
@@ -84,9 +84,7 @@ def translate(
 ) -> None:
     """Translate text: exactly one output line per input line, in order (greedy search
     unless --beam-size is over 1)."""
-    import_keras_quietly()
     from ..data import files, writer
-    from ..decoding.translator import Translator
 
     decode_config = _decode_config(batch_size, beam_size, length_penalty, n_best, scores)
     if input_path is not None:
@@ -95,7 +93,7 @@ def translate(
         {"--output": output_path, "--alignments": alignments_path}, {"--input": input_path}
     )
     lines = files.iter_lines(input_path, errors=errors)
-    translator = Translator.from_model_dir(model_dir, decode_config)
+    translator = _load(model_dir, decode_config)
     if alignments_path is not None and translator.model.attention is None:
         raise click.UsageError(
             f"--alignments: {model_dir} has no attention (trained with "
@@ -120,6 +118,15 @@ def translate(
                 _output_lines(translations, n_best, scores, write_alignment), output_path
             ),
         )
+
+
+def _load(model_dir: Path, decode_config: DecodeConfig):
+    """The model directory's or release's Translator; Keras imported only for the first."""
+    from ..runtime import is_release, load_translator
+
+    if not is_release(model_dir):
+        import_keras_quietly()
+    return load_translator(model_dir, decode_config)
 
 
 def _decode_config(
@@ -182,9 +189,13 @@ def evaluate(
     beam_size: int,
     length_penalty: float,
 ) -> None:
-    """Score translations of SOURCE against REFERENCE: BLEU, chrF, exact match, perplexity."""
-    import_keras_quietly()
+    """Score translations of SOURCE against REFERENCE: BLEU, chrF, exact match, perplexity
+    (not for a release)."""
     from ..decoding.evaluate import evaluate as run_evaluation
+    from ..runtime import is_release
+
+    if not is_release(model_dir):
+        import_keras_quietly()
 
     decode_config = DecodeConfig(
         batch_size=batch_size, beam_size=beam_size, length_penalty=length_penalty
@@ -254,3 +265,32 @@ def info(model_dir: Path, as_json: bool) -> None:
     click.echo(f"{'total':<24}{report['total']:>12,}  (formula: {report['formula']:,})")
     for line in report["notes"]:
         click.echo(line)
+
+
+@click.command()
+@click.option(
+    "--model-dir", required=True, type=click.Path(path_type=Path), help="A trained model."
+)
+@click.option(
+    "--out",
+    "output",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="A new directory for the release.",
+)
+@click.option(
+    "--precision",
+    type=click.Choice(RELEASE_PRECISIONS),
+    default="int8",
+    show_default=True,
+    help="How the weights are stored (int8: per output channel, scales in float32).",
+)
+def release(model_dir: Path, output: Path, precision: str) -> None:
+    """Write a translate-only release of a trained model: its weights alone (no optimizer
+    state, no checkpoints), SentencePiece and settings, with checksums; `translate`,
+    `evaluate`, `serve` and the Python API run it with NumPy, without TensorFlow."""
+    import_keras_quietly()
+    from ..runtime.release import write_release
+
+    result = write_release(model_dir, output, precision)
+    click.echo(f"released {model_dir} ({precision}) into {output}: {result['bytes']:,} bytes")

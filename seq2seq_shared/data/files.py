@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import queue
+import stat
 import sys
 import threading
 from collections.abc import Iterable, Iterator
@@ -53,6 +54,16 @@ def check_input(path: Path) -> None:
         raise ValueError(f"{path}: is a directory, expected a text file")
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no such file")
+
+
+def check_rereadable(path: Path, why: str) -> None:
+    """Refuse, before any work, an input that is read more than once (`why`) and so
+    cannot be a pipe or a device, which can be read once only."""
+    check_input(path)
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise ValueError(
+            f"{path}: not a regular file (a pipe or a device), and {why}; save it to a file first"
+        )
 
 
 def _decode(file, name: str, errors: str, first_line: int = 1) -> Iterator[str]:

@@ -17,7 +17,6 @@ import logging
 import os
 import random
 import shutil
-import stat
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ import numpy as np
 
 from .._version import __version__
 from .check import CorpusReport, scan_corpus
-from .files import check_input, sha256
+from .files import check_rereadable, sha256
 from .prepared import (
     ARRAYS,
     FORMAT,
@@ -55,7 +54,7 @@ def prepare(
     directory = Path(directory)
     _check_replaceable(directory, overwrite)
     for path in (source_path, target_path):
-        _check_readable_twice(Path(path))
+        check_rereadable(Path(path), "a corpus is read twice (checked, then encoded)")
     sample = _Sample(settings, wanted=tokenizer is None)
     report = scan_corpus(source_path, target_path, settings.max_length, sample.add)
     report.raise_if_unusable()
@@ -84,17 +83,6 @@ def prepare(
         directory,
     )
     return PreparedCorpus(directory)
-
-
-def _check_readable_twice(path: Path) -> None:
-    """Preparing reads a corpus twice (the check, then the encoding): a pipe or a device
-    can be read once only, so it is refused at once, not as a file that "changed"."""
-    check_input(path)
-    if not stat.S_ISREG(os.stat(path).st_mode):
-        raise ValueError(
-            f"{path}: not a regular file (a pipe or a device), and a corpus is read twice "
-            f"(checked, then encoded); save it to a file first"
-        )
 
 
 def _check_replaceable(directory: Path, overwrite: bool) -> None:

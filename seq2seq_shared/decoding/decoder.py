@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 from keras import ops
@@ -23,22 +22,9 @@ from ..data.tokenizer import PAD_ID
 from ..model.seq2seq import Seq2Seq
 from .beam import beam_search
 from .greedy import greedy_search, prepare_sources, trim_at_eos
+from .hypothesis import Hypothesis
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class Hypothesis:
-    """One output for a source: its pieces' ids (eos stripped), whether it ended with eos
-    (else its length limit stopped it), its log-probability (what the model gives it
-    under teacher forcing, eos included), its score (the log-probability over the length
-    penalty: what ranks a beam), and its attention weights where asked for."""
-
-    ids: list[int]
-    ended: bool = True
-    log_prob: float | None = None
-    score: float | None = None
-    weights: np.ndarray | None = None  # (pieces + eos, source pieces read)
 
 
 class Decoder:

@@ -7,11 +7,10 @@ import math
 from pathlib import Path
 from typing import Any
 
-from .. import backend
 from ..config import DecodeConfig
 from ..data.batches import ParallelBatches, encoded_batches
 from ..data.check import check_corpus
-from ..data.files import iter_lines
+from ..data.files import check_rereadable, iter_lines
 
 logger = logging.getLogger(__name__)
 
@@ -19,6 +18,8 @@ logger = logging.getLogger(__name__)
 def teacher_forced_nll(model, batches: ParallelBatches, replicas: Any = None) -> float:
     """Mean negative log-likelihood per target token (eos included), without label smoothing;
     `replicas`: a data-parallel run's (`backend.compiled_step`)."""
+    from .. import backend
+
     if not model.compiled:  # a freshly loaded model: only the loss is needed, no optimizer state
         model.compile()
     step = backend.compiled_step(model, training=False, replicas=replicas)
@@ -70,18 +71,20 @@ def evaluate(
     `output_path` gets exactly one translation per source line. Perplexity needs both
     sides: pairs with an empty side are left out of it, and counted."""
     from ..data.writer import check_outputs, write_lines
-    from .translator import Translator
+    from ..runtime import load_translator
 
     sources, references = read_test_set(Path(source_path), Path(reference_path))
     check_outputs(
         {"--output": output_path}, {"SOURCE": Path(source_path), "REFERENCE": Path(reference_path)}
     )
-    translator = Translator.from_model_dir(model_dir, decode_config or DecodeConfig())
+    translator = load_translator(model_dir, decode_config or DecodeConfig())
     hypotheses = translator.translate(sources, batch_size=batch_size)
     if output_path is not None:
         write_lines(hypotheses, Path(output_path))  # a file atomically; a device in place
     both = [(s, r) for s, r in zip(sources, references, strict=True) if s.strip() and r.strip()]
-    nll = _nll(translator, both) if both else math.nan
+    # (A release runs without Keras: its perplexity is not computed.)
+    light = not hasattr(translator.model, "compiled")
+    nll = _nll(translator, both) if both and not light else math.nan
     search = translator.decode_config
     return {
         "source": str(source_path),
@@ -89,7 +92,7 @@ def evaluate(
         "beam_size": search.beam_size,
         "length_penalty": search.length_penalty,
         **quality(hypotheses, references),
-        "perplexity": perplexity(nll) if both else None,
+        "perplexity": perplexity(nll) if math.isfinite(nll) else None,
         "perplexity_sentences": len(both),
         "excluded": {"from_perplexity_an_empty_side": len(sources) - len(both)},
     }
@@ -97,6 +100,8 @@ def evaluate(
 
 def _nll(translator, pairs: list[tuple[str, str]]) -> float:
     """The teacher-forced nll per target token over `pairs` (both sides non-empty)."""
+    from .. import backend
+
     batches = encoded_batches(
         translator.tokenizer,
         [source for source, _ in pairs],
@@ -111,6 +116,8 @@ def _nll(translator, pairs: list[tuple[str, str]]) -> float:
 def read_test_set(source_path: Path, reference_path: Path) -> tuple[list[str], list[str]]:
     """Every line of both files, line-aligned (the checks of `check-data`: equal line
     counts, valid UTF-8; a byte order mark and CRLF endings removed)."""
+    for path in (source_path, reference_path):
+        check_rereadable(path, "evaluate reads it twice (checked, then translated)")
     report = check_corpus(source_path, reference_path)
     if not report.ok and report.kept == 0 and report.source_lines == report.target_lines:
         report.errors = [e for e in report.errors if "no usable pair" not in e]

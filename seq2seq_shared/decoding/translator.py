@@ -6,13 +6,16 @@ import logging
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..config import DecodeConfig, ModelConfig
 from ..data.tokenizer import Tokenizer
-from ..model.seq2seq import Seq2Seq
-from .decoder import Decoder, Hypothesis
+from .hypothesis import Hypothesis
+
+if TYPE_CHECKING:
+    from ..model.seq2seq import Seq2Seq
 
 logger = logging.getLogger(__name__)
 
@@ -38,15 +41,22 @@ class Translator:
 
     def __init__(
         self,
-        model: Seq2Seq,
+        model: Seq2Seq | Any,  # (the runtime's NumPy `Network` for a release)
         tokenizer: Tokenizer,
         model_config: ModelConfig,
         decode_config: DecodeConfig = DecodeConfig(),
         fixed_weights: bool = False,
+        decoder: Any = None,
     ):
+        """`decoder`: ids in, ids out (`search`), where not the Keras `Decoder` of `model`:
+        the light runtime's (runtime/), which runs a release without TensorFlow."""
         self.model, self.tokenizer = model, tokenizer
         self.model_config, self.decode_config = model_config, decode_config
-        self.decoder = Decoder(model, decode_config, model_config.max_source_length, fixed_weights)
+        if decoder is None:
+            from .decoder import Decoder
+
+            decoder = Decoder(model, decode_config, model_config.max_source_length, fixed_weights)
+        self.decoder = decoder
 
     @classmethod
     def from_model_dir(
@@ -54,7 +64,7 @@ class Translator:
     ) -> Translator:
         from ..model_dir import ModelDir
 
-        model, tokenizer, config = ModelDir(path).load_model()
+        model, tokenizer, config = ModelDir(path).load_model()  # (Keras: a trained model)
         return cls(model, tokenizer, config.model, decode_config, fixed_weights=True)
 
     def translate(self, lines: Sequence[str], batch_size: int | None = None) -> list[str]:

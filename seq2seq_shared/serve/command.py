@@ -95,7 +95,10 @@ def serve(
             f"serve needs the serve extra ({error.name} is missing): "
             f'pip install "seq2seq-shared[serve]"'
         ) from None
-    import_keras_quietly()
+    from ..runtime import is_release
+
+    if not is_release(model_dir):  # (a release is served with NumPy alone)
+        import_keras_quietly()
     from .app import create_app
     from .engine import Engine
 

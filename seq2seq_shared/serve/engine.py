@@ -7,6 +7,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..config import DecodeConfig, ServeLimits
 
@@ -35,16 +36,27 @@ class Engine:
         batch_size: int = DecodeConfig.batch_size,
         max_beam_size: int = ServeLimits.max_beam_size,
     ):
+        from ..runtime import LoadedRelease, is_release
+
+        self.batch_size, self.max_beam_size = batch_size, max_beam_size
+        self.release = LoadedRelease(model_dir) if is_release(model_dir) else None
+        self.model: Any = None
+        if self.release is not None:  # NumPy, no TensorFlow
+            self.model, self.tokenizer = self.release.network, self.release.tokenizer
+            self.config, self.info = self.release.config, self.release.info()
+        else:
+            self._load_keras(model_dir)
+        self.attention = self.model.attention is not None
+        self._translators: dict[tuple, object] = {}
+
+    def _load_keras(self, model_dir: Path | str) -> None:
         from ..model.report import parameter_report
         from ..model_dir import ModelDir
 
         directory = ModelDir(model_dir)
         self.model, self.tokenizer, self.config = directory.load_model()
-        self.batch_size, self.max_beam_size = batch_size, max_beam_size
         document = directory.read_config_document()
         self.info = parameter_report(self.model, self.config, document)  # as `info --json`
-        self.attention = self.model.attention is not None
-        self._translators: dict[tuple, object] = {}
 
     def check(self, options: Options) -> None:
         """ValueError with a message for the client if these options cannot be served."""
@@ -76,6 +88,8 @@ class Engine:
 
         key = (options.beam_size, options.length_penalty, options.n_best)
         translator = self._translators.pop(key, None)  # (re-inserted: the newest)
+        if translator is None and self.release is not None:
+            translator = self.release.translator(self._decode_config(options))
         if translator is None:  # each compiles its search once: keep a few
             translator = Translator(
                 self.model,

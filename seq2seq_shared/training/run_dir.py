@@ -83,6 +83,15 @@ def metrics_csv(rows: list[dict[str, Any]]) -> str:
     return buffer.getvalue()
 
 
+def _refuse_a_release(directory: ModelDir) -> None:
+    if directory.config_path.exists() and directory.is_release():
+        raise ValueError(
+            f"{directory.path} is a release: translate-only, with no checkpoints or "
+            f"optimizer state to resume from; train into a new --model-dir (or resume the "
+            f"model directory it was released from)"
+        )
+
+
 class RunDir(ModelDir):
     """A model directory being trained: what `train` writes, besides what `translate` reads."""
 
@@ -152,6 +161,7 @@ class RunDir(ModelDir):
     def prepare(self, config: Config, overwrite: bool) -> bool:
         """Make the directory ready for a run of `config`; True if it holds one to resume.
         Refuses a run of other settings, and a folder that is not a model directory."""
+        _refuse_a_release(self)
         if overwrite:
             self.clear()
             return False

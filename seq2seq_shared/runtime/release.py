@@ -1,0 +1,127 @@
+"""A release: a translate-only model directory, small, that runs without TensorFlow.
+
+`release` writes, from a trained model directory: config.json (the settings, with the
+release's precision), the SentencePiece model(s), `weights.npz` (the network's arrays by
+name, no optimizer state, no checkpoints) and checksums.json over config.json and the
+weights. Precisions: float32; float16 (every array halved); int8 (each matrix quantized
+symmetrically per output channel, its scales kept in float32; biases and the role signal
+stay float32). Arrays are float32 again when a release is loaded: NumPy has no fast int8
+matrix product, so the int8 release is small on disk and in transfer, not faster.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..config import RELEASE_PRECISIONS as PRECISIONS
+from ..data.writer import atomic_directory
+from ..model_dir import RELEASE_WEIGHTS, ModelDir
+
+SCALE = "#scale"  # an int8 array's scales are stored beside it under NAME#scale
+
+
+def network_arrays(model) -> dict[str, np.ndarray]:
+    """The Keras model's weights by the names `runtime/network.py` reads."""
+    arrays = {"embedding/source": model.source_embedding.embeddings}
+    if not model.share_embeddings:
+        arrays["embedding/target"] = model.target_embedding.embeddings
+    sides = [("encoder", model.encoder_lstms)]
+    if not model.share_lstm:
+        sides.append(("decoder", model.decoder_lstms))
+    for side, lstms in sides:
+        for layer, lstm in enumerate(lstms):
+            for name in ("kernel", "recurrent_kernel", "bias"):
+                arrays[f"{side}/{layer}/{name}"] = getattr(lstm.cell, name)
+    if model.attention is not None:
+        arrays["attention/combine"] = model.attention.combine.kernel
+        if model.attention.score_kernel is not None:
+            arrays["attention/score"] = model.attention.score_kernel.kernel
+    if model.roles is not None and model.roles.kind == "bias":
+        for layer, bias in enumerate(model.roles.gate_biases):
+            arrays[f"roles/gate_bias/{layer}"] = bias
+    elif model.roles is not None:
+        arrays["roles/vectors"] = model.roles.vectors
+    if model.projection is not None:
+        arrays["projection/kernel"] = model.projection.kernel
+        arrays["projection/bias"] = model.projection.bias
+    elif model.output_bridge is not None:
+        arrays["output_bridge/kernel"] = model.output_bridge.kernel
+    return {name: np.asarray(value, np.float32) for name, value in arrays.items()}
+
+
+def quantized(arrays: dict[str, np.ndarray], precision: str) -> dict[str, np.ndarray]:
+    """The arrays as stored at `precision`."""
+    if precision == "float32":
+        return dict(arrays)
+    if precision == "float16":
+        return {name: value.astype(np.float16) for name, value in arrays.items()}
+    stored = {}
+    for name, value in arrays.items():
+        if value.ndim != 2:  # biases, role vectors: small, and kept exact
+            stored[name] = value
+            continue
+        axis = 1 if name.startswith("embedding/") else 0  # the output channel's other axis
+        scale = np.abs(value).max(axis=axis, keepdims=True) / 127.0
+        scale = np.where(scale == 0, 1.0, scale).astype(np.float32)
+        stored[name] = np.clip(np.rint(value / scale), -127, 127).astype(np.int8)
+        stored[name + SCALE] = scale
+    return stored
+
+
+def dequantized(stored: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The float32 arrays of a release, whatever its precision."""
+    arrays = {}
+    for name, value in stored.items():
+        if name.endswith(SCALE):
+            continue
+        scale = stored.get(name + SCALE)
+        arrays[name] = (
+            value.astype(np.float32) if scale is None else value.astype(np.float32) * scale
+        )
+    return arrays
+
+
+def release_arrays(directory: ModelDir) -> dict[str, np.ndarray]:
+    """A release's float32 arrays by name, its weights file checked against
+    checksums.json first."""
+    path = directory.path / RELEASE_WEIGHTS
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: missing; restore the release, or release again")
+    data = path.read_bytes()
+    directory.checksums.verify(RELEASE_WEIGHTS, data, required=True)
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as stored:
+            return dequantized({name: stored[name] for name in stored.files})
+    except (ValueError, OSError, KeyError) as error:  # (matched its checksum: a bad release)
+        raise ValueError(f"{path}: cannot be read ({error}); release again") from None
+
+
+def write_release(model_dir: Path | str, output: Path | str, precision: str) -> dict[str, Any]:
+    """Write the release of `model_dir` to `output` (a new directory, made whole or not
+    at all); returns its files' sizes."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    source = ModelDir(model_dir)
+    model, tokenizer, config = source.load_model()  # (a release of a release: refused there)
+    buffer = io.BytesIO()
+    stored: dict[str, Any] = quantized(network_arrays(model), precision)
+    np.savez(buffer, **stored)
+
+    def fill(folder: Path) -> None:
+        made = ModelDir(folder)
+        models = made.save_tokenizer(tokenizer)
+        made.checksums.write(RELEASE_WEIGHTS, lambda path: path.write_bytes(buffer.getvalue()))
+        made.save_config(config, *source.vocab_sizes(), models, release={"precision": precision})
+
+    atomic_directory(Path(output), fill)
+    sizes = {path.name: path.stat().st_size for path in sorted(Path(output).iterdir())}
+    return {
+        "output": str(output),
+        "precision": precision,
+        "bytes": sum(sizes.values()),
+        "files": sizes,
+    }

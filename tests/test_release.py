@@ -1,0 +1,205 @@
+"""Releases: a translate-only model directory at float32, float16 or int8, translated by
+the NumPy runtime without TensorFlow, as the Keras model translates."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from seq2seq_shared.cli import main
+from seq2seq_shared.config import DecodeConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def releases(trained, tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("releases")
+    made = {}
+    for precision in ("float32", "float16", "int8"):
+        made[precision] = folder / precision
+        result = CliRunner().invoke(
+            main,
+            [
+                "release",
+                "--model-dir",
+                str(trained),
+                "--out",
+                str(made[precision]),
+                "--precision",
+                precision,
+            ],
+        )
+        assert result.exit_code == 0, result.output
+    return made
+
+
+def numbers(numbers_corpus) -> list[str]:
+    return (numbers_corpus / "train.en").read_text().splitlines()
+
+
+def test_a_release_is_small_and_holds_no_training_state(releases, trained):
+    sizes = {p: (releases[p] / "weights.npz").stat().st_size for p in releases}
+    assert sizes["int8"] < sizes["float16"] < sizes["float32"]
+    assert sizes["float32"] < (trained / "model.weights.h5").stat().st_size  # no optimizer
+    names = sorted(path.name for path in releases["int8"].iterdir())
+    assert names == ["checksums.json", "config.json", "sentencepiece.model", "weights.npz"]
+    assert json.loads((releases["int8"] / "config.json").read_text())["release"] == {
+        "precision": "int8"
+    }
+
+
+@pytest.mark.parametrize(
+    "search",
+    [DecodeConfig(), DecodeConfig(beam_size=3, n_best=2)],
+    ids=["greedy", "beam 3, n-best 2"],
+)
+def test_the_float32_release_translates_as_the_keras_model(
+    releases, trained, numbers_corpus, search
+):
+    from seq2seq_shared import Translator
+    from seq2seq_shared.runtime import load_translator
+
+    lines = numbers(numbers_corpus)
+    keras_side = Translator.from_model_dir(trained, search).translate_details(lines, scores=True)
+    light = load_translator(releases["float32"], search).translate_details(lines, scores=True)
+    assert type(load_translator(releases["float32"]).decoder).__name__ == "LightDecoder"
+    same = sum(a.text == b.text for a, b in zip(keras_side, light, strict=True))
+    assert same >= 0.99 * len(lines)
+    for a, b in zip(keras_side, light, strict=True):
+        if a.text == b.text:
+            assert len(a.hypotheses) == len(b.hypotheses) == search.n_best
+            for x, y in zip(a.hypotheses, b.hypotheses, strict=True):
+                assert x["translation"] == y["translation"]
+                assert x["log_prob"] == pytest.approx(y["log_prob"], abs=1e-3)
+
+
+def test_int8_stays_close_to_float32(releases, numbers_corpus):
+    """Stated tolerance: >= 95% of lines the same, best log-probabilities within 0.1."""
+    from seq2seq_shared.runtime import load_translator
+
+    lines = numbers(numbers_corpus)
+    full = load_translator(releases["float32"]).translate_details(lines, scores=True)
+    small = load_translator(releases["int8"]).translate_details(lines, scores=True)
+    same = [a for a, b in zip(full, small, strict=True) if a.text == b.text]
+    assert len(same) >= 0.95 * len(lines)
+    gaps = [
+        abs(a.hypotheses[0]["log_prob"] - b.hypotheses[0]["log_prob"])
+        for a, b in zip(full, small, strict=True)
+        if a.text == b.text
+    ]
+    assert np.median(gaps) < 0.1
+
+
+BLOCK = """
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] in ("tensorflow", "keras", "jax"):
+            raise ImportError(f"{name} is made unimportable here", name=name)
+sys.meta_path.insert(0, Block())
+from seq2seq_shared.cli import main
+sys.argv = ["seq2seq-shared", *sys.argv[1:]]
+main()
+"""
+
+
+def run_without_tensorflow(*arguments, stdin: str = ""):
+    return subprocess.run(
+        [sys.executable, "-c", BLOCK, *map(str, arguments)],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def test_a_release_translates_with_tensorflow_and_keras_unimportable(releases, trained):
+    lines = ["seven", "", "one hundred", "", "twelve"]
+    result = run_without_tensorflow(
+        "translate", "--model-dir", releases["int8"], stdin="".join(line + "\n" for line in lines)
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout.split("\n")[:-1]
+    assert len(out) == len(lines) and out[1] == "" and out[3] == ""  # one line per line
+    from seq2seq_shared.runtime import load_translator
+
+    assert out == load_translator(releases["int8"]).translate(lines)  # in order
+    result = run_without_tensorflow(
+        "translate",
+        "--model-dir",
+        releases["int8"],
+        "--beam-size",
+        "3",
+        "--n-best",
+        "2",
+        stdin="seven\n",
+    )
+    assert result.returncode == 0 and len(json.loads(result.stdout)["hypotheses"]) == 2
+    result = run_without_tensorflow("translate", "--model-dir", trained, stdin="seven\n")
+    assert result.returncode == 1 and 'pip install "seq2seq-shared[train]"' in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_train_on_a_release_is_refused(releases, numbers_corpus):
+    result = CliRunner().invoke(
+        main,
+        [
+            "train",
+            str(numbers_corpus / "train.en"),
+            str(numbers_corpus / "train.de"),
+            "--model-dir",
+            str(releases["float16"]),
+            "--epochs",
+            "1",
+        ],
+    )
+    assert result.exit_code == 1 and "is a release" in result.output
+
+
+@pytest.mark.parametrize(
+    "name", ["config.json", "weights.npz", "sentencepiece.model", "checksums.json"]
+)
+def test_a_flipped_byte_in_any_release_file_is_refused(releases, tmp_path, name):
+    import shutil
+
+    copy = tmp_path / "release"
+    shutil.copytree(releases["int8"], copy)
+    data = bytearray((copy / name).read_bytes())
+    data[len(data) // 2] ^= 0x01
+    (copy / name).write_bytes(bytes(data))
+    result = CliRunner().invoke(main, ["translate", "--model-dir", str(copy)], input="seven\n")
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith("Error: ") and "Traceback" not in result.output
+
+
+def test_evaluate_serve_engine_and_bulk_take_a_release(releases, numbers_corpus, tmp_path):
+    from seq2seq_shared.runtime import load_translator
+    from seq2seq_shared.serve.engine import Engine, Options
+
+    result = CliRunner().invoke(
+        main,
+        [
+            "evaluate",
+            "--model-dir",
+            str(releases["int8"]),
+            "--source",
+            str(numbers_corpus / "train.en"),
+            "--reference",
+            str(numbers_corpus / "train.de"),
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["perplexity"] is None  # (Keras computes it)
+    engine = Engine(releases["int8"])
+    lines = numbers(numbers_corpus)[:20]
+    expected = load_translator(releases["int8"]).translate(lines)
+    assert [r["text"] for r in engine.translate(lines, Options())] == expected
+    assert engine.info["release"] == {"precision": "int8"}
