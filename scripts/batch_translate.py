@@ -310,18 +310,22 @@ def parse_arguments() -> argparse.Namespace:
         "--length-penalty", type=float, default=DecodeConfig.length_penalty, help="GNMT alpha"
     )
     parser.add_argument("--keep-shards", action="store_true")
-    return parser.parse_args()
+    args = parser.parse_args()
+    try:  # usage errors (exit 2), before any work
+        args.decode_config = DecodeConfig(
+            batch_size=args.batch_size, beam_size=args.beam_size, length_penalty=args.length_penalty
+        )
+    except ValueError as error:
+        parser.error(str(error))
+    if any(not gpu.strip().isdigit() for gpu in args.gpus.split(",") if gpu.strip()):
+        parser.error(f"--gpus {args.gpus!r}: expected GPU numbers separated by commas, e.g. 0,1")
+    return args
 
 
 def run(args: argparse.Namespace) -> None:
     check_input(args.input)
     check_outputs({"-o": args.output}, {"-i": args.input})  # never the input, nor a folder
-    try:
-        decode_config = DecodeConfig(
-            batch_size=args.batch_size, beam_size=args.beam_size, length_penalty=args.length_penalty
-        )
-    except ValueError as error:
-        raise SystemExit(f"error: {error}") from None
+    decode_config = args.decode_config
     # Before the split: a missing or damaged model fails now, not after streaming the input.
     translation = translation_identity(args.model_dir, args.errors, decode_config)
     # Beside the output; beside the input where the output is a FIFO or a device.

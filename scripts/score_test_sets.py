@@ -68,6 +68,9 @@ def main() -> None:
         (path, path.with_suffix("." + args.target))
         for path in sorted(args.test_dir.glob("*." + args.source))
     ]
+    for source, reference in pairs:
+        if not reference.exists():
+            print(f"warning: {source} has no {reference.name}: not scored", file=sys.stderr)
     pairs = [(source, reference) for source, reference in pairs if reference.exists()]
     if not pairs:
         raise SystemExit(

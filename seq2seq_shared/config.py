@@ -291,7 +291,10 @@ def _build(cls: type, values: dict[str, Any], source: str) -> Any:
                 f"{type(field_.default).__name__} like its default "
                 f"{field_.default!r}"
             )
-    return cls(**values)
+    try:
+        return cls(**values)
+    except ValueError as error:  # a value out of range: say where it was read
+        raise ValueError(f"{source}: {error}") from None
 
 
 def _has_type_of(value: Any, default: Any) -> bool:

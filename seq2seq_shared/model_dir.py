@@ -143,9 +143,8 @@ class ModelDir:
     def __init__(self, path: Path | str):
         self.path = Path(path)
         self._document: dict[str, Any] | None = None  # config.json, parsed once
-        self.checksums = Checksums(
-            self.path, CHECKSUMS, f"retrain (`train` resumes from {CHECKPOINTS}/)"
-        )
+        remedy, known = f"retrain (`train` resumes from {CHECKPOINTS}/)", (CONFIG, WEIGHTS)
+        self.checksums = Checksums(self.path, CHECKSUMS, remedy, (*known, RELEASE_WEIGHTS))
 
     def __str__(self) -> str:
         return str(self.path)
@@ -207,6 +206,11 @@ class ModelDir:
         return self._document
 
     def _parse_config(self) -> dict[str, Any]:
+        if self.path.exists() and not self.path.is_dir():
+            raise ValueError(
+                f"{self.path}: a file, not a model directory; pass the directory that "
+                f"`train` or `release` wrote"
+            )
         if not self.path.is_dir():
             raise FileNotFoundError(
                 f"{self.path}: model directory not found; train one with "
@@ -285,8 +289,7 @@ class ModelDir:
         self.checksums.verify(WEIGHTS, digest or file_sha256(path), required=required)
 
     def is_release(self) -> bool:
-        """A translate-only release (`seq2seq-shared release`): no Keras weights, no
-        checkpoints; translated by the light runtime."""
+        """A translate-only release (runtime/): no Keras weights, no checkpoints."""
         return "release" in self.read_config_document()
 
     def _existing_weights(self) -> Path:

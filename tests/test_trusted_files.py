@@ -195,3 +195,69 @@ def test_offsets_that_do_not_follow_the_lengths_are_refused(prepared, tmp_path):
     offsets.tofile(corpus / "source.offsets")
     with pytest.raises(ValueError, match="source.offsets: damaged"):
         PreparedCorpus(corpus).pairs()
+
+
+def test_more_hostile_cases_are_one_clear_line(trained, tmp_path):
+    """From a hostile run: each was a traceback or an error without its file."""
+    model_dir = tmp_path / "model"
+    shutil.copytree(trained, model_dir)
+    checksums = json.loads((model_dir / "checksums.json").read_text())
+    (model_dir / "checksums.json").write_text(json.dumps({**checksums, "../x": ["0" * 64]}))
+    one_line_error(translate(model_dir), "checksums.json", "'../x'")
+    (model_dir / "checksums.json").write_text(json.dumps(checksums))
+    # A value out of range, its checksum made to match: the error names the file.
+    from seq2seq_shared.model_dir import ModelDir
+
+    config = json.loads((model_dir / "config.json").read_text())
+    config["model"]["hidden_size"] = -1
+    ModelDir(model_dir).checksums.write(
+        "config.json", lambda path: path.write_text(json.dumps(config))
+    )
+    one_line_error(translate(model_dir), "config.json", "hidden_size")
+    # SentencePiece bytes that are no model, their sha256 made to match.
+    shutil.rmtree(model_dir)
+    shutil.copytree(trained, model_dir)
+    garbage = b"not a sentencepiece model"
+    (model_dir / "sentencepiece.model").write_bytes(garbage)
+    import hashlib
+
+    config = json.loads((model_dir / "config.json").read_text())
+    config["vocab"]["sentencepiece_sha256"]["sentencepiece.model"] = hashlib.sha256(
+        garbage
+    ).hexdigest()
+    ModelDir(model_dir).checksums.write(
+        "config.json", lambda path: path.write_text(json.dumps(config))
+    )
+    one_line_error(translate(model_dir), "SentencePiece model cannot be read")
+    one_line_error(translate(tmp_path / "model" / "config.json"), "a file, not a model directory")
+
+
+def test_empty_test_files_and_a_damaged_checkpoint_are_clear_errors(trained, tmp_path):
+    (tmp_path / "empty.en").write_text("")
+    (tmp_path / "empty.de").write_text("")
+    result = CliRunner().invoke(
+        main,
+        [
+            "evaluate",
+            "--model-dir",
+            str(trained),
+            "--source",
+            str(tmp_path / "empty.en"),
+            "--reference",
+            str(tmp_path / "empty.de"),
+            "-o",
+            str(tmp_path / "out"),
+        ],
+    )
+    one_line_error(result, "empty.en: empty")
+    assert not (tmp_path / "out").exists()
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    newest = sorted((run / "checkpoints").glob("step-*.npz"))[-1]
+    data = bytearray(newest.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    newest.write_bytes(bytes(data))
+    result = CliRunner().invoke(
+        main, ["average", "--model-dir", str(run), "--last", "1", "--output", str(tmp_path / "avg")]
+    )
+    one_line_error(result, newest.name, "unreadable")

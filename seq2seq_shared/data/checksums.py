@@ -19,10 +19,11 @@ class Checksums:
     its file is renamed into place and the old one forgotten after, so whenever the
     process dies the file there matches a recorded digest."""
 
-    def __init__(self, directory: Path, name: str, remedy: str):
+    def __init__(self, directory: Path, name: str, remedy: str, known: tuple[str, ...]):
         """`name`: the file's (in `directory`); `remedy`: what to do about a damaged file,
-        besides restoring it."""
+        besides restoring it; `known`: the only files it may record."""
         self.directory, self.path, self.remedy = directory, directory / name, remedy
+        self.known = known
 
     def read(self) -> dict[str, list[str]] | None:
         """The recorded digests; None without checksums.json; ValueError if it is damaged."""
@@ -44,6 +45,12 @@ class Checksums:
             )
         ):
             raise ValueError(f"{self.path}: {reason}; restore it with the model directory")
+        unknown = sorted(set(document) - set(self.known))
+        if unknown:  # (not a file this directory has: edited by hand, or another's)
+            raise ValueError(
+                f"{self.path}: records files it never holds ({', '.join(map(repr, unknown))}); "
+                f"restore it with the model directory"
+            )
         return document
 
     def write(self, name: str, write: Callable[[Path], Any]) -> None:

@@ -131,9 +131,14 @@ class Tokenizer:
                     f"{path}: does not match the model it was trained with (sha256 "
                     f"differs from {record}); {remedy}"
                 )
-        if JOINT_SPM in models:
-            return cls(models[JOINT_SPM])
-        return cls(models[SOURCE_SPM], models[TARGET_SPM])
+        try:
+            if JOINT_SPM in models:
+                return cls(models[JOINT_SPM])
+            return cls(models[SOURCE_SPM], models[TARGET_SPM])
+        except RuntimeError as error:  # (SentencePiece's own, for bytes it cannot parse)
+            raise ValueError(
+                f"{directory}: its SentencePiece model cannot be read ({error}); {remedy}"
+            ) from None
 
     def files(self) -> dict[str, bytes]:
         """{file name: SentencePiece model bytes}, as a directory stores them."""

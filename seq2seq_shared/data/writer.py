@@ -6,6 +6,7 @@ writes a user's file, and the model directory, write through here.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import stat
@@ -75,7 +76,10 @@ def atomic_directory(path: Path, fill: Callable[[Path], object]) -> None:
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise ValueError(f"{path}: exists and is not an empty directory; choose a new one")
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_abandoned(path)
     temporary = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    held = os.open(temporary, os.O_RDONLY)
+    fcntl.flock(held, fcntl.LOCK_EX)  # (held while it is filled: not abandoned)
     try:
         os.chmod(temporary, 0o777 & ~_UMASK)  # as mkdir would make it (mkdtemp's is private)
         fill(temporary)
@@ -88,6 +92,25 @@ def atomic_directory(path: Path, fill: Callable[[Path], object]) -> None:
         if isinstance(error, OSError) and not isinstance(error, WriteError):
             raise WriteError(path, _reason(error), error.errno) from None
         raise
+    finally:
+        os.close(held)
+
+
+def _remove_abandoned(path: Path) -> None:
+    """Delete the temporary directories that writes of `path` killed midway left (their
+    lock is free: the process that held it is gone), never one being written now."""
+    for leftover in path.parent.glob(f".{path.name}.tmp-*"):
+        if not leftover.is_dir():
+            continue
+        handle = os.open(leftover, os.O_RDONLY)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue  # another process is filling it
+        else:
+            shutil.rmtree(leftover, ignore_errors=True)
+        finally:
+            os.close(handle)
 
 
 def _existing_regular(path: Path) -> os.stat_result | None:
@@ -212,8 +235,11 @@ def write_output(path: Path, write: Callable[[BinaryIO], object]) -> None:
     """`write(file)` into `path` by the rules of every output: a device or FIFO written in
     place, a regular file (or a symlink's target) replaced atomically, its mode kept."""
     if writes_in_place(path):
-        with open(path, "wb") as file:
-            write(file)
+        try:
+            with open(path, "wb") as file:
+                write(file)
+        except OSError as error:  # a full device, a closed FIFO: name this output
+            raise WriteError(path, _reason(error), error.errno) from None
         return
 
     def through(temporary: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +119,8 @@ def read_test_set(source_path: Path, reference_path: Path) -> tuple[list[str], l
     counts, valid UTF-8; a byte order mark and CRLF endings removed)."""
     for path in (source_path, reference_path):
         check_rereadable(path, "evaluate reads it twice (checked, then translated)")
+        if os.path.getsize(path) == 0:
+            raise ValueError(f"{path}: empty; there is nothing to score")
     report = check_corpus(source_path, reference_path)
     if not report.ok and report.kept == 0 and report.source_lines == report.target_lines:
         report.errors = [e for e in report.errors if "no usable pair" not in e]

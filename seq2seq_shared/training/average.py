@@ -65,7 +65,12 @@ def _mean_model_arrays(paths: list[Path], count: int) -> list[np.ndarray]:
     total: list[np.ndarray] | None = None
     newest: list[np.ndarray] = []
     for path in paths:
-        arrays, _ = checkpoint.read(path)
+        try:
+            arrays, _ = checkpoint.read(path)
+        except Exception as error:  # zip, CRC, npy and JSON errors: a damaged file
+            raise ValueError(
+                f"{path}: unreadable ({error}); average fewer checkpoints (--last), leaving it out"
+            ) from None
         newest = [
             arrays[f"model/{index:04d}"] for index in range(count) if f"model/{index:04d}" in arrays
         ]
