@@ -6,8 +6,9 @@
 For each precision (float32, float16, int8) it writes the release of M into --work, and
 measures, in this one process and alternating with the Keras model:
 - size: every file of the release (SentencePiece included), and M's weights file;
-- quality: lowercased BLEU (sacreBLEU) of greedy and beam-5 translations of --source
-  against --reference, and the share of lines identical to the Keras model's;
+- quality: lowercased BLEU, chrF and exact match (sacreBLEU) of greedy and beam-5
+  translations of --source against --reference, and the share of lines identical to the
+  Keras model's;
 - speed: sentences/s at batch 64, greedy and beam 5, the median of --rounds runs each,
   after a warm-up run (Keras compiles its search; the runtime has nothing to compile);
 - start-up: one line through `seq2seq-shared translate`, as a whole process (the median
@@ -56,11 +57,14 @@ def start_up(python: str, model: Path) -> float:
     return round(statistics.median(times), 2)
 
 
-def quality(translator, sources: list[str], references: list[str]) -> tuple[float, list[str]]:
-    from sacrebleu.metrics import BLEU
+def quality(translator, sources: list[str], references: list[str]) -> tuple[dict, list[str]]:
+    """Lowercased BLEU, chrF and exact match % (sacreBLEU), and the translations."""
+    from seq2seq_shared.decoding.evaluate import quality as scores
 
     hypotheses = translator.translate(sources, batch_size=64)
-    return round(BLEU(lowercase=True).corpus_score(hypotheses, [references]).score, 2), hypotheses
+    found = scores(hypotheses, references)
+    keys = ("bleu_lowercase", "chrf", "exact_match")
+    return {key: found[key] for key in keys}, hypotheses
 
 
 def measure(args, sources: list[str], references: list[str]) -> dict:
@@ -82,7 +86,7 @@ def measure(args, sources: list[str], references: list[str]) -> dict:
     for name, row in rows.items():
         for search, config in searches.items():
             translator = load_translator(row["path"], config)
-            row[f"bleu_lc {search}"], outputs = quality(translator, sources, references)
+            row[f"quality {search}"], outputs = quality(translator, sources, references)
             reference_outputs.setdefault(search, outputs)
             same = sum(a == b for a, b in zip(outputs, reference_outputs[search], strict=True))
             row[f"same lines as keras {search} %"] = round(100 * same / len(outputs), 2)

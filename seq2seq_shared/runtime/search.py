@@ -16,8 +16,6 @@ from ..data.tokenizer import BOS_ID, EOS_ID, PAD_ID
 from ..decoding.hypothesis import Hypothesis
 from .network import Network
 
-NONE = -1e9  # an empty slot's log-probability (decoding/beam.py)
-
 
 def limits_of(lengths: np.ndarray, config: DecodeConfig) -> np.ndarray:
     """Each sentence's step limit: 0 for an empty source (decoding/greedy.py's rule)."""
@@ -55,66 +53,14 @@ def greedy(network: Network, encoded: dict, limits: np.ndarray) -> list[Hypothes
     ]
 
 
-def penalty(length, alpha: float):
-    """GNMT's ((5 + length) / 6) ** alpha."""
-    return np.float32(((5.0 + np.float32(length)) / 6.0) ** np.float32(alpha))
-
-
 def beam(network: Network, encoded: dict, limits: np.ndarray, config: DecodeConfig) -> list:
-    """The `n_best` best hypotheses of each sentence, best first (decoding/beam.py)."""
-    return [
-        _beam_one(network, encoded, index, int(limit), config)
-        if limit > 0
-        else [Hypothesis([], True, 0.0, 0.0)] * config.n_best
-        for index, limit in enumerate(limits)
-    ]
+    """The `n_best` best hypotheses of each sentence, best first (decoding/beam.py); an
+    empty source gets empty ones."""
+    from .beam import BatchedBeam
 
-
-def _beam_one(network: Network, encoded: dict, index: int, limit: int, config: DecodeConfig):
-    """One sentence's beam: K rows stepped together, a pool of the K best finished."""
-    K, alpha = config.beam_size, config.length_penalty
-    states = [
-        [np.repeat(h[index : index + 1], K, 0), np.repeat(c[index : index + 1], K, 0)]
-        for h, c in encoded["states"]
-    ]
-    constants = {
-        k: np.repeat(v[index : index + 1], K, 0) for k, v in network.constants(encoded).items()
-    }
-    open_ids: list[list[int]] = [[] for _ in range(K)]
-    open_log_probs = np.array([0.0] + [NONE] * (K - 1), np.float32)
-    pool: list[tuple[float, float, list[int], bool]] = []  # (score, log_prob, ids, ended)
-    token = np.full(K, BOS_ID)
-    for step in range(limit):
-        log_probs, states = network.decode_step(token, states, constants)
-        log_probs[:, [PAD_ID, BOS_ID]] = NONE  # only eos ends a hypothesis
-        totals = (open_log_probs[:, None] + log_probs).reshape(-1)  # (K * vocab,)
-        best = np.argsort(-totals, kind="stable")[: 2 * K]
-        parent, word, values = best // log_probs.shape[1], best % log_probs.shape[1], totals[best]
-        at_limit = step + 1 >= limit
-        stops = (word == EOS_ID) | at_limit
-        for rank in np.flatnonzero(stops[:K] & (values[:K] > NONE / 2)):
-            ids = open_ids[parent[rank]] + ([] if word[rank] == EOS_ID else [int(word[rank])])
-            pool.append(
-                (
-                    values[rank] / penalty(step + 1, alpha),
-                    values[rank],
-                    ids,
-                    bool(word[rank] == EOS_ID),
-                )
-            )
-        pool = sorted(pool, key=lambda entry: -entry[0])[:K]
-        keep = np.argsort(-np.where(stops, NONE, values), kind="stable")[:K]
-        open_log_probs = np.where(stops, np.float32(NONE), values)[keep]
-        open_ids = [open_ids[parent[k]] + [int(word[k])] for k in keep]
-        states = [[h[parent[keep]], c[parent[keep]]] for h, c in states]
-        token = word[keep]
-        best_open = open_log_probs.max() / penalty(limit, alpha)
-        if at_limit or (len(pool) >= config.n_best and pool[config.n_best - 1][0] >= best_open):
-            break
-    return [
-        Hypothesis(ids, ended, float(log_prob), float(score))
-        for score, log_prob, ids, ended in pool[: config.n_best]
-    ]
+    found = BatchedBeam(network, encoded, limits, config).run()
+    empty = [Hypothesis([], True, 0.0, 0.0)] * config.n_best
+    return [found.get(index, list(empty)) for index in range(len(limits))]
 
 
 def sources_array(sources: Sequence[Sequence[int]], max_source_length: int | None) -> tuple:
