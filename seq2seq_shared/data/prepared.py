@@ -30,6 +30,7 @@ import numpy as np
 
 from .._version import __version__
 from ..config import ModelConfig, TrainingConfig
+from . import files
 from .encoded import EncodedPairs, FileIds
 from .files import file_sha256
 
@@ -226,7 +227,7 @@ class PreparedCorpus:
         one read of every file: damage inside the id range would otherwise train silently."""
         for name, digest in self.manifest.get("arrays_sha256", {}).items():
             path = self.path / name
-            if path.is_file() and file_sha256(path) != digest:
+            if path.is_file() and files.file_sha256(path) != digest:  # (the arrays)
                 raise ValueError(
                     f"{path}: damaged: its sha256 differs from the one recorded in "
                     f"{self.path / MANIFEST}; prepare the corpus again"
