@@ -3,8 +3,8 @@
     python scripts/release_benchmark.py --model-dir M --source test.de --reference test.en \
         --work /tmp/releases --output docs/results/release.json
 
-For each precision (float32, float16, int8) it writes the release of M into --work, and
-measures, in this one process and alternating with the Keras model:
+For each release (NumPy float32, float16, int8; ONNX float32, int8) it writes the release
+of M into --work, and measures, in this one process, beside the Keras model:
 - size: every file of the release (SentencePiece included), and M's weights file;
 - quality: lowercased BLEU, chrF and exact match (sacreBLEU) of greedy and beam-5
   translations of --source against --reference, and the share of lines identical to the
@@ -30,6 +30,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PRECISIONS = ("float32", "float16", "int8")
+RELEASES = [("numpy", p) for p in PRECISIONS] + [("onnx", "float32"), ("onnx", "int8")]
 
 
 def timed_rate(translator, lines: list[str], rounds: int) -> float:
@@ -74,10 +75,12 @@ def measure(args, sources: list[str], references: list[str]) -> dict:
 
     searches = {"greedy": DecodeConfig(), "beam 5": DecodeConfig(beam_size=5)}
     rows = {"keras float32": {"path": args.model_dir}}
-    for precision in PRECISIONS:
-        path = args.work / precision
-        write_release(args.model_dir, path, precision)
-        rows[f"release {precision}"] = {
+    for runtime, precision in RELEASES:
+        if runtime not in args.runtimes:
+            continue
+        path = args.work / f"{runtime}-{precision}"
+        write_release(args.model_dir, path, precision, runtime)
+        rows[f"release {runtime} {precision}"] = {
             "path": path,
             "bytes": sum(f.stat().st_size for f in path.iterdir()),
         }
@@ -105,6 +108,7 @@ def shape_sizes(config_path: Path, vocab_size: int) -> dict:
 
     from seq2seq_shared.config import load_config_file
     from seq2seq_shared.model.seq2seq import Seq2Seq
+    from seq2seq_shared.runtime.onnx_graphs import onnx_graphs
     from seq2seq_shared.runtime.release import network_arrays, quantized
 
     config = load_config_file(config_path)
@@ -115,6 +119,9 @@ def shape_sizes(config_path: Path, vocab_size: int) -> dict:
         buffer = io.BytesIO()
         np.savez(buffer, **quantized(network_arrays(model), precision))
         sizes[f"weights.npz {precision}"] = len(buffer.getvalue())
+    for precision in ("float32", "int8"):
+        graphs = onnx_graphs(network_arrays(model), config.model, precision)
+        sizes[f"onnx graphs {precision}"] = sum(len(graph) for graph in graphs.values())
     return sizes
 
 
@@ -129,6 +136,7 @@ def main() -> None:
     parser.add_argument("--light-python", help="a Python with only the light install")
     parser.add_argument("--shape-config", type=Path)
     parser.add_argument("--vocab-size", type=int, default=8000)
+    parser.add_argument("--runtimes", nargs="+", default=["numpy", "onnx"])
     args = parser.parse_args()
     sources = args.source.read_text(encoding="utf-8").splitlines()
     references = args.reference.read_text(encoding="utf-8").splitlines()

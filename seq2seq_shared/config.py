@@ -16,6 +16,7 @@ from typing import Any
 # float32 variables (loss scaling comes with float16).
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 RELEASE_PRECISIONS = ("float32", "float16", "int8")  # a release's arrays (`release`)
+RELEASE_RUNTIMES = ("numpy", "onnx")  # what runs a release: runtime/network.py, onnx_network.py
 
 
 @dataclass(frozen=True)

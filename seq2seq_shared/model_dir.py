@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from ._version import __version__
-from .config import RELEASE_PRECISIONS, Config
+from .config import RELEASE_PRECISIONS, RELEASE_RUNTIMES, Config
 from .data.checksums import Checksums
 from .data.files import file_sha256, sha256
 from .data.tokenizer import JOINT_SPM, SOURCE_SPM, TARGET_SPM
@@ -56,6 +56,8 @@ ADDED_SETTINGS = {
 CONFIG = "config.json"
 WEIGHTS = "model.weights.h5"
 RELEASE_WEIGHTS = "weights.npz"  # a release's arrays (runtime/release.py)
+# An ONNX release's graphs (runtime/onnx_graphs.py), by graph: in place of weights.npz.
+RELEASE_GRAPHS = {"encoder": "encoder.onnx", "step": "step.onnx"}
 CHECKSUMS = "checksums.json"
 LOCK = ".lock"
 STATE = "training_state.json"
@@ -93,8 +95,15 @@ def check_saved_document(document: Any, path: Path) -> None:
         if not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
             refuse(f"vocab.{size} is {value!r}, not a positive integer")
     release = document.get("release", {"precision": "float32"})
-    if not (isinstance(release, dict) and release.get("precision") in RELEASE_PRECISIONS):
-        refuse(f"release is {release!r}, not {{'precision': one of {RELEASE_PRECISIONS}}}")
+    if not (
+        isinstance(release, dict)
+        and release.get("precision") in RELEASE_PRECISIONS
+        and release.get("runtime", "numpy") in RELEASE_RUNTIMES
+    ):
+        refuse(
+            f"release is {release!r}, not {{'precision': one of {RELEASE_PRECISIONS}, "
+            f"'runtime': one of {RELEASE_RUNTIMES}}}"
+        )
     models = vocab.get("sentencepiece_sha256")
     known = ({JOINT_SPM}, {SOURCE_SPM, TARGET_SPM})
     if not (
@@ -143,8 +152,9 @@ class ModelDir:
     def __init__(self, path: Path | str):
         self.path = Path(path)
         self._document: dict[str, Any] | None = None  # config.json, parsed once
-        remedy, known = f"retrain (`train` resumes from {CHECKPOINTS}/)", (CONFIG, WEIGHTS)
-        self.checksums = Checksums(self.path, CHECKSUMS, remedy, (*known, RELEASE_WEIGHTS))
+        remedy = f"retrain (`train` resumes from {CHECKPOINTS}/)"
+        known = (CONFIG, WEIGHTS, RELEASE_WEIGHTS, *RELEASE_GRAPHS.values())
+        self.checksums = Checksums(self.path, CHECKSUMS, remedy, known)
 
     def __str__(self) -> str:
         return str(self.path)
@@ -177,7 +187,7 @@ class ModelDir:
         source_vocab_size: int,
         target_vocab_size: int,
         sentencepiece_models: dict[str, bytes],
-        release: dict[str, str] | None = None,
+        release: dict[str, Any] | None = None,
     ) -> None:
         """config.json; `release` ({"precision": ...}) marks a release (runtime/)."""
         document: dict[str, Any] = {
@@ -320,12 +330,13 @@ class ModelDir:
     def fingerprint(self) -> dict[str, str]:
         """sha256 of every file translation depends on: what makes two models the same."""
         self.read_config_document()  # a missing or foreign directory: its clear error first
-        weights = self.path / RELEASE_WEIGHTS if self.is_release() else self._existing_weights()
-        files = [self.path / CONFIG, weights, *set(self.sentencepiece_files().values())]
-        digests = {path.name: file_sha256(path) for path in sorted(files)}
-        if self.is_release():
-            self.checksums.verify(RELEASE_WEIGHTS, digests[RELEASE_WEIGHTS], required=True)
-        else:
+        release = self.is_release()
+        weights = release_files(self) if release else [self._existing_weights().name]
+        spm = {path.name for path in self.sentencepiece_files().values()}
+        digests = {name: file_sha256(self.path / name) for name in sorted({CONFIG, *weights, *spm})}
+        for name in weights if release else []:
+            self.checksums.verify(name, digests[name], required=True)
+        if not release:
             self.verify_weights(digests[WEIGHTS])
         return digests
 
@@ -346,3 +357,20 @@ def parameter_report(path: Path | str) -> dict[str, Any]:
     directory = ModelDir(path)
     model, _, config = directory.load_model()
     return report(model, config, directory.read_config_document())
+
+
+def release_files(directory: ModelDir) -> list[str]:
+    """The files holding a release's network: weights.npz, or the ONNX graphs."""
+    if directory.read_config_document()["release"].get("runtime", "numpy") == "onnx":
+        return list(RELEASE_GRAPHS.values())
+    return [RELEASE_WEIGHTS]
+
+
+def read_release_file(directory: ModelDir, name: str) -> bytes:
+    """One of a release's `release_files`, checked against its checksums.json."""
+    path = directory.path / name
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: missing; restore the release, or release again")
+    data = path.read_bytes()
+    directory.checksums.verify(name, data, required=True)
+    return data

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ..config import RELEASE_PRECISIONS, DecodeConfig
+from ..config import RELEASE_PRECISIONS, RELEASE_RUNTIMES, DecodeConfig
 from ..console import import_keras_quietly
 from .options import search_options
 
@@ -250,6 +250,12 @@ def export(model_dir: Path, output: Path) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 def info(model_dir: Path, as_json: bool) -> None:
     """Show a model's config and its parameters by component, shared weights counted once."""
+    from ..runtime import LoadedRelease, is_release
+
+    if is_release(model_dir):  # (no Keras: the settings, the release and the total)
+        release = LoadedRelease(model_dir).info()
+        click.echo(json.dumps(release, indent=2))
+        return
     import_keras_quietly()
     from ..model_dir import parameter_report
 
@@ -285,12 +291,22 @@ def info(model_dir: Path, as_json: bool) -> None:
     show_default=True,
     help="How the weights are stored (int8: per output channel, scales in float32).",
 )
-def release(model_dir: Path, output: Path, precision: str) -> None:
+@click.option(
+    "--runtime",
+    type=click.Choice(RELEASE_RUNTIMES),
+    default="numpy",
+    show_default=True,
+    help="What runs it: numpy (weights.npz, needs nothing more) or onnx (ONNX graphs, "
+    "run by ONNX Runtime with int8 products: faster; needs onnxruntime).",
+)
+def release(model_dir: Path, output: Path, precision: str, runtime: str) -> None:
     """Write a translate-only release of a trained model: its weights alone (no optimizer
     state, no checkpoints), SentencePiece and settings, with checksums; `translate`,
-    `evaluate`, `serve` and the Python API run it with NumPy, without TensorFlow."""
+    `evaluate`, `serve` and the Python API run it without TensorFlow."""
     import_keras_quietly()
     from ..runtime.release import write_release
 
-    result = write_release(model_dir, output, precision)
-    click.echo(f"released {model_dir} ({precision}) into {output}: {result['bytes']:,} bytes")
+    result = write_release(model_dir, output, precision, runtime)
+    click.echo(
+        f"released {model_dir} ({precision}, {runtime}) into {output}: {result['bytes']:,} bytes"
+    )

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import DecodeConfig
-from ..model_dir import ModelDir
+from ..model_dir import RELEASE_GRAPHS, ModelDir, read_release_file
 
 
 def is_release(path: Path | str) -> bool:
@@ -24,15 +24,27 @@ class LoadedRelease:
     search setting from it."""
 
     def __init__(self, path: Path | str):
-        from .network import Network
-        from .release import release_arrays
-
         directory = ModelDir(path)
         self.document = directory.read_config_document()
         self.config = directory.read_config()
-        self.arrays = release_arrays(directory)
-        self.network = Network(self.arrays, self.config.model)
+        self.runtime = self.document["release"].get("runtime", "numpy")
+        self.network: Any = self._network(directory)
         self.tokenizer = directory.load_tokenizer()
+
+    def _network(self, directory: ModelDir):
+        if self.runtime == "onnx":
+            from .onnx_network import OnnxNetwork
+
+            graphs = {k: read_release_file(directory, n) for k, n in RELEASE_GRAPHS.items()}
+            sizes = directory.vocab_sizes()
+            self.parameters = self.document["release"].get("parameters", 0)
+            return OnnxNetwork(graphs, self.config.model.num_layers, sizes[1], str(directory))
+        from .network import Network
+        from .release import release_arrays
+
+        arrays = release_arrays(directory)
+        self.parameters = int(sum(array.size for array in arrays.values()))
+        return Network(arrays, self.config.model)
 
     def translator(self, decode_config: DecodeConfig = DecodeConfig()):
         from ..decoding.translator import Translator
@@ -51,7 +63,7 @@ class LoadedRelease:
                 for key in ("model", "training", "vocab", "format_version", "package_version")
             },
             "release": self.document["release"],
-            "total": int(sum(array.size for array in self.arrays.values())),
+            "total": self.parameters,
         }
 
 

@@ -7,11 +7,15 @@ weights. Precisions: float32; float16 (every array halved); int8 (each matrix qu
 symmetrically per output channel, its scales kept in float32; biases and the role signal
 stay float32). Arrays are float32 again when a release is loaded: NumPy has no fast int8
 matrix product, so the int8 release is small on disk and in transfer, not faster.
+
+`--runtime onnx` writes the network as ONNX graphs instead (`onnx_graphs.py`): ONNX
+Runtime runs them, int8 products included, so its int8 release is small and fast.
 """
 
 from __future__ import annotations
 
 import io
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +23,7 @@ import numpy as np
 
 from ..config import RELEASE_PRECISIONS as PRECISIONS
 from ..data.writer import atomic_directory
-from ..model_dir import RELEASE_WEIGHTS, ModelDir
+from ..model_dir import RELEASE_GRAPHS, RELEASE_WEIGHTS, ModelDir, read_release_file
 
 SCALE = "#scale"  # an int8 array's scales are stored beside it under NAME#scale
 
@@ -85,14 +89,27 @@ def dequantized(stored: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return arrays
 
 
+def _network_files(arrays: dict, config, precision: str, runtime: str) -> dict[str, bytes]:
+    """{file name: bytes} holding the network, for `runtime`."""
+    if runtime == "onnx":
+        from .onnx_graphs import onnx_graphs
+
+        graphs = onnx_graphs(arrays, config, precision)
+        return {RELEASE_GRAPHS[name]: graph for name, graph in graphs.items()}
+    buffer = io.BytesIO()
+    stored: dict[str, Any] = quantized(arrays, precision)
+    np.savez(buffer, **stored)
+    return {RELEASE_WEIGHTS: buffer.getvalue()}
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    path.write_bytes(data)
+
+
 def release_arrays(directory: ModelDir) -> dict[str, np.ndarray]:
     """A release's float32 arrays by name, its weights file checked against
     checksums.json first."""
-    path = directory.path / RELEASE_WEIGHTS
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: missing; restore the release, or release again")
-    data = path.read_bytes()
-    directory.checksums.verify(RELEASE_WEIGHTS, data, required=True)
+    path, data = directory.path / RELEASE_WEIGHTS, read_release_file(directory, RELEASE_WEIGHTS)
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as stored:
             return dequantized({name: stored[name] for name in stored.files})
@@ -100,22 +117,30 @@ def release_arrays(directory: ModelDir) -> dict[str, np.ndarray]:
         raise ValueError(f"{path}: cannot be read ({error}); release again") from None
 
 
-def write_release(model_dir: Path | str, output: Path | str, precision: str) -> dict[str, Any]:
+def write_release(
+    model_dir: Path | str, output: Path | str, precision: str, runtime: str = "numpy"
+) -> dict[str, Any]:
     """Write the release of `model_dir` to `output` (a new directory, made whole or not
-    at all); returns its files' sizes."""
+    at all) for `runtime` (numpy: weights.npz; onnx: the ONNX graphs); returns its files'
+    sizes."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    if runtime == "onnx" and precision == "float16":
+        raise ValueError("an ONNX release is float32 or int8 (ONNX Runtime has no fast float16 "
+                         "on a CPU); use --precision int8 or float32")  # fmt: skip
     source = ModelDir(model_dir)
     model, tokenizer, config = source.load_model()  # (a release of a release: refused there)
-    buffer = io.BytesIO()
-    stored: dict[str, Any] = quantized(network_arrays(model), precision)
-    np.savez(buffer, **stored)
+    arrays = network_arrays(model)
+    files = _network_files(arrays, config.model, precision, runtime)
+    parameters = int(sum(array.size for array in arrays.values()))
+    release = {"precision": precision, "runtime": runtime, "parameters": parameters}
 
     def fill(folder: Path) -> None:
         made = ModelDir(folder)
         models = made.save_tokenizer(tokenizer)
-        made.checksums.write(RELEASE_WEIGHTS, lambda path: path.write_bytes(buffer.getvalue()))
-        made.save_config(config, *source.vocab_sizes(), models, release={"precision": precision})
+        for name, data in files.items():
+            made.checksums.write(name, partial(_write_bytes, data=data))
+        made.save_config(config, *source.vocab_sizes(), models, release=release)
 
     atomic_directory(Path(output), fill)
     sizes = {path.name: path.stat().st_size for path in sorted(Path(output).iterdir())}
