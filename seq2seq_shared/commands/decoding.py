@@ -14,7 +14,13 @@ from .options import search_options
 
 @click.command()
 @click.option(
-    "--model-dir", required=True, type=click.Path(path_type=Path), help="A trained model."
+    "--model-dir",
+    "model_dirs",
+    required=True,
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="A trained model or a release; given more than once, an ensemble: the models' "
+    "log-probabilities averaged at every step (they must share one SentencePiece model).",
 )
 @click.option(
     "-i",
@@ -71,7 +77,7 @@ from .options import search_options
     "gives its output (eos included), one line per input line.",
 )
 def translate(
-    model_dir: Path,
+    model_dirs: tuple[Path, ...],
     input_path: Path | None,
     output_path: Path | None,
     batch_size: int,
@@ -93,7 +99,10 @@ def translate(
         {"--output": output_path, "--alignments": alignments_path}, {"--input": input_path}
     )
     lines = files.iter_lines(input_path, errors=errors)
-    translator = _load(model_dir, decode_config)
+    if len(model_dirs) > 1 and alignments_path is not None:
+        raise click.UsageError("--alignments: an ensemble has no one attention; give one model")
+    translator = _load(model_dirs, decode_config)
+    model_dir = model_dirs[0]
     if alignments_path is not None and translator.model.attention is None:
         raise click.UsageError(
             f"--alignments: {model_dir} has no attention (trained with "
@@ -120,13 +129,17 @@ def translate(
         )
 
 
-def _load(model_dir: Path, decode_config: DecodeConfig):
-    """The model directory's or release's Translator; Keras imported only for the first."""
+def _load(model_dirs: tuple[Path, ...], decode_config: DecodeConfig):
+    """The Translator of a model directory or release, or of an ensemble of them; Keras
+    imported only for a model directory."""
     from ..runtime import is_release, load_translator
+    from ..runtime.ensemble import load_ensemble
 
-    if not is_release(model_dir):
+    if not all(is_release(model_dir) for model_dir in model_dirs):
         import_keras_quietly()
-    return load_translator(model_dir, decode_config)
+    if len(model_dirs) > 1:
+        return load_ensemble(list(model_dirs), decode_config)
+    return load_translator(model_dirs[0], decode_config)
 
 
 def _decode_config(

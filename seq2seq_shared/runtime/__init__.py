@@ -38,7 +38,7 @@ class LoadedRelease:
             graphs = {k: read_release_file(directory, n) for k, n in RELEASE_GRAPHS.items()}
             sizes = directory.vocab_sizes()
             self.parameters = self.document["release"].get("parameters", 0)
-            return OnnxNetwork(graphs, self.config.model.num_layers, sizes[1], str(directory))
+            return OnnxNetwork(graphs, self.config.model, sizes[1], str(directory))
         from .network import Network
         from .release import release_arrays
 

@@ -111,7 +111,7 @@ class Network:
             next_states.append([x, c])
         if self.attention is not None:
             x = self._attend(x, constants)
-        return _log_softmax(self._logits(x)), next_states
+        return log_softmax(self._logits(x)), next_states
 
     def _attend(self, query: np.ndarray, constants: dict) -> np.ndarray:
         scores = np.einsum("rh,rsh->rs", query, constants["keys"])  # (rows, source_len)
@@ -154,6 +154,6 @@ def _reversed(x: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return np.take_along_axis(x, index, axis=1)
 
 
-def _log_softmax(logits: np.ndarray) -> np.ndarray:
+def log_softmax(logits: np.ndarray) -> np.ndarray:
     shifted = logits - logits.max(axis=-1, keepdims=True)
     return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))

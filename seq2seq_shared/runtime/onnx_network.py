@@ -7,12 +7,14 @@ from typing import Any
 
 import numpy as np
 
+from ..config import ModelConfig
+
 
 class OnnxNetwork:
     """`encode` a batch of sources; `decode_step` one piece for every row."""
 
     def __init__(
-        self, graphs: dict[str, bytes], layers: int, target_vocab_size: int, where: str = ""
+        self, graphs: dict[str, bytes], config: ModelConfig, target_vocab_size: int, where: str = ""
     ):
         try:
             import onnxruntime
@@ -35,7 +37,8 @@ class OnnxNetwork:
                                  f"release again") from None  # fmt: skip
 
         self.encoder, self.step = session(graphs["encoder"]), session(graphs["step"])
-        self.layers, self.target_vocab_size = layers, target_vocab_size
+        self.layers, self.target_vocab_size = config.num_layers, target_vocab_size
+        self.attention = None if config.attention == "none" else config.attention
         self.step_inputs = {i.name for i in self.step.get_inputs()}
         self.step_outputs = [o.name for o in self.step.get_outputs()]
 
