@@ -99,15 +99,7 @@ def translate(
         {"--output": output_path, "--alignments": alignments_path}, {"--input": input_path}
     )
     lines = files.iter_lines(input_path, errors=errors)
-    if len(model_dirs) > 1 and alignments_path is not None:
-        raise click.UsageError("--alignments: an ensemble has no one attention; give one model")
-    translator = _load(model_dirs, decode_config)
-    model_dir = model_dirs[0]
-    if alignments_path is not None and translator.model.attention is None:
-        raise click.UsageError(
-            f"--alignments: {model_dir} has no attention (trained with "
-            f"--attention none); there are no alignments to write"
-        )
+    translator = _load(model_dirs, decode_config, alignments_path is not None)
     # From a pipe, translate whatever has arrived; from a file, in full chunks.
     translations = translator.translate_stream(
         lines,
@@ -129,17 +121,25 @@ def translate(
         )
 
 
-def _load(model_dirs: tuple[Path, ...], decode_config: DecodeConfig):
+def _load(model_dirs: tuple[Path, ...], decode_config: DecodeConfig, alignments: bool):
     """The Translator of a model directory or release, or of an ensemble of them; Keras
     imported only for a model directory."""
     from ..runtime import is_release, load_translator
     from ..runtime.ensemble import load_ensemble
 
+    if len(model_dirs) > 1 and alignments:
+        raise click.UsageError("--alignments: an ensemble has no one attention; give one model")
     if not all(is_release(model_dir) for model_dir in model_dirs):
         import_keras_quietly()
     if len(model_dirs) > 1:
         return load_ensemble(list(model_dirs), decode_config)
-    return load_translator(model_dirs[0], decode_config)
+    translator = load_translator(model_dirs[0], decode_config)
+    if alignments and translator.model.attention is None:
+        raise click.UsageError(
+            f"--alignments: {model_dirs[0]} has no attention (trained with "
+            f"--attention none); there are no alignments to write"
+        )
+    return translator
 
 
 def _decode_config(
