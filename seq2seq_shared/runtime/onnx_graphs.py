@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import ModelConfig
-from .network import NEVER, READ, WRITE
+from .network import NEVER, READ, WRITE, Network
 
 OPSET = 17
 ENCODER, STEP = "encoder", "step"
@@ -76,18 +76,10 @@ class Builder:
     def __init__(self, arrays: dict[str, np.ndarray], config: ModelConfig):
         self.a, self.config = arrays, config
         self.hidden = arrays["encoder/0/recurrent_kernel"].shape[0]
-
-    def _lstm(self, side: str, layer: int) -> list[np.ndarray]:
-        prefix = "encoder" if self.config.share_lstm or side == "encoder" else "decoder"
-        return [self.a[f"{prefix}/{layer}/{n}"] for n in ("kernel", "recurrent_kernel", "bias")]
-
-    def _gate_bias(self, role: int, layer: int) -> np.ndarray | float:
-        if self.config.role_signal != "bias":
-            return 0.0
-        return self.a[f"roles/gate_bias/{layer}"][role]
-
-    def _table(self) -> np.ndarray:
-        return self.a.get("embedding/target", self.a["embedding/source"])
+        # Which arrays each side and role reads: the NumPy network's rules, not a copy.
+        network = Network(arrays, config)
+        self._lstm, self._gate_bias = network._lstm, network._gate_bias
+        self._table = network._target_table
 
     def embedded(self, g: Graph, table: str, ids: str, role: int) -> str:
         x = g.op("Gather", table, ids)
@@ -103,13 +95,10 @@ class Builder:
         mask = g.op("Not", g.op("Equal", source, g.const("pad", np.array(0, np.int64))))
         as_int = g.op("Cast", mask, to=onnx.TensorProto.INT64)
         lengths = g.op("ReduceSum", as_int, g.ints(1), keepdims=0)  # (batch,)
-        ids = g.op("ReverseSequence", source, lengths, batch_axis=0, time_axis=1)
-        x = self.embedded(
-            g,
-            g.const("embedding/source", self.a["embedding/source"]),
-            ids if c.reverse_source else source,
-            READ,
-        )
+        ids = source
+        if c.reverse_source:
+            ids = g.op("ReverseSequence", source, lengths, batch_axis=0, time_axis=1)
+        x = self.embedded(g, g.const("embedding/source", self.a["embedding/source"]), ids, READ)
         x = g.op("Transpose", x, perm=[1, 0, 2])  # (length, batch, E): ONNX's LSTM layout
         lengths32 = g.op("Cast", lengths, to=onnx.TensorProto.INT32)
         for layer in range(c.num_layers):

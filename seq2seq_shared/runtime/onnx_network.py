@@ -41,12 +41,14 @@ class OnnxNetwork:
         self.attention = None if config.attention == "none" else config.attention
         self.step_inputs = {i.name for i in self.step.get_inputs()}
         self.step_outputs = [o.name for o in self.step.get_outputs()]
+        self.encoder_outputs = [o.name for o in self.encoder.get_outputs()]
 
     def encode(self, source: np.ndarray) -> dict[str, Any]:
         """As `Network.encode`; "keys" are transposed (batch, H, length), "context" is the
         first layer's share of the fed context."""
-        names = [o.name for o in self.encoder.get_outputs()]
-        found = dict(zip(names, self.encoder.run(None, {"source": source}), strict=True))
+        found = dict(
+            zip(self.encoder_outputs, self.encoder.run(None, {"source": source}), strict=True)
+        )
         encoded = {k: v for k, v in found.items() if k[0] not in "hc" or not k[1:].isdigit()}
         encoded["states"] = [[found[f"h{n}"], found[f"c{n}"]] for n in range(self.layers)]
         return encoded
