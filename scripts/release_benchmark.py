@@ -119,8 +119,8 @@ def shape_sizes(config_path: Path, vocab_size: int) -> dict:
         buffer = io.BytesIO()
         np.savez(buffer, **quantized(network_arrays(model), precision))
         sizes[f"weights.npz {precision}"] = len(buffer.getvalue())
-    for precision in ("float32", "int8"):
-        graphs = onnx_graphs(network_arrays(model), config.model, precision)
+    for precision in ("float32", "int8"):  # the graphs read weights.npz: they add only this
+        graphs = onnx_graphs(quantized(network_arrays(model), precision), config.model)
         sizes[f"onnx graphs {precision}"] = sum(len(graph) for graph in graphs.values())
     return sizes
 

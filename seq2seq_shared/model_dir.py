@@ -56,7 +56,7 @@ ADDED_SETTINGS = {
 CONFIG = "config.json"
 WEIGHTS = "model.weights.h5"
 RELEASE_WEIGHTS = "weights.npz"  # a release's arrays (runtime/release.py)
-# An ONNX release's graphs (runtime/onnx_graphs.py), by graph: in place of weights.npz.
+# An ONNX release's graphs (runtime/onnx_graphs.py), by graph: beside weights.npz.
 RELEASE_GRAPHS = {"encoder": "encoder.onnx", "step": "step.onnx"}
 CHECKSUMS = "checksums.json"
 LOCK = ".lock"
@@ -360,10 +360,13 @@ def parameter_report(path: Path | str) -> dict[str, Any]:
 
 
 def release_files(directory: ModelDir) -> list[str]:
-    """The files holding a release's network: weights.npz, or the ONNX graphs."""
-    if directory.read_config_document()["release"].get("runtime", "numpy") == "onnx":
-        return list(RELEASE_GRAPHS.values())
-    return [RELEASE_WEIGHTS]
+    """The files holding a release's network: weights.npz, and for ONNX the graphs (which
+    held their own weights before `shared_weights`)."""
+    release = directory.read_config_document()["release"]
+    if release.get("runtime", "numpy") != "onnx":
+        return [RELEASE_WEIGHTS]
+    graphs = list(RELEASE_GRAPHS.values())
+    return [*graphs, RELEASE_WEIGHTS] if release.get("shared_weights") else graphs
 
 
 def read_release_file(directory: ModelDir, name: str) -> bytes:

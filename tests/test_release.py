@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -57,12 +58,65 @@ def test_a_release_is_small_and_holds_no_training_state(releases, trained):
         "encoder.onnx",
         "sentencepiece.model",
         "step.onnx",
+        "weights.npz",
     ]
-    onnx_sizes = {
-        p: sum((releases[f"onnx-{p}"] / n).stat().st_size for n in ("encoder.onnx", "step.onnx"))
-        for p in ("float32", "int8")
-    }
-    assert onnx_sizes["int8"] < 0.5 * onnx_sizes["float32"]
+
+
+def test_an_onnx_release_stores_each_array_once_in_the_numpy_release_file(releases):
+    """The graphs hold no weights: they name weights.npz's arrays, the NumPy release's."""
+    import onnx
+
+    for precision in ("float32", "int8"):
+        numpy_, onnx_ = releases[precision], releases[f"onnx-{precision}"]
+        with np.load(numpy_ / "weights.npz") as a, np.load(onnx_ / "weights.npz") as b:
+            assert sorted(a.files) == sorted(b.files)
+            assert all(np.array_equal(a[name], b[name]) for name in a.files)
+        document = json.loads((onnx_ / "config.json").read_text())
+        shared, hidden = document["release"]["shared_weights"], document["model"]["hidden_size"]
+        assert "embedding/source" in shared["encoder"] and "embedding/source" in shared["step"]
+        for graph in ("encoder", "step"):
+            model = onnx.load_from_string((onnx_ / f"{graph}.onnx").read_bytes())
+            external = onnx.TensorProto.EXTERNAL
+            named = {t.name for t in model.graph.initializer if t.data_location == external}
+            assert named == set(shared[graph])
+            held = [t for t in model.graph.initializer if t.data_location != external]
+            assert max(int(np.prod(t.dims)) for t in held) <= 8 * hidden  # (biases' size)
+
+
+def test_an_onnx_release_whose_graphs_hold_their_weights_still_loads(releases, tmp_path):
+    """ONNX releases before `shared_weights` kept the weights inside each graph, with no
+    weights.npz: they load as they are."""
+    import shutil
+
+    import onnx
+
+    from seq2seq_shared.model_dir import ModelDir
+    from seq2seq_shared.runtime import load_translator
+
+    copy = tmp_path / "old"
+    shutil.copytree(releases["onnx-int8"], copy)
+    with np.load(copy / "weights.npz") as stored:
+        arrays = {name: stored[name] for name in stored.files}
+    directory = ModelDir(copy)
+    for name in ("encoder.onnx", "step.onnx"):
+        model = onnx.load_from_string((copy / name).read_bytes())
+        held = [onnx.numpy_helper.from_array(arrays[t.name], t.name) for t in model.graph.initializer
+                if t.data_location == onnx.TensorProto.EXTERNAL]  # fmt: skip
+        kept = [t for t in model.graph.initializer if t.data_location != onnx.TensorProto.EXTERNAL]
+        del model.graph.initializer[:]
+        model.graph.initializer.extend(kept + held)
+        directory.checksums.write(name, partial(_write, data=model.SerializeToString()))
+    document = directory.read_config_document()
+    del document["release"]["shared_weights"]
+    directory.checksums.write("config.json", partial(_write, data=json.dumps(document).encode()))
+    (copy / "weights.npz").unlink()
+    lines = ["seven", "twelve", "three hundred"]
+    expected = load_translator(releases["onnx-int8"]).translate(lines)
+    assert load_translator(copy).translate(lines) == expected
+
+
+def _write(path: Path, data: bytes) -> None:
+    path.write_bytes(data)
 
 
 def test_an_old_release_without_a_runtime_still_loads(releases, tmp_path):
@@ -218,7 +272,7 @@ def test_train_on_a_release_is_refused(releases, numbers_corpus):
 @pytest.mark.parametrize(
     "release, name",
     [("int8", n) for n in ("config.json", "weights.npz", "sentencepiece.model", "checksums.json")]
-    + [("onnx-int8", n) for n in ("encoder.onnx", "step.onnx")],
+    + [("onnx-int8", n) for n in ("encoder.onnx", "step.onnx", "weights.npz")],
 )
 def test_a_flipped_byte_in_any_release_file_is_refused(releases, tmp_path, release, name):
     import shutil

@@ -34,11 +34,15 @@ class LoadedRelease:
     def _network(self, directory: ModelDir):
         if self.runtime == "onnx":
             from .onnx_network import OnnxNetwork
+            from .release import release_stored
 
             graphs = {k: read_release_file(directory, n) for k, n in RELEASE_GRAPHS.items()}
-            sizes = directory.vocab_sizes()
+            names = self.document["release"].get("shared_weights")  # (older: in the graphs)
+            stored = release_stored(directory) if names else {}
+            weights = {g: {n: stored[n] for n in names[g]} for g in graphs} if names else None
             self.parameters = self.document["release"].get("parameters", 0)
-            return OnnxNetwork(graphs, self.config.model, sizes[1], str(directory))
+            vocab = directory.vocab_sizes()[1]
+            return OnnxNetwork(graphs, weights, self.config.model, vocab, str(directory))
         from .network import Network
         from .release import release_arrays
 

@@ -21,6 +21,19 @@ READ, WRITE = 0, 1  # the roles (model/roles.py)
 NEVER = -1e9  # a score no softmax picks (model/attention.py)
 
 
+def target_table_name(arrays: dict[str, Any]) -> str:
+    """The array the decoder embeds (and, tied, projects) with: its own or the shared one."""
+    return "embedding/target" if "embedding/target" in arrays else "embedding/source"
+
+
+def lstm_names(config: ModelConfig, side: str, layer: int) -> tuple[str, str, str]:
+    """The kernel, recurrent kernel and bias that `side` reads at `layer`: the encoder's
+    for both sides when the LSTM is shared."""
+    shared = config.share_lstm or side == "encoder"
+    prefix = f"{'encoder' if shared else 'decoder'}/{layer}"
+    return f"{prefix}/kernel", f"{prefix}/recurrent_kernel", f"{prefix}/bias"
+
+
 def sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 * (np.tanh(0.5 * x) + 1.0)  # (overflow-free)
 
@@ -35,16 +48,11 @@ class Network:
         self.target_vocab_size = int(self._target_table().shape[0])
 
     def _target_table(self) -> np.ndarray:
-        return self.a.get("embedding/target", self.a["embedding/source"])
+        return self.a[target_table_name(self.a)]
 
     def _lstm(self, side: str, layer: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        shared = self.config.share_lstm or side == "encoder"
-        prefix = f"{'encoder' if shared else 'decoder'}/{layer}"
-        return (
-            self.a[f"{prefix}/kernel"],
-            self.a[f"{prefix}/recurrent_kernel"],
-            self.a[f"{prefix}/bias"],
-        )
+        kernel, recurrent, bias = lstm_names(self.config, side, layer)
+        return self.a[kernel], self.a[recurrent], self.a[bias]
 
     def _gate_bias(self, role: int, layer: int) -> np.ndarray | float:
         if self.config.role_signal != "bias":

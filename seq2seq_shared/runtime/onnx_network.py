@@ -14,8 +14,15 @@ class OnnxNetwork:
     """`encode` a batch of sources; `decode_step` one piece for every row."""
 
     def __init__(
-        self, graphs: dict[str, bytes], config: ModelConfig, target_vocab_size: int, where: str = ""
+        self,
+        graphs: dict[str, bytes],
+        weights: dict[str, dict[str, np.ndarray]] | None,
+        config: ModelConfig,
+        target_vocab_size: int,
+        where: str = "",
     ):
+        """`weights`: by graph, the weights.npz arrays it names as external initializers
+        (None for graphs that hold their own, as releases before `shared_weights` did)."""
         try:
             import onnxruntime
         except ImportError:
@@ -24,19 +31,25 @@ class OnnxNetwork:
                 f"pip install onnxruntime (or the checkout's extra: pip install -e '.[onnx]')"
             ) from None
 
-        options = onnxruntime.SessionOptions()
-        options.log_severity_level = 3  # (warnings about unused initializers: not the user's)
+        self.arrays: list[np.ndarray] = []  # (ONNX Runtime reads them in place: kept alive)
 
-        def session(model: bytes):
+        def session(graph: str):
+            options = onnxruntime.SessionOptions()
+            options.log_severity_level = 3  # (warnings about unused initializers: not ours)
+            if weights is not None:
+                arrays = [np.ascontiguousarray(a) for a in weights[graph].values()]
+                self.arrays += arrays
+                values = [onnxruntime.OrtValue.ortvalue_from_numpy(a) for a in arrays]
+                options.add_external_initializers(list(weights[graph]), values)
             try:
                 return onnxruntime.InferenceSession(
-                    model, options, providers=["CPUExecutionProvider"]
+                    graphs[graph], options, providers=["CPUExecutionProvider"]
                 )
             except Exception as error:  # (ONNX Runtime's own error types, by build)
                 raise ValueError(f"{where}: an ONNX graph cannot be loaded ({error}); "
                                  f"release again") from None  # fmt: skip
 
-        self.encoder, self.step = session(graphs["encoder"]), session(graphs["step"])
+        self.encoder, self.step = session("encoder"), session("step")
         self.layers, self.target_vocab_size = config.num_layers, target_vocab_size
         self.attention = None if config.attention == "none" else config.attention
         self.step_inputs = {i.name for i in self.step.get_inputs()}

@@ -8,8 +8,9 @@ symmetrically per output channel, its scales kept in float32; biases and the rol
 stay float32). Arrays are float32 again when a release is loaded: NumPy has no fast int8
 matrix product, so the int8 release is small on disk and in transfer, not faster.
 
-`--runtime onnx` writes the network as ONNX graphs instead (`onnx_graphs.py`): ONNX
-Runtime runs them, int8 products included, so its int8 release is small and fast.
+`--runtime onnx` adds the network as two ONNX graphs (`onnx_graphs.py`) that read the
+same weights.npz: ONNX Runtime runs them, int8 products included, so its int8 release is
+as small and faster.
 """
 
 from __future__ import annotations
@@ -89,39 +90,48 @@ def dequantized(stored: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return arrays
 
 
-def _network_files(arrays: dict, config, precision: str, runtime: str) -> dict[str, bytes]:
-    """{file name: bytes} holding the network, for `runtime`."""
-    if runtime == "onnx":
-        from .onnx_graphs import onnx_graphs
-
-        graphs = onnx_graphs(arrays, config, precision)
-        return {RELEASE_GRAPHS[name]: graph for name, graph in graphs.items()}
+def _network_files(arrays: dict, config, precision: str, runtime: str) -> tuple[dict, dict]:
+    """{file name: bytes} holding the network, for `runtime` (weights.npz, and for ONNX
+    the two graphs that read it), and what config.json's "release" says of them."""
     buffer = io.BytesIO()
     stored: dict[str, Any] = quantized(arrays, precision)
     np.savez(buffer, **stored)
-    return {RELEASE_WEIGHTS: buffer.getvalue()}
+    files = {RELEASE_WEIGHTS: buffer.getvalue()}
+    release: dict[str, Any] = {"precision": precision, "runtime": runtime}
+    if runtime == "onnx":
+        from .onnx_graphs import onnx_graphs
+
+        graphs, names = onnx_graphs(stored, config)
+        files.update({RELEASE_GRAPHS[name]: graph for name, graph in graphs.items()})
+        release["shared_weights"] = names  # what each graph reads of weights.npz
+    return files, release
 
 
 def _write_bytes(path: Path, data: bytes) -> None:
     path.write_bytes(data)
 
 
-def release_arrays(directory: ModelDir) -> dict[str, np.ndarray]:
-    """A release's float32 arrays by name, its weights file checked against
-    checksums.json first."""
+def release_stored(directory: ModelDir) -> dict[str, np.ndarray]:
+    """A release's arrays as stored (int8 ones with their scales), its weights file
+    checked against checksums.json first."""
     path, data = directory.path / RELEASE_WEIGHTS, read_release_file(directory, RELEASE_WEIGHTS)
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as stored:
-            return dequantized({name: stored[name] for name in stored.files})
+            return {name: stored[name] for name in stored.files}
     except (ValueError, OSError, KeyError) as error:  # (matched its checksum: a bad release)
         raise ValueError(f"{path}: cannot be read ({error}); release again") from None
+
+
+def release_arrays(directory: ModelDir) -> dict[str, np.ndarray]:
+    """A release's float32 arrays by name (`release_stored`, dequantized)."""
+    return dequantized(release_stored(directory))
 
 
 def write_release(
     model_dir: Path | str, output: Path | str, precision: str, runtime: str = "numpy"
 ) -> dict[str, Any]:
     """Write the release of `model_dir` to `output` (a new directory, made whole or not
-    at all) for `runtime` (numpy: weights.npz; onnx: the ONNX graphs); returns its files'
+    at all) for `runtime` (numpy: weights.npz; onnx: the ONNX graphs too); returns its files'
     sizes."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
@@ -131,9 +141,8 @@ def write_release(
     source = ModelDir(model_dir)
     model, tokenizer, config = source.load_model()  # (a release of a release: refused there)
     arrays = network_arrays(model)
-    files = _network_files(arrays, config.model, precision, runtime)
-    parameters = int(sum(array.size for array in arrays.values()))
-    release = {"precision": precision, "runtime": runtime, "parameters": parameters}
+    files, release = _network_files(arrays, config.model, precision, runtime)
+    release["parameters"] = int(sum(array.size for array in arrays.values()))
 
     def fill(folder: Path) -> None:
         made = ModelDir(folder)
