@@ -56,6 +56,7 @@ ADDED_SETTINGS = {
 CONFIG = "config.json"
 WEIGHTS = "model.weights.h5"
 RELEASE_WEIGHTS = "weights.npz"  # a release's arrays (runtime/release.py)
+RELEASE_SCALE = "#scale"  # in it, an int8 array's scales are stored under NAME#scale
 # An ONNX release's graphs (runtime/onnx_graphs.py), by graph: beside weights.npz.
 RELEASE_GRAPHS = {"encoder": "encoder.onnx", "step": "step.onnx"}
 CHECKSUMS = "checksums.json"

@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 
 from ..config import ModelConfig
+from ..model_dir import RELEASE_SCALE as SCALE
 from ..model_dir import RELEASE_WEIGHTS
 from .network import NEVER, READ, WRITE, lstm_names, target_table_name
-from .release import SCALE
 
 OPSET = 17
 MICROSOFT = "com.microsoft"  # ONNX Runtime's own ops: the int8 products

@@ -25,8 +25,7 @@ import numpy as np
 from ..config import RELEASE_PRECISIONS as PRECISIONS
 from ..data.writer import atomic_directory
 from ..model_dir import RELEASE_GRAPHS, RELEASE_WEIGHTS, ModelDir, read_release_file
-
-SCALE = "#scale"  # an int8 array's scales are stored beside it under NAME#scale
+from ..model_dir import RELEASE_SCALE as SCALE
 
 
 def network_arrays(model) -> dict[str, np.ndarray]:
