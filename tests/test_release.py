@@ -253,6 +253,18 @@ def test_an_onnx_release_without_onnx_runtime_says_what_to_install(releases):
     assert result.returncode == 0, result.stderr  # (a NumPy release never needs it)
 
 
+def test_evaluate_without_sacrebleu_says_what_to_install(releases, numbers_corpus, tmp_path):
+    """The light install translates; scoring is the `[evaluate]` extra's."""
+    source, reference = numbers_corpus / "train.en", numbers_corpus / "train.de"
+    output = tmp_path / "out.txt"
+    arguments = ["--source", source, "--reference", reference, "--output", output]
+    result = run_without_tensorflow(
+        "evaluate", "--model-dir", releases["int8"], *arguments, block="sacrebleu"
+    )
+    assert result.returncode == 1 and "pip install sacrebleu" in result.stderr
+    assert "Traceback" not in result.stderr and not output.exists()  # (refused first)
+
+
 def test_train_on_a_release_is_refused(releases, numbers_corpus):
     result = CliRunner().invoke(
         main,

@@ -38,6 +38,17 @@ def perplexity(nll: float) -> float:
     return round(math.exp(nll), 3) if nll < 700 else math.inf
 
 
+def require_sacrebleu() -> None:
+    """Scoring needs sacreBLEU, which the light install (translation only) leaves out."""
+    try:
+        import sacrebleu  # noqa: F401
+    except ImportError:
+        raise ValueError(
+            "scoring needs sacreBLEU, which is not installed: pip install sacrebleu "
+            "(or the checkout's extra: pip install -e '.[evaluate]')"
+        ) from None
+
+
 def quality(hypotheses: list[str], references: list[str]) -> dict[str, Any]:
     """Cased and lowercased BLEU, chrF (sacreBLEU, 13a tokenization) and exact match."""
     from sacrebleu.metrics import BLEU, CHRF
@@ -74,6 +85,7 @@ def evaluate(
     from ..data.writer import check_outputs, write_lines
     from ..runtime import load_translator
 
+    require_sacrebleu()  # before the translating, not after it
     sources, references = read_test_set(Path(source_path), Path(reference_path))
     check_outputs(
         {"--output": output_path}, {"SOURCE": Path(source_path), "REFERENCE": Path(reference_path)}
