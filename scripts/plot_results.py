@@ -10,7 +10,9 @@ Writes, from the JSON files alone (nothing is measured here):
 - learning_curves.png: validation BLEU by epoch of the Multi30k runs, from
   learning_curves.json;
 - speed_vs_torch.png: ours / PyTorch for each training and decoding case, and
-- speed_scaling.png: training tokens/s by hidden size and batch, from speed.json.
+- speed_scaling.png: training tokens/s by hidden size and batch, from speed.json;
+- peers.png: validation BLEU against minutes of training, ours beside Joey NMT, from
+  peers.json.
 
 Needs matplotlib (`pip install -e ".[docs]"`).
 """
@@ -152,6 +154,22 @@ def speed_scaling(speed: dict[str, Any], path: Path) -> None:
     save(figure, path)
 
 
+def peers(results: dict[str, Any], path: Path) -> None:
+    figure, axes = plt.subplots(figsize=(7.5, 4.8))
+    for row in results["rows"]:
+        minutes = [point[0] for point in row["validation_curve"]]
+        bleu = [point[1] for point in row["validation_curve"]]
+        label = f"{row['toolkit']}, {row['name']} ({row['parameters'] / 1e6:.1f}M parameters)"
+        axes.plot(minutes, bleu, marker="o", markersize=4, label=label)
+    axes.set_xlabel("minutes of training")
+    axes.set_ylabel("val BLEU (greedy, each toolkit's own scorer)")
+    axes.set_title("Multi30k de-en: validation BLEU against time, side by side")
+    axes.set_xlim(0, 62)
+    axes.grid(True, alpha=0.3)
+    axes.legend(fontsize=8)
+    save(figure, path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", type=Path, default=ROOT / "docs" / "results")
@@ -167,6 +185,7 @@ def main() -> None:
     )
     speed_vs_torch(speed, arguments.output / "speed_vs_torch.png")
     speed_scaling(speed, arguments.output / "speed_scaling.png")
+    peers(read(arguments.results, "peers.json"), arguments.output / "peers.png")
 
 
 if __name__ == "__main__":

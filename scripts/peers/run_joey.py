@@ -155,9 +155,15 @@ def write_yaml(config: dict[str, Any], path: Path) -> None:
 
 
 def decode_test(
-    config: dict[str, Any], checkpoint: Path, beam_size: int, log_path: Path, threads: int = 0
+    config: dict[str, Any],
+    checkpoint: Path,
+    beam_size: int,
+    log_path: Path,
+    threads: int = 0,
+    batch_size: int = 0,
 ) -> dict[str, Any]:
-    """Decode the config's test set with `checkpoint` and score it (cased and lowercase)."""
+    """Decode the config's test set with `checkpoint` and score it (cased and lowercase);
+    `batch_size` (sentences) 0: the config's."""
     import sacrebleu
 
     model_dir = Path(config["model_dir"])
@@ -165,6 +171,9 @@ def decode_test(
     test_config = json.loads(json.dumps(config))  # a deep copy
     test_config["data"].pop("dev", None)  # decode the test set only
     test_config["testing"] |= {"load_model": str(checkpoint), "beam_size": beam_size}
+    if batch_size:
+        test_config["testing"]["batch_size"] = batch_size
+        name += f"-batch{batch_size}"
     write_yaml(test_config, model_dir / f"test-{name}.yaml")
     prefix = model_dir / f"test2016.{name}"
     command = [*JOEY, "test", str(model_dir / f"test-{name}.yaml")]
@@ -188,7 +197,7 @@ def decode_test(
         "sentences": len(hypotheses),
         "generation_seconds": seconds,
         "sentences_per_second": round(len(hypotheses) / seconds, 1) if seconds else None,
-        "batch_size": config["testing"]["batch_size"],
+        "batch_size": test_config["testing"]["batch_size"],
         "hypotheses": str(hypotheses_path),
     }
 
@@ -234,6 +243,27 @@ def machine(threads: int) -> dict[str, Any]:
     }
 
 
+def decode_speed(config: dict[str, Any], model_dir: Path, args: argparse.Namespace) -> None:
+    """Sentences/s of Joey's own `test` (its "Generation took" seconds: model and data
+    loading excluded) at each batch size, greedy and beam, added to the results file."""
+    out = args.out or model_dir.with_name(f"{model_dir.name}.results.json")
+    results = json.loads(out.read_text(encoding="utf-8"))
+    checkpoint, _ = best_checkpoint(model_dir)
+    if checkpoint is None:
+        sys.exit(f"error: {model_dir} holds no checkpoint; train first")
+    log_path = model_dir.with_name(f"{model_dir.name}.console.log")
+    speeds = results.setdefault("decode_speed", {})
+    for batch_size in args.decode_speed:
+        for beam_size in (1, args.beam_size):
+            found = decode_test(config, checkpoint, beam_size, log_path, args.threads, batch_size)
+            name = f"{'greedy' if beam_size == 1 else f'beam{beam_size}'} batch {batch_size}"
+            speeds[name] = {k: found[k] for k in ("sentences_per_second", "bleu_lowercase")}
+            print(f"{name}: {speeds[name]}", flush=True)
+    temporary = out.with_name(out.name + ".tmp")
+    temporary.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    temporary.replace(out)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("config", type=Path, help="a Joey config from joey_config.py")
@@ -242,11 +272,22 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch's; 0: its default")
     parser.add_argument("--skip-test", action="store_true", help="train only")
     parser.add_argument("--out", type=Path, help="default: MODEL_DIR.results.json")
+    parser.add_argument(
+        "--decode-speed",
+        type=int,
+        nargs="+",
+        metavar="BATCH",
+        help="instead: decode the test set with the trained model's best checkpoint at these "
+        "batch sizes (sentences), greedy and beam, and add the sentences/s to the results",
+    )
     args = parser.parse_args()
     import yaml
 
     config = yaml.safe_load(args.config.read_text(encoding="utf-8"))
     model_dir = Path(config["model_dir"])
+    if args.decode_speed:
+        decode_speed(config, model_dir, args)
+        return
     if model_dir.exists():
         sys.exit(f"error: {model_dir} exists and Joey will not overwrite it; remove it first")
     log_path = model_dir.with_name(f"{model_dir.name}.console.log")
