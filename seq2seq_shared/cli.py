@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from .commands.decoding import evaluate, export, info, release, translate
+from .commands.decoding import evaluate, export, info, release, shortlist, translate
 from .commands.training import average, check_data, prepare, train
 from .console import Group
 from .serve.command import serve
@@ -44,7 +44,8 @@ def main(verbose: bool) -> None:
     )
 
 
-for command in (train, prepare, check_data, translate, evaluate, release, export, average, info):
+commands = (train, prepare, check_data, translate, evaluate, release, shortlist, export, average)
+for command in (*commands, info):
     main.add_command(command)
 main.add_command(serve)  # serve/command.py: FastAPI and uvicorn imported only when it runs
 

@@ -17,6 +17,8 @@ from typing import Any
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 RELEASE_PRECISIONS = ("float32", "float16", "int8")  # a release's arrays (`release`)
 RELEASE_RUNTIMES = ("numpy", "onnx")  # what runs a release: runtime/network.py, onnx_network.py
+# `shortlist`'s defaults: the most frequent target pieces, and candidates per source piece.
+SHORTLIST_FREQUENT, SHORTLIST_PER_SOURCE = 100, 50
 
 
 @dataclass(frozen=True)
@@ -168,6 +170,7 @@ class DecodeConfig:
     beam_size: int = 1  # 1: greedy search, the fastest path
     length_penalty: float = 0.0  # GNMT's alpha: score = log-prob / ((5 + len) / 6) ** alpha
     n_best: int = 1  # hypotheses returned per sentence (<= beam_size)
+    shortlist: bool = False  # choose from the model's shortlist.npz (runtime/shortlist.py)
 
     def __post_init__(self) -> None:
         _require(self.batch_size >= 1, "batch_size must be at least 1")

@@ -57,6 +57,7 @@ CONFIG = "config.json"
 WEIGHTS = "model.weights.h5"
 RELEASE_WEIGHTS = "weights.npz"  # a release's arrays (runtime/release.py)
 RELEASE_SCALE = "#scale"  # in it, an int8 array's scales are stored under NAME#scale
+SHORTLIST = "shortlist.npz"  # a vocabulary shortlist (runtime/shortlist.py), if built
 # An ONNX release's graphs (runtime/onnx_graphs.py), by graph: beside weights.npz.
 RELEASE_GRAPHS = {"encoder": "encoder.onnx", "step": "step.onnx"}
 CHECKSUMS = "checksums.json"
@@ -154,7 +155,7 @@ class ModelDir:
         self.path = Path(path)
         self._document: dict[str, Any] | None = None  # config.json, parsed once
         remedy = f"retrain (`train` resumes from {CHECKPOINTS}/)"
-        known = (CONFIG, WEIGHTS, RELEASE_WEIGHTS, *RELEASE_GRAPHS.values())
+        known = (CONFIG, WEIGHTS, RELEASE_WEIGHTS, *RELEASE_GRAPHS.values(), SHORTLIST)
         self.checksums = Checksums(self.path, CHECKSUMS, remedy, known)
 
     def __str__(self) -> str:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import click
 
 from ..config import RELEASE_PRECISIONS, RELEASE_RUNTIMES, DecodeConfig
+from ..config import SHORTLIST_FREQUENT as FREQUENT
+from ..config import SHORTLIST_PER_SOURCE as PER_SOURCE
 from ..console import import_keras_quietly
 from .options import search_options
 
@@ -85,6 +88,7 @@ def translate(
     alignments_path: Path | None,
     beam_size: int,
     length_penalty: float,
+    shortlist: bool,
     n_best: int,
     scores: bool,
 ) -> None:
@@ -93,6 +97,7 @@ def translate(
     from ..data import files, writer
 
     decode_config = _decode_config(batch_size, beam_size, length_penalty, n_best, scores)
+    decode_config = dataclasses.replace(decode_config, shortlist=shortlist)
     if input_path is not None:
         files.check_input(input_path)
     writer.check_outputs(
@@ -201,6 +206,7 @@ def evaluate(
     as_json: bool,
     beam_size: int,
     length_penalty: float,
+    shortlist: bool,
 ) -> None:
     """Score translations of SOURCE against REFERENCE: BLEU, chrF, exact match, perplexity
     (not for a release)."""
@@ -211,7 +217,10 @@ def evaluate(
         import_keras_quietly()
 
     decode_config = DecodeConfig(
-        batch_size=batch_size, beam_size=beam_size, length_penalty=length_penalty
+        batch_size=batch_size,
+        beam_size=beam_size,
+        length_penalty=length_penalty,
+        shortlist=shortlist,
     )
     result = run_evaluation(
         model_dir, source, reference, output_path=output_path, decode_config=decode_config
@@ -322,4 +331,40 @@ def release(model_dir: Path, output: Path, precision: str, runtime: str) -> None
     result = write_release(model_dir, output, precision, runtime)
     click.echo(
         f"released {model_dir} ({precision}, {runtime}) into {output}: {result['bytes']:,} bytes"
+    )
+
+
+@click.command()
+@click.option(
+    "--model-dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="A trained model or a release: the shortlist is written into it.",
+)
+@click.argument("source", type=click.Path(path_type=Path))
+@click.argument("target", type=click.Path(path_type=Path))
+@click.option(
+    "--frequent",
+    type=click.IntRange(0),
+    default=FREQUENT,
+    show_default=True,
+    help="The most frequent target pieces, always candidates.",
+)
+@click.option(
+    "--per-source",
+    type=click.IntRange(1),
+    default=PER_SOURCE,
+    show_default=True,
+    help="Candidates per source piece: the target pieces that co-occur with it most.",
+)
+def shortlist(model_dir: Path, source: Path, target: Path, frequent: int, per_source: int) -> None:
+    """Build a vocabulary shortlist from parallel text (SOURCE, TARGET: the training data,
+    as a rule): `translate --shortlist` then scores only the pieces a batch's source words
+    make likely. `release` takes it along."""
+    from ..runtime.shortlist import write_shortlist
+
+    found = write_shortlist(model_dir, source, target, frequent, per_source)
+    click.echo(
+        f"wrote {found['path']}: from {found['pairs']:,} pairs; it holds {found['coverage']}% "
+        f"of their target pieces, {found['pieces_per_sentence']} candidates per sentence"
     )

@@ -32,7 +32,13 @@ def _switch(name: str, help_: str, cls: type = ModelConfig):
 
 
 def search_options(command):
-    """--beam-size and --length-penalty, for every command that decodes."""
+    """--beam-size, --length-penalty and --shortlist, for every command that decodes."""
+    command = click.option(
+        "--shortlist",
+        is_flag=True,
+        help="Choose each output piece from the release's vocabulary shortlist (built by "
+        "`seq2seq-shared shortlist`): faster, a little less exact.",
+    )(command)
     command = click.option(
         "--length-penalty",
         type=click.FloatRange(0),

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import DecodeConfig
-from ..model_dir import RELEASE_GRAPHS, ModelDir, read_release_file
+from ..model_dir import RELEASE_GRAPHS, SHORTLIST, ModelDir, read_release_file
 
 
 def is_release(path: Path | str) -> bool:
@@ -30,6 +30,7 @@ class LoadedRelease:
         self.runtime = self.document["release"].get("runtime", "numpy")
         self.network: Any = self._network(directory)
         self.tokenizer = directory.load_tokenizer()
+        self.directory, self.shortlist = directory, None
 
     def _network(self, directory: ModelDir):
         if self.runtime == "onnx":
@@ -54,10 +55,27 @@ class LoadedRelease:
         from ..decoding.translator import Translator
         from .decoder import LightDecoder
 
-        decoder = LightDecoder(self.network, decode_config, self.config.model.max_source_length)
+        shortlist = self.load_shortlist() if decode_config.shortlist else None
+        max_length = self.config.model.max_source_length
+        decoder = LightDecoder(self.network, decode_config, max_length, shortlist)
         return Translator(
             self.network, self.tokenizer, self.config.model, decode_config, decoder=decoder
         )
+
+    def load_shortlist(self):
+        """The release's shortlist.npz (checked against checksums.json), read once."""
+        from .shortlist import Shortlist
+
+        if self.shortlist is None:
+            path = self.directory.path / SHORTLIST
+            if not path.is_file():
+                raise ValueError(
+                    f"{self.directory.path} has no shortlist; build one: seq2seq-shared "
+                    f"shortlist --model-dir {self.directory.path} SOURCE TARGET"
+                )
+            data = read_release_file(self.directory, SHORTLIST)
+            self.shortlist = Shortlist.from_bytes(data, str(path))
+        return self.shortlist
 
     def info(self) -> dict[str, Any]:
         """What `info --json` says of a model, as far as a release holds it."""
@@ -75,6 +93,11 @@ def load_translator(path: Path | str, decode_config: DecodeConfig = DecodeConfig
     """A `Translator` for the model directory or release at `path`."""
     if is_release(path):
         return LoadedRelease(path).translator(decode_config)
+    if decode_config.shortlist:
+        raise ValueError(
+            f"--shortlist runs on a release: seq2seq-shared release --model-dir {path} --out "
+            f"RELEASE (a shortlist built for {path} goes with it), then translate RELEASE"
+        )
     from ..decoding.translator import Translator
 
     return Translator.from_model_dir(path, decode_config)  # (imports Keras)

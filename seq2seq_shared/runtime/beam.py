@@ -22,8 +22,18 @@ def penalty(length, alpha: float):
 class BatchedBeam:
     """The open hypotheses of the sentences still searching, K rows each."""
 
-    def __init__(self, network: Network, encoded: dict, limits: np.ndarray, config: DecodeConfig):
+    def __init__(
+        self,
+        network: Network,
+        encoded: dict,
+        limits: np.ndarray,
+        config: DecodeConfig,
+        candidates: np.ndarray | None = None,
+    ):
         self.network, self.config, self.K = network, config, config.beam_size
+        self.candidates = candidates  # a shortlist: the ids the columns stand for
+        self.ids = np.arange(network.target_vocab_size) if candidates is None else candidates
+        self.never = np.flatnonzero(np.isin(self.ids, [PAD_ID, BOS_ID]))  # only eos ends
         self.sentences = np.flatnonzero(limits > 0)  # their indices in the batch
         self.limits = limits[self.sentences]
         rows = np.repeat(self.sentences, self.K)  # sentence s's K rows: s * K ... s * K + K-1
@@ -46,8 +56,10 @@ class BatchedBeam:
 
     def _step(self, step: int) -> None:
         K, going = self.K, len(self.sentences)
-        log_probs, self.states = self.network.decode_step(self.token, self.states, self.constants)
-        log_probs[:, [PAD_ID, BOS_ID]] = NONE  # only eos ends a hypothesis
+        log_probs, self.states = self.network.decode_step(
+            self.token, self.states, self.constants, self.candidates
+        )
+        log_probs[:, self.never] = NONE
         vocab = log_probs.shape[1]
         totals = (self.open_log_probs[:, :, None] + log_probs.reshape(going, K, vocab)).reshape(
             going, K * vocab
@@ -56,7 +68,7 @@ class BatchedBeam:
         values = np.take_along_axis(totals, best, axis=1)
         order = np.argsort(-values, axis=1, kind="stable")  # best first; ties: lower index
         best, values = np.take_along_axis(best, order, 1), np.take_along_axis(values, order, 1)
-        parent, word = best // vocab, best % vocab  # (going, 2K)
+        parent, word = best // vocab, self.ids[best % vocab]  # (going, 2K)
         at_limit = step + 1 >= self.limits  # (going,)
         stops = (word == EOS_ID) | at_limit[:, None]
         self._finish(step, parent, word, values, stops)

@@ -15,14 +15,19 @@ from ..config import DecodeConfig
 from ..decoding.hypothesis import Hypothesis
 from .network import Network
 from .search import beam, greedy, limits_of, sources_array
+from .shortlist import Shortlist
 
 
 class LightDecoder:
     def __init__(
-        self, network: Network, decode_config: DecodeConfig, max_source_length: int | None
+        self,
+        network: Network,
+        decode_config: DecodeConfig,
+        max_source_length: int | None,
+        shortlist: Shortlist | None = None,
     ):
         self.network, self.decode_config = network, decode_config
-        self.max_source_length = max_source_length
+        self.max_source_length, self.shortlist = max_source_length, shortlist
 
     def search(
         self,
@@ -53,6 +58,7 @@ class LightDecoder:
         source, lengths = sources_array(sources, self.max_source_length)
         limits = limits_of(lengths, self.decode_config)
         encoded = self.network.encode(source)
+        candidates = None if self.shortlist is None else self.shortlist.for_sources(source)
         if self.decode_config.beam_size == 1:
-            return [[h] for h in greedy(self.network, encoded, limits)]
-        return beam(self.network, encoded, limits, self.decode_config)
+            return [[h] for h in greedy(self.network, encoded, limits, candidates)]
+        return beam(self.network, encoded, limits, self.decode_config, candidates)

@@ -47,14 +47,16 @@ class Ensemble:
             for name, value in network.constants(part).items()
         }
 
-    def decode_step(self, token: np.ndarray, states: list, constants: dict) -> tuple:
+    def decode_step(
+        self, token: np.ndarray, states: list, constants: dict, candidates=None
+    ) -> tuple:
         """token (rows,) -> the members' averaged log-probabilities, renormalized, and
-        the next states."""
+        the next states (`candidates`: a shortlist, or None)."""
         members, next_states = [], []
         for member, (network, own) in enumerate(zip(self.networks, self._split(states))):
             prefix = f"{member}/"
             mine = {k[len(prefix) :]: v for k, v in constants.items() if k.startswith(prefix)}
-            log_probs, after = network.decode_step(token, own, mine)
+            log_probs, after = network.decode_step(token, own, mine, candidates)
             members.append(log_probs)
             next_states.extend(after)
         return log_softmax(np.mean(members, axis=0)), next_states
@@ -78,6 +80,8 @@ def load_ensemble(paths: list[Path], decode_config: DecodeConfig = DecodeConfig(
     from ..decoding.translator import Translator
     from .decoder import LightDecoder
 
+    if decode_config.shortlist:
+        raise ValueError("--shortlist is for one model, not an ensemble")
     directories = [ModelDir(path) for path in paths]
     vocab = [d.read_config_document()["vocab"]["sentencepiece_sha256"] for d in directories]
     for directory, own in zip(directories[1:], vocab[1:]):

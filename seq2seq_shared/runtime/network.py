@@ -105,8 +105,11 @@ class Network:
             constants["context"] = context @ kernel[kernel.shape[0] - context.shape[-1] :]
         return constants
 
-    def decode_step(self, token: np.ndarray, states: list, constants: dict) -> tuple:
-        """token (rows,) -> log-probabilities (rows, vocab) and the next states."""
+    def decode_step(
+        self, token: np.ndarray, states: list, constants: dict, candidates=None
+    ) -> tuple:
+        """token (rows,) -> log-probabilities (rows, vocab) and the next states; with
+        `candidates` (sorted target ids: a shortlist), over those pieces alone."""
         x = self._embedded(self._target_table(), token, WRITE)  # (rows, E)
         next_states = []
         for layer in range(self.layers):
@@ -119,6 +122,8 @@ class Network:
             next_states.append([x, c])
         if self.attention is not None:
             x = self._attend(x, constants)
+        if candidates is not None:
+            return log_softmax(shortlist_logits(self.a, x, candidates)), next_states
         return log_softmax(self._logits(x)), next_states
 
     def _attend(self, query: np.ndarray, constants: dict) -> np.ndarray:
@@ -135,6 +140,16 @@ class Network:
         if "output_bridge/kernel" in self.a:
             x = x @ self.a["output_bridge/kernel"]
         return x @ self._target_table().T
+
+
+def shortlist_logits(arrays: dict, x: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """The logits of the `candidates` pieces alone, from the decoder's top output `x`."""
+    if "projection/kernel" in arrays:
+        kernel, bias = arrays["projection/kernel"], arrays["projection/bias"]
+        return x @ kernel[:, candidates] + bias[candidates]
+    if "output_bridge/kernel" in arrays:
+        x = x @ arrays["output_bridge/kernel"]
+    return x @ arrays[target_table_name(arrays)][candidates].T
 
 
 def _recurrence(projected: np.ndarray, recurrent: np.ndarray, mask: np.ndarray) -> tuple:

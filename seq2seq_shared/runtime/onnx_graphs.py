@@ -253,6 +253,7 @@ class Builder:
             g.output(f"next_c{layer}", cell)
         if c.attention != "none":
             x = self._attend(g, x)
+        g.output("top", x)  # (a shortlist's logits are taken from it: network.py)
         g.output("log_probs", g.op("LogSoftmax", self._logits(g, x), axis=-1))
         return g.model(STEP)
 

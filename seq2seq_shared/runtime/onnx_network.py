@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 
 from ..config import ModelConfig
+from .network import log_softmax, shortlist_logits
+from .release import dequantized
 
 
 class OnnxNetwork:
@@ -50,6 +52,8 @@ class OnnxNetwork:
                                  f"release again") from None  # fmt: skip
 
         self.encoder, self.step = session("encoder"), session("step")
+        self.weights = weights
+        self.output_arrays: dict[str, np.ndarray] = {}  # (a shortlist's, made when asked)
         self.layers, self.target_vocab_size = config.num_layers, target_vocab_size
         self.attention = None if config.attention == "none" else config.attention
         self.step_inputs = {i.name for i in self.step.get_inputs()}
@@ -69,11 +73,32 @@ class OnnxNetwork:
     def constants(self, encoded: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in encoded.items() if k in self.step_inputs}
 
-    def decode_step(self, token: np.ndarray, states: list, constants: dict) -> tuple:
-        """token (rows,) -> log-probabilities (rows, vocab) and the next states."""
+    def _output_arrays(self) -> dict[str, np.ndarray]:
+        """A shortlist's logits are the step's top output against the output arrays,
+        taken in NumPy: those arrays in float32."""
+        if self.weights is None:
+            raise ValueError("this ONNX release predates shortlists; release it again")
+        if not self.output_arrays:
+            names = ("projection/", "output_bridge/", "embedding/")
+            step = {k: v for k, v in self.weights["step"].items() if k.startswith(names)}
+            self.output_arrays = dequantized(step)
+        return self.output_arrays
+
+    def decode_step(
+        self, token: np.ndarray, states: list, constants: dict, candidates=None
+    ) -> tuple:
+        """token (rows,) -> log-probabilities (rows, vocab) and the next states; with
+        `candidates` (a shortlist), over those pieces alone."""
         feeds = {"token": np.asarray(token, np.int64), **constants}
         for layer, (h, c) in enumerate(states):
             feeds[f"h{layer}"], feeds[f"c{layer}"] = h, c
-        found = dict(zip(self.step_outputs, self.step.run(None, feeds), strict=True))
+        wanted = self.step_outputs
+        if candidates is not None:
+            output_arrays = self._output_arrays()
+            wanted = [name for name in wanted if name != "log_probs"]  # (not computed)
+        found = dict(zip(wanted, self.step.run(wanted, feeds), strict=True))
         next_states = [[found[f"next_h{n}"], found[f"next_c{n}"]] for n in range(self.layers)]
+        if candidates is not None:
+            logits = shortlist_logits(output_arrays, found["top"], candidates)
+            return log_softmax(logits), next_states
         return found["log_probs"], next_states

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..config import RELEASE_PRECISIONS as PRECISIONS
 from ..data.writer import atomic_directory
-from ..model_dir import RELEASE_GRAPHS, RELEASE_WEIGHTS, ModelDir, read_release_file
+from ..model_dir import RELEASE_GRAPHS, RELEASE_WEIGHTS, SHORTLIST, ModelDir, read_release_file
 from ..model_dir import RELEASE_SCALE as SCALE
 
 
@@ -141,6 +141,8 @@ def write_release(
     model, tokenizer, config = source.load_model()  # (a release of a release: refused there)
     arrays = network_arrays(model)
     files, release = _network_files(arrays, config.model, precision, runtime)
+    if (source.path / SHORTLIST).is_file():  # (built for the model: it goes with it)
+        files[SHORTLIST] = read_release_file(source, SHORTLIST)
     release["parameters"] = int(sum(array.size for array in arrays.values()))
 
     def fill(folder: Path) -> None:

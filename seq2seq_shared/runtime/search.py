@@ -23,9 +23,12 @@ def limits_of(lengths: np.ndarray, config: DecodeConfig) -> np.ndarray:
     return np.where(lengths > 0, scaled + config.length_offset, 0).astype(np.int32)
 
 
-def greedy(network: Network, encoded: dict, limits: np.ndarray) -> list[Hypothesis]:
-    """The best piece at every step, each row stopping at eos or its limit; the
-    hypotheses' log-probabilities summed on the way (eos's included where it ended)."""
+def greedy(
+    network: Network, encoded: dict, limits: np.ndarray, candidates: np.ndarray | None = None
+) -> list[Hypothesis]:
+    """The best piece at every step (of `candidates` alone, a shortlist, where given),
+    each row stopping at eos or its limit; the hypotheses' log-probabilities summed on
+    the way (eos's included where it ended)."""
     rows = len(limits)
     states, constants = encoded["states"], network.constants(encoded)
     going = np.flatnonzero(limits > 0)
@@ -35,9 +38,10 @@ def greedy(network: Network, encoded: dict, limits: np.ndarray) -> list[Hypothes
     constants = {k: v[going] for k, v in constants.items()}
     token, step = np.full(len(going), BOS_ID), 0
     while len(going):
-        log_probs, states = network.decode_step(token, states, constants)
-        token = log_probs.argmax(axis=-1)
-        log_prob[going] += log_probs[np.arange(len(going)), token]
+        log_probs, states = network.decode_step(token, states, constants, candidates)
+        choice = log_probs.argmax(axis=-1)
+        token = choice if candidates is None else candidates[choice]
+        log_prob[going] += log_probs[np.arange(len(going)), choice]
         stop = (token == EOS_ID) | (token == PAD_ID) | (step + 1 >= limits[going])
         for row, piece in zip(going, token, strict=True):
             if piece not in (EOS_ID, PAD_ID):
@@ -53,12 +57,18 @@ def greedy(network: Network, encoded: dict, limits: np.ndarray) -> list[Hypothes
     ]
 
 
-def beam(network: Network, encoded: dict, limits: np.ndarray, config: DecodeConfig) -> list:
+def beam(
+    network: Network,
+    encoded: dict,
+    limits: np.ndarray,
+    config: DecodeConfig,
+    candidates: np.ndarray | None = None,
+) -> list:
     """The `n_best` best hypotheses of each sentence, best first (decoding/beam.py); an
-    empty source gets empty ones."""
+    empty source gets empty ones. `candidates`: a shortlist, or None."""
     from .beam import BatchedBeam
 
-    found = BatchedBeam(network, encoded, limits, config).run()
+    found = BatchedBeam(network, encoded, limits, config, candidates).run()
     empty = [Hypothesis([], True, 0.0, 0.0)] * config.n_best
     return [found.get(index, list(empty)) for index in range(len(limits))]
 
