@@ -129,3 +129,18 @@ def test_a_missing_or_damaged_shortlist_is_refused(releases, numbers_corpus, tmp
     uneven.write_text("eins\n")
     result = invoke("shortlist", "--model-dir", copy, numbers_corpus / "train.en", uneven)
     assert result.exit_code == 1 and "has 200 lines and" in result.output
+
+
+def test_the_server_engine_decodes_with_a_shortlist(releases, trained, numbers_corpus, tmp_path):
+    from seq2seq_shared.serve.engine import Engine, Options
+
+    copy = tmp_path / "release"
+    shutil.copytree(releases["numpy-float32"], copy)
+    invoke("shortlist", "--model-dir", copy, numbers_corpus / "train.en",
+           numbers_corpus / "train.de")  # fmt: skip
+    engine = Engine(copy, shortlist=True)
+    assert engine.translator(Options()).decoder.shortlist is not None
+    results = engine.translate(["seven", "", "twelve"], Options())
+    assert len(results) == 3 and results[1]["text"] == ""
+    with pytest.raises(ValueError, match="runs on a release"):
+        Engine(trained, shortlist=True)

@@ -77,10 +77,21 @@ def _limit(name: str, kind, text: str):
     help="Sentences per decoder call (a merged batch is sorted by length, then cut).",
 )
 @click.option(
+    "--shortlist",
+    is_flag=True,
+    help="Decode with the release's vocabulary shortlist (`seq2seq-shared shortlist`).",
+)
+@click.option(
     "--access-log/--no-access-log", default=False, show_default=True, help="Log every request."
 )
 def serve(
-    model_dir: Path, host: str, port: int, batch_size: int, access_log: bool, **limits
+    model_dir: Path,
+    host: str,
+    port: int,
+    batch_size: int,
+    shortlist: bool,
+    access_log: bool,
+    **limits,
 ) -> None:
     """Serve a model over HTTP: POST /v1/translate, GET /v1/model, GET /health, a page
     to try it at /, API docs at /docs. SIGTERM or Ctrl-C: stop accepting, finish the
@@ -103,7 +114,7 @@ def serve(
     from .engine import Engine
 
     settings = ServeLimits(**limits)
-    engine = Engine(model_dir, batch_size=batch_size, max_beam_size=settings.max_beam_size)
+    engine = Engine(model_dir, batch_size, settings.max_beam_size, shortlist)
     engine.warm_up()
     app = create_app(engine, settings)
     listener = _listen(host, port)  # only now: the model is loaded and compiled

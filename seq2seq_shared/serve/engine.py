@@ -35,11 +35,16 @@ class Engine:
         model_dir: Path | str,
         batch_size: int = DecodeConfig.batch_size,
         max_beam_size: int = ServeLimits.max_beam_size,
+        shortlist: bool = False,
     ):
         from ..runtime import LoadedRelease, is_release
 
         self.batch_size, self.max_beam_size = batch_size, max_beam_size
+        self.shortlist = shortlist  # (a release's: checked when its translator is made)
         self.release = LoadedRelease(model_dir) if is_release(model_dir) else None
+        if shortlist and self.release is None:
+            raise ValueError(f"--shortlist runs on a release; make one: seq2seq-shared release "
+                             f"--model-dir {model_dir} --out RELEASE")  # fmt: skip
         self.model: Any = None
         if self.release is not None:  # NumPy, no TensorFlow
             self.model, self.tokenizer = self.release.network, self.release.tokenizer
@@ -81,6 +86,7 @@ class Engine:
             beam_size=options.beam_size,
             length_penalty=options.length_penalty,
             n_best=options.n_best,
+            shortlist=self.shortlist,
         )
 
     def translator(self, options: Options):
