@@ -5,7 +5,8 @@ greedy and beam 5 at each batch size, model loading excluded, scored with lowerc
     python scripts/peers/decode_speed.py --model-dir M [--model-dir RELEASE ...] \
         --source test2016.de --reference test2016.en --batch-sizes 64 1024 --out speed.json
 
-A trained model directory runs the Keras search (a warm-up pass first compiles it, as
+With --with-shortlist each case runs again with the release's vocabulary shortlist
+(`seq2seq-shared shortlist`). A trained model directory runs the Keras search (a warm-up pass first compiles it, as
 Joey needs none); a release runs its own runtime (NumPy or ONNX). Each figure is the
 median of --rounds timed passes over every line.
 """
@@ -29,22 +30,24 @@ def measure(path: Path, sources: list[str], references: list[str], args) -> dict
     from seq2seq_shared.runtime import load_translator
 
     found = {}
-    for batch_size in args.batch_sizes:
-        for beam_size in (1, args.beam_size):
-            config = DecodeConfig(batch_size=batch_size, beam_size=beam_size)
-            translator = load_translator(path, config)
-            outputs = translator.translate(sources)  # warm-up (compiles a Keras search)
-            seconds = []
-            for _ in range(args.rounds):
-                started = time.perf_counter()
-                translator.translate(sources)
-                seconds.append(time.perf_counter() - started)
-            name = f"{'greedy' if beam_size == 1 else f'beam{beam_size}'} batch {batch_size}"
-            found[name] = {
-                "sentences_per_second": round(len(sources) / statistics.median(seconds), 1),
-                "bleu_lowercase": quality(outputs, references)["bleu_lowercase"],
-            }
-            print(f"{path.name} {name}: {found[name]}", flush=True)
+    cases = [(b, k, s) for b in args.batch_sizes for k in (1, args.beam_size)
+             for s in ((False, True) if args.with_shortlist else (False,))]  # fmt: skip
+    for batch_size, beam_size, shortlist in cases:
+        config = DecodeConfig(batch_size=batch_size, beam_size=beam_size, shortlist=shortlist)
+        translator = load_translator(path, config)
+        outputs = translator.translate(sources)  # warm-up (compiles a Keras search)
+        seconds = []
+        for _ in range(args.rounds):
+            started = time.perf_counter()
+            translator.translate(sources)
+            seconds.append(time.perf_counter() - started)
+        name = f"{'greedy' if beam_size == 1 else f'beam{beam_size}'} batch {batch_size}"
+        name += " shortlist" if shortlist else ""
+        found[name] = {
+            "sentences_per_second": round(len(sources) / statistics.median(seconds), 1),
+            "bleu_lowercase": quality(outputs, references)["bleu_lowercase"],
+        }
+        print(f"{path.name} {name}: {found[name]}", flush=True)
     return found
 
 
@@ -56,6 +59,9 @@ def main() -> None:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[64, 1024])
     parser.add_argument("--beam-size", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--with-shortlist", action="store_true", help="each case also with --shortlist"
+    )
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     sources = args.source.read_text(encoding="utf-8").splitlines()
