@@ -59,7 +59,7 @@ RELEASE_WEIGHTS = "weights.npz"  # a release's arrays (runtime/release.py)
 RELEASE_SCALE = "#scale"  # in it, an int8 array's scales are stored under NAME#scale
 SHORTLIST = "shortlist.npz"  # a vocabulary shortlist (runtime/shortlist.py), if built
 # An ONNX release's graphs (runtime/onnx_graphs.py), by graph: beside weights.npz.
-RELEASE_GRAPHS = {"encoder": "encoder.onnx", "step": "step.onnx"}
+RELEASE_GRAPHS = {"encoder": "encoder.onnx", "step": "step.onnx", "top": "top.onnx"}
 CHECKSUMS = "checksums.json"
 LOCK = ".lock"
 STATE = "training_state.json"
@@ -362,13 +362,14 @@ def parameter_report(path: Path | str) -> dict[str, Any]:
 
 
 def release_files(directory: ModelDir) -> list[str]:
-    """The files holding a release's network: weights.npz, and for ONNX the graphs (which
-    held their own weights before `shared_weights`)."""
+    """The files holding a release's network: weights.npz, and for ONNX the graphs (before
+    `shared_weights`: the encoder and the step alone, holding their own weights)."""
     release = directory.read_config_document()["release"]
     if release.get("runtime", "numpy") != "onnx":
         return [RELEASE_WEIGHTS]
-    graphs = list(RELEASE_GRAPHS.values())
-    return [*graphs, RELEASE_WEIGHTS] if release.get("shared_weights") else graphs
+    if not release.get("shared_weights"):
+        return [RELEASE_GRAPHS["encoder"], RELEASE_GRAPHS["step"]]
+    return [*RELEASE_GRAPHS.values(), RELEASE_WEIGHTS]
 
 
 def read_release_file(directory: ModelDir, name: str) -> bytes:

@@ -58,6 +58,7 @@ def test_a_release_is_small_and_holds_no_training_state(releases, trained):
         "encoder.onnx",
         "sentencepiece.model",
         "step.onnx",
+        "top.onnx",
         "weights.npz",
     ]
 

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from seq2seq_shared.cli import main
 from seq2seq_shared.config import DecodeConfig
-from seq2seq_shared.data.tokenizer import EOS_ID
+from seq2seq_shared.data.tokenizer import EOS_ID, UNK_ID
 
 
 def invoke(*arguments, input: str | None = None):
@@ -40,7 +40,7 @@ def test_candidates_are_the_pieces_a_source_piece_co_occurs_with():
     shortlist = build(pairs, target_vocab_size=12, frequent=1, per_source=1)
     assert shortlist.frequent.tolist() == [10]  # the most frequent target piece
     assert shortlist.candidates[5].tolist() == [9] and shortlist.candidates[6].tolist() == [11]
-    assert shortlist.for_sources(np.array([[5, 0]])).tolist() == sorted({EOS_ID, 9, 10})
+    assert shortlist.for_sources(np.array([[5, 0]])).tolist() == sorted({UNK_ID, EOS_ID, 9, 10})
     assert coverage(shortlist, pairs) == 100.0
     fewer = build(pairs, target_vocab_size=12, frequent=0, per_source=1)
     # 10 is now held only where piece 7 is there to propose it (7's best partner: 10 is
@@ -95,6 +95,32 @@ def test_a_shortlist_holding_every_piece_changes_nothing(
         )
 
 
+def test_greedy_search_with_a_shortlist_holding_its_choices_chooses_the_same(
+    releases, numbers_corpus, tmp_path
+):
+    """A strict subset of the vocabulary that holds every piece the full search chose:
+    the columns map back to the right pieces, so greedy search chooses the same."""
+    from seq2seq_shared.model_dir import ModelDir
+    from seq2seq_shared.runtime import LoadedRelease
+    from seq2seq_shared.runtime.shortlist import Shortlist
+
+    copy = tmp_path / "release"
+    shutil.copytree(releases["onnx-float32"], copy)
+    lines = (numbers_corpus / "train.en").read_text().splitlines()
+    loaded = LoadedRelease(copy)
+    full = loaded.translator().decoder.search(loaded.tokenizer.encode_source(lines))
+    chosen = sorted({piece for found in full for piece in found[0].ids})
+    vocab = loaded.network.target_vocab_size
+    some = Shortlist(np.array(chosen + [vocab - 1]), np.full((1, 1), -1)).to_bytes()
+    assert len(chosen) + 3 < vocab  # (a strict subset)
+    ModelDir(copy).checksums.write("shortlist.npz", lambda path: path.write_bytes(some))
+    loaded = LoadedRelease(copy)
+    short = loaded.translator(DecodeConfig(shortlist=True)).decoder.search(
+        loaded.tokenizer.encode_source(lines)
+    )
+    assert [found[0].ids for found in short] == [found[0].ids for found in full]
+
+
 def test_a_shortlist_of_the_training_targets_holds_them_all(releases, numbers_corpus, tmp_path):
     """Every target piece the training data uses, frequent enough, is held (coverage
     100%); an int8 ONNX release decodes with it (its shortlisted logits are float32)."""
@@ -105,7 +131,7 @@ def test_a_shortlist_of_the_training_targets_holds_them_all(releases, numbers_co
     vocab = json.loads((copy / "config.json").read_text())["vocab"]["target_vocab_size"]
     result = invoke("shortlist", "--model-dir", copy, numbers_corpus / "train.en",
                     numbers_corpus / "train.de", "--frequent", vocab)  # fmt: skip
-    assert result.exit_code == 0 and "holds 100.0%" in result.output, result.output
+    assert result.exit_code == 0 and "hold 100.0%" in result.output, result.output
     lines = (numbers_corpus / "train.en").read_text().splitlines()
     full = load_translator(copy).translate(lines)
     short = load_translator(copy, DecodeConfig(shortlist=True)).translate(lines)
@@ -128,7 +154,7 @@ def test_a_missing_or_damaged_shortlist_is_refused(releases, numbers_corpus, tmp
     uneven = tmp_path / "uneven.de"
     uneven.write_text("eins\n")
     result = invoke("shortlist", "--model-dir", copy, numbers_corpus / "train.en", uneven)
-    assert result.exit_code == 1 and "has 200 lines and" in result.output
+    assert result.exit_code == 1 and "ends after 1 lines" in result.output
 
 
 def test_the_server_engine_decodes_with_a_shortlist(releases, trained, numbers_corpus, tmp_path):

@@ -129,11 +129,13 @@ def translate(
 def _load(model_dirs: tuple[Path, ...], decode_config: DecodeConfig, alignments: bool):
     """The Translator of a model directory or release, or of an ensemble of them; Keras
     imported only for a model directory."""
-    from ..runtime import is_release, load_translator
+    from ..runtime import check_shortlist, is_release, load_translator
     from ..runtime.ensemble import load_ensemble
 
     if len(model_dirs) > 1 and alignments:
         raise click.UsageError("--alignments: an ensemble has no one attention; give one model")
+    if len(model_dirs) == 1:
+        check_shortlist(model_dirs[0], decode_config)  # (before Keras is imported)
     if not all(is_release(model_dir) for model_dir in model_dirs):
         import_keras_quietly()
     if len(model_dirs) > 1:
@@ -365,6 +367,6 @@ def shortlist(model_dir: Path, source: Path, target: Path, frequent: int, per_so
 
     found = write_shortlist(model_dir, source, target, frequent, per_source)
     click.echo(
-        f"wrote {found['path']}: from {found['pairs']:,} pairs; it holds {found['coverage']}% "
-        f"of their target pieces, {found['pieces_per_sentence']} candidates per sentence"
+        f"wrote {found['path']}: the sentences' shortlists hold {found['coverage']}% of their "
+        f"target pieces, with {found['pieces_per_sentence']} candidates per sentence"
     )

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import DecodeConfig
-from ..model_dir import RELEASE_GRAPHS, SHORTLIST, ModelDir, read_release_file
+from ..model_dir import RELEASE_GRAPHS, SHORTLIST, ModelDir, read_release_file, release_files
 
 
 def is_release(path: Path | str) -> bool:
@@ -37,8 +37,10 @@ class LoadedRelease:
             from .onnx_network import OnnxNetwork
             from .release import release_stored
 
-            graphs = {k: read_release_file(directory, n) for k, n in RELEASE_GRAPHS.items()}
             names = self.document["release"].get("shared_weights")  # (older: in the graphs)
+            files = set(release_files(directory))
+            graphs = {k: read_release_file(directory, n)
+                      for k, n in RELEASE_GRAPHS.items() if n in files}  # fmt: skip
             stored = release_stored(directory) if names else {}
             weights = {g: {n: stored[n] for n in names[g]} for g in graphs} if names else None
             self.parameters = self.document["release"].get("parameters", 0)
@@ -74,7 +76,8 @@ class LoadedRelease:
                     f"shortlist --model-dir {self.directory.path} SOURCE TARGET"
                 )
             data = read_release_file(self.directory, SHORTLIST)
-            self.shortlist = Shortlist.from_bytes(data, str(path))
+            shortlist = Shortlist.from_bytes(data, str(path))
+            self.shortlist = shortlist.check(self.directory.vocab_sizes()[1], str(path))
         return self.shortlist
 
     def info(self) -> dict[str, Any]:
@@ -89,15 +92,20 @@ class LoadedRelease:
         }
 
 
-def load_translator(path: Path | str, decode_config: DecodeConfig = DecodeConfig()):
-    """A `Translator` for the model directory or release at `path`."""
-    if is_release(path):
-        return LoadedRelease(path).translator(decode_config)
-    if decode_config.shortlist:
+def check_shortlist(path: Path | str, decode_config: DecodeConfig) -> None:
+    """A shortlist runs on a release's runtime: refused for a trained model directory."""
+    if decode_config.shortlist and not is_release(path):
         raise ValueError(
             f"--shortlist runs on a release: seq2seq-shared release --model-dir {path} --out "
             f"RELEASE (a shortlist built for {path} goes with it), then translate RELEASE"
         )
+
+
+def load_translator(path: Path | str, decode_config: DecodeConfig = DecodeConfig()):
+    """A `Translator` for the model directory or release at `path`."""
+    if is_release(path):
+        return LoadedRelease(path).translator(decode_config)
+    check_shortlist(path, decode_config)
     from ..decoding.translator import Translator
 
     return Translator.from_model_dir(path, decode_config)  # (imports Keras)

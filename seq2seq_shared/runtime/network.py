@@ -46,6 +46,7 @@ class Network:
         self.layers = config.num_layers
         self.attention = None if config.attention == "none" else config.attention
         self.target_vocab_size = int(self._target_table().shape[0])
+        self._columns: tuple = (None, {})  # a shortlist's output arrays, for its batch
 
     def _target_table(self) -> np.ndarray:
         return self.a[target_table_name(self.a)]
@@ -123,7 +124,7 @@ class Network:
         if self.attention is not None:
             x = self._attend(x, constants)
         if candidates is not None:
-            return log_softmax(shortlist_logits(self.a, x, candidates)), next_states
+            return log_softmax(self._shortlisted(x, candidates)), next_states
         return log_softmax(self._logits(x)), next_states
 
     def _attend(self, query: np.ndarray, constants: dict) -> np.ndarray:
@@ -134,6 +135,13 @@ class Network:
         context = np.einsum("rs,rsh->rh", weights, constants["memory"])
         return np.tanh(np.concatenate([context, query], axis=-1) @ self.a["attention/combine"])
 
+    def _shortlisted(self, x: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+        """`shortlist_logits`, the candidates' columns taken once per batch (the search
+        passes the same array at every step)."""
+        if self._columns[0] is not candidates:
+            self._columns = (candidates, shortlist_arrays(self.a, candidates))
+        return shortlist_logits(self._columns[1], x, None)
+
     def _logits(self, x: np.ndarray) -> np.ndarray:
         if "projection/kernel" in self.a:
             return x @ self.a["projection/kernel"] + self.a["projection/bias"]
@@ -142,14 +150,24 @@ class Network:
         return x @ self._target_table().T
 
 
-def shortlist_logits(arrays: dict, x: np.ndarray, candidates: np.ndarray) -> np.ndarray:
-    """The logits of the `candidates` pieces alone, from the decoder's top output `x`."""
+def shortlist_arrays(arrays: dict, candidates: np.ndarray) -> dict[str, np.ndarray]:
+    """The output layer's arrays cut to the `candidates` pieces (the table transposed)."""
     if "projection/kernel" in arrays:
         kernel, bias = arrays["projection/kernel"], arrays["projection/bias"]
-        return x @ kernel[:, candidates] + bias[candidates]
+        return {"kernel": np.ascontiguousarray(kernel[:, candidates]), "bias": bias[candidates]}
+    cut = {"kernel": np.ascontiguousarray(arrays[target_table_name(arrays)][candidates].T)}
     if "output_bridge/kernel" in arrays:
-        x = x @ arrays["output_bridge/kernel"]
-    return x @ arrays[target_table_name(arrays)][candidates].T
+        cut["bridge"] = arrays["output_bridge/kernel"]
+    return cut
+
+
+def shortlist_logits(arrays: dict, x: np.ndarray, candidates: np.ndarray | None) -> np.ndarray:
+    """The logits of the `candidates` pieces alone, from the decoder's top output `x`;
+    `arrays` the network's, or with `candidates` None already `shortlist_arrays`."""
+    cut = arrays if candidates is None else shortlist_arrays(arrays, candidates)
+    if "bridge" in cut:
+        x = x @ cut["bridge"]
+    return x @ cut["kernel"] + cut["bias"] if "bias" in cut else x @ cut["kernel"]
 
 
 def _recurrence(projected: np.ndarray, recurrent: np.ndarray, mask: np.ndarray) -> tuple:

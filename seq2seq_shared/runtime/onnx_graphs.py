@@ -9,6 +9,9 @@ needs in another layout (ONNX's LSTM wants its gates as i, o, f, c and its matri
 transposed; the tied output wants the table transposed) is spelled as ops over those
 arrays, which ONNX Runtime's constant folding computes once, when the graph is loaded.
 
+A third graph, "top", is the step without its output layer, for a vocabulary shortlist
+(`shortlist.py`): the shortlisted logits are taken from its top output in NumPy.
+
 The encoder is ONNX's LSTM (`sequence_lens` keeps each row's final state at its last
 real piece) and `ReverseSequence` for `reverse_source`; the step spells the cell out,
 since the fed context joins the first layer's gates. In an int8 release every weight
@@ -31,7 +34,7 @@ from .network import NEVER, READ, WRITE, lstm_names, target_table_name
 
 OPSET = 17
 MICROSOFT = "com.microsoft"  # ONNX Runtime's own ops: the int8 products
-ENCODER, STEP = "encoder", "step"
+ENCODER, STEP, TOP = "encoder", "step", "top"
 FLOAT = 1  # onnx.TensorProto.FLOAT
 
 
@@ -239,7 +242,9 @@ class Builder:
         zero = g.const("zero_point", np.zeros((1, 4 * self.hidden), np.int8))
         return matrix, scale, zero
 
-    def step(self) -> tuple[bytes, list[str]]:
+    def step(self, logits: bool = True) -> tuple[bytes, list[str]]:
+        """One decoder step: the next states and the log-probabilities over the whole
+        vocabulary; without `logits` ("top", for a shortlist), the top output instead."""
         import onnx
 
         g, c = Graph(self.stored), self.config
@@ -253,7 +258,9 @@ class Builder:
             g.output(f"next_c{layer}", cell)
         if c.attention != "none":
             x = self._attend(g, x)
-        g.output("top", x)  # (a shortlist's logits are taken from it: network.py)
+        if not logits:  # (a shortlist's logits are taken from it: network.py)
+            g.output("top", x)
+            return g.model(TOP)
         g.output("log_probs", g.op("LogSoftmax", self._logits(g, x), axis=-1))
         return g.model(STEP)
 
@@ -303,7 +310,6 @@ def onnx_graphs(
     """The serialized graphs over `stored`, a release's arrays as `release.quantized`
     stores them (float32, or int8 with scales), by graph ("encoder", "step"), and the
     stored arrays each graph names (ONNX Runtime must be given those, no others)."""
-    builder, graphs, names = Builder(stored, config), {}, {}
-    for name, build in ((ENCODER, builder.encoder), (STEP, builder.step)):
-        graphs[name], names[name] = build()
-    return graphs, names
+    builder = Builder(stored, config)
+    built = {ENCODER: builder.encoder(), STEP: builder.step(), TOP: builder.step(logits=False)}
+    return {k: v[0] for k, v in built.items()}, {k: v[1] for k, v in built.items()}

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..config import ModelConfig
-from .network import log_softmax, shortlist_logits
+from .network import log_softmax, shortlist_arrays, shortlist_logits
 from .release import dequantized
 
 
@@ -52,12 +52,15 @@ class OnnxNetwork:
                                  f"release again") from None  # fmt: skip
 
         self.encoder, self.step = session("encoder"), session("step")
+        self.top = session("top") if "top" in graphs else None  # (a shortlist's step)
         self.weights = weights
         self.output_arrays: dict[str, np.ndarray] = {}  # (a shortlist's, made when asked)
+        self._columns: tuple = (None, {})  # those cut to a batch's shortlist
         self.layers, self.target_vocab_size = config.num_layers, target_vocab_size
         self.attention = None if config.attention == "none" else config.attention
         self.step_inputs = {i.name for i in self.step.get_inputs()}
-        self.step_outputs = [o.name for o in self.step.get_outputs()]
+        self.top_inputs = {i.name for i in self.top.get_inputs()} if self.top else set()
+        self.outputs = {s: [o.name for o in s.get_outputs()] for s in (self.step, self.top) if s}
         self.encoder_outputs = [o.name for o in self.encoder.get_outputs()]
 
     def encode(self, source: np.ndarray) -> dict[str, Any]:
@@ -74,14 +77,15 @@ class OnnxNetwork:
         return {k: v for k, v in encoded.items() if k in self.step_inputs}
 
     def _output_arrays(self) -> dict[str, np.ndarray]:
-        """A shortlist's logits are the step's top output against the output arrays,
-        taken in NumPy: those arrays in float32."""
-        if self.weights is None:
+        """A shortlist's logits are the top graph's output against the output layer's
+        arrays, taken in NumPy: those arrays in float32."""
+        if self.weights is None or self.top is None:
             raise ValueError("this ONNX release predates shortlists; release it again")
         if not self.output_arrays:
-            names = ("projection/", "output_bridge/", "embedding/")
-            step = {k: v for k, v in self.weights["step"].items() if k.startswith(names)}
-            self.output_arrays = dequantized(step)
+            step = self.weights["step"]
+            tied = "projection/kernel" not in step
+            names = ("output_bridge/", "embedding/") if tied else ("projection/",)
+            self.output_arrays = dequantized({k: v for k, v in step.items() if k.startswith(names)})
         return self.output_arrays
 
     def decode_step(
@@ -92,13 +96,15 @@ class OnnxNetwork:
         feeds = {"token": np.asarray(token, np.int64), **constants}
         for layer, (h, c) in enumerate(states):
             feeds[f"h{layer}"], feeds[f"c{layer}"] = h, c
-        wanted = self.step_outputs
+        session: Any = self.step if candidates is None else self.top
         if candidates is not None:
             output_arrays = self._output_arrays()
-            wanted = [name for name in wanted if name != "log_probs"]  # (not computed)
-        found = dict(zip(wanted, self.step.run(wanted, feeds), strict=True))
+            feeds = {k: v for k, v in feeds.items() if k in self.top_inputs}
+        found = dict(zip(self.outputs[session], session.run(None, feeds), strict=True))
         next_states = [[found[f"next_h{n}"], found[f"next_c{n}"]] for n in range(self.layers)]
         if candidates is not None:
-            logits = shortlist_logits(output_arrays, found["top"], candidates)
+            if self._columns[0] is not candidates:  # (once per batch)
+                self._columns = (candidates, shortlist_arrays(output_arrays, candidates))
+            logits = shortlist_logits(self._columns[1], found["top"], None)
             return log_softmax(logits), next_states
         return found["log_probs"], next_states

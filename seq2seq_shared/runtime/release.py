@@ -65,8 +65,8 @@ def quantized(arrays: dict[str, np.ndarray], precision: str) -> dict[str, np.nda
         return {name: value.astype(np.float16) for name, value in arrays.items()}
     stored = {}
     for name, value in arrays.items():
-        if value.ndim != 2:  # biases, role vectors: small, and kept exact
-            stored[name] = value
+        if value.ndim != 2 or name.startswith("roles/"):  # biases, the role signal: exact
+            stored[name] = value  # (releases before kept roles/ int8: they still load)
             continue
         axis = 1 if name.startswith("embedding/") else 0  # the output channel's other axis
         scale = np.abs(value).max(axis=axis, keepdims=True) / 127.0

@@ -7,7 +7,8 @@ piece, the `per_source` target pieces most associated with it (the Dice coeffici
 the sentence pairs they share: 2 c(s, t) / (c(s) + c(t)), which favours a piece's
 translations over merely frequent pieces), and the `frequent` target pieces seen most
 often. A batch's shortlist is the union of its source pieces' candidates, the frequent
-pieces and eos; the softmax is taken over that set. Built without alignments, so the
+pieces, unk and eos; the softmax is taken over that set, so a sentence's translation can
+depend on the sentences batched with it (as with Marian's shortlists). Built without alignments, so the
 candidates are co-occurrences: `coverage` says how many of the training targets' pieces
 a shortlist holds.
 """
@@ -17,12 +18,14 @@ from __future__ import annotations
 import io
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
 
 import numpy as np
 
 from ..config import SHORTLIST_FREQUENT as FREQUENT
 from ..config import SHORTLIST_PER_SOURCE as PER_SOURCE
-from ..data.tokenizer import EOS_ID, PAD_ID
+from ..data.tokenizer import EOS_ID, PAD_ID, UNK_ID
 
 CHUNK = 20_000  # sentence pairs counted at a time
 
@@ -38,7 +41,8 @@ class Shortlist:
         ids = np.unique(source[source != PAD_ID])
         ids = ids[ids < len(self.candidates)]
         found = self.candidates[ids].ravel()
-        return np.union1d(np.union1d(self.frequent, found[found >= 0]), [EOS_ID])
+        # (unk and eos always: a beam of K needs 2K candidates, so 2 columns at least)
+        return np.union1d(np.union1d(self.frequent, found[found >= 0]), [UNK_ID, EOS_ID])
 
     def to_bytes(self) -> bytes:
         buffer = io.BytesIO()
@@ -56,6 +60,16 @@ class Shortlist:
             raise ValueError(f"{where}: not a shortlist; build it again")
         return shortlist
 
+    def check(self, target_vocab_size: int, where: str) -> Shortlist:
+        """Refuse a shortlist with pieces the model does not have (built for another)."""
+        highest = max(int(self.frequent.max(initial=-1)), int(self.candidates.max(initial=-1)))
+        if highest >= target_vocab_size or not np.issubdtype(self.candidates.dtype, np.integer):
+            raise ValueError(
+                f"{where}: holds piece {highest}, but the model has {target_vocab_size} target "
+                f"pieces; it was built for another model: build it again for this one"
+            )
+        return self
+
 
 def _pair_codes(sources: Sequence[Sequence[int]], targets: Sequence[Sequence[int]], width: int):
     """Each pair's (distinct source piece, distinct target piece) as s * width + t."""
@@ -68,17 +82,26 @@ def _pair_codes(sources: Sequence[Sequence[int]], targets: Sequence[Sequence[int
 
 def _counts(pairs: Iterable[tuple[list[int], list[int]]], width: int):
     """Co-occurrence counts (codes, counts), and each side's sentence counts."""
-    codes, counts = np.zeros(0, np.int64), np.zeros(0, np.int64)
+    found: list[tuple[np.ndarray, np.ndarray]] = []
     source_count, target_count = np.zeros(0, np.int64), np.zeros(width, np.int64)
     pairs = iter(pairs)
     while chunk := [pair for _, pair in zip(range(CHUNK), pairs)]:
         sources, targets = [s for s, _ in chunk], [t for _, t in chunk]
-        new, new_counts = np.unique(_pair_codes(sources, targets, width), return_counts=True)
-        codes, inverse = np.unique(np.concatenate([codes, new]), return_inverse=True)
-        counts = np.bincount(inverse, np.concatenate([counts, new_counts])).astype(np.int64)
+        found.append(np.unique(_pair_codes(sources, targets, width), return_counts=True))
+        if len(found) >= 16:  # (merged now and then: memory stays near the distinct pairs)
+            found = [_merged(found)]
         source_count = _added(source_count, _tally(sources))
         target_count = _added(target_count, _tally(targets))
+    codes, counts = _merged(found)
     return codes, counts, source_count, target_count
+
+
+def _merged(found: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    if not found:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    codes, inverse = np.unique(np.concatenate([c for c, _ in found]), return_inverse=True)
+    counts = np.bincount(inverse, np.concatenate([n for _, n in found]))
+    return codes, counts.astype(np.int64)
 
 
 def _tally(sentences: list) -> np.ndarray:
@@ -125,34 +148,48 @@ def coverage(shortlist: Shortlist, pairs: Iterable[tuple[list[int], list[int]]])
     return round(100.0 * held / max(total, 1), 2)
 
 
+def _read_pairs(tokenizer, source_path: Path, target_path: Path):
+    """The two files' lines as id pairs, encoded a chunk at a time (streamed)."""
+    from ..data import files
+
+    sources, targets = files.iter_lines(source_path), files.iter_lines(target_path)
+    read = 0
+    while True:
+        a, b = list(islice(sources, CHUNK)), list(islice(targets, CHUNK))
+        if len(a) != len(b):
+            short, long = (
+                (source_path, target_path) if len(a) < len(b) else (target_path, source_path)
+            )
+            raise ValueError(
+                f"{short} ends after {read + min(len(a), len(b)):,} lines and {long} goes on; "
+                f"give the two sides of one parallel corpus"
+            )
+        if not a:
+            return
+        read += len(a)
+        yield from zip(tokenizer.encode_source(a), tokenizer.encode_target(b))
+
+
 def write_shortlist(
     model_dir, source_path, target_path, frequent: int = FREQUENT, per_source: int = PER_SOURCE
 ) -> dict:
     """Build the shortlist of a model directory or release from parallel text (SOURCE,
     TARGET: its training data, as a rule) with its own SentencePiece, write it as the
-    directory's shortlist.npz (checksummed) and say what it holds."""
-    from pathlib import Path
-
-    from ..data import files
+    directory's shortlist.npz (checksummed) and say what it holds (coverage: over the
+    first 100,000 pairs)."""
     from ..model_dir import SHORTLIST, ModelDir
 
     directory = ModelDir(model_dir)
     tokenizer = directory.load_tokenizer()
-    sources = list(files.iter_lines(Path(source_path)))
-    targets = list(files.iter_lines(Path(target_path)))
-    if len(sources) != len(targets):
-        raise ValueError(
-            f"{source_path} has {len(sources):,} lines and {target_path} {len(targets):,}; "
-            f"give the two sides of one parallel corpus"
-        )
-    pairs = list(zip(tokenizer.encode_source(sources), tokenizer.encode_target(targets)))
+    source_path, target_path = Path(source_path), Path(target_path)
+    pairs = _read_pairs(tokenizer, source_path, target_path)
     shortlist = build(pairs, directory.vocab_sizes()[1], frequent, per_source)
     data = shortlist.to_bytes()
     directory.checksums.write(SHORTLIST, lambda path: path.write_bytes(data))
-    sizes = [len(shortlist.for_sources(np.asarray(s, np.int64))) for s, _ in pairs[:2000]]
+    sample = list(islice(_read_pairs(tokenizer, source_path, target_path), 100_000))
+    sizes = [len(shortlist.for_sources(np.asarray(s, np.int64))) for s, _ in sample[:2000]]
     return {
         "path": str(directory.path / SHORTLIST),
-        "pairs": len(pairs),
-        "coverage": coverage(shortlist, pairs),
+        "coverage": coverage(shortlist, sample),
         "pieces_per_sentence": round(float(np.mean(sizes)), 1) if sizes else 0.0,
     }
