@@ -111,6 +111,9 @@ def run_joey(
         text=True,
         encoding="utf-8",
         env=environment,
+        # A job started in the background (`nohup ... &`) inherits SIGINT ignored, and a
+        # Python that starts so never raises KeyboardInterrupt: Joey would not stop.
+        preexec_fn=_default_sigint,
     )
     reader = threading.Thread(
         target=_read, args=(process, progress, log_path, bool(minutes)), daemon=True
@@ -129,6 +132,10 @@ def run_joey(
     if interrupted is not None:
         return progress, f"time limit of {minutes:g} minutes"
     return progress, f"Joey exited with code {process.returncode}"
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _read(process: subprocess.Popen, progress: Progress, log_path: Path, announce: bool) -> None:
