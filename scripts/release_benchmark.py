@@ -120,7 +120,7 @@ def shape_sizes(config_path: Path, vocab_size: int) -> dict:
         np.savez(buffer, **quantized(network_arrays(model), precision))
         sizes[f"weights.npz {precision}"] = len(buffer.getvalue())
     for precision in ("float32", "int8"):  # the graphs read weights.npz: they add only this
-        graphs = onnx_graphs(quantized(network_arrays(model), precision), config.model)
+        graphs, _ = onnx_graphs(quantized(network_arrays(model), precision), config.model)
         sizes[f"onnx graphs {precision}"] = sum(len(graph) for graph in graphs.values())
     return sizes
 
@@ -140,17 +140,17 @@ def main() -> None:
     args = parser.parse_args()
     sources = args.source.read_text(encoding="utf-8").splitlines()
     references = args.reference.read_text(encoding="utf-8").splitlines()
-    result = {
+    result: dict = {
         "command": " ".join(sys.argv),
         "conditions": f"{platform.processor() or platform.machine()}, CPU only, one process",
-        "rows": measure(args, sources, references),
     }
-    if args.shape_config:
+    if args.shape_config:  # (first: quick, and a mistake here costs no measurement)
         result["shape"] = {
             "config": str(args.shape_config),
             "vocab_size": args.vocab_size,
             **shape_sizes(args.shape_config, args.vocab_size),
         }
+    result["rows"] = measure(args, sources, references)
     text = json.dumps(result, indent=2)
     if args.output:
         from seq2seq_shared.data.writer import atomic_write_text
