@@ -112,6 +112,8 @@ class BatchedBeam:
             bool(at_limit[s]) or (len(pool) >= n and pool[n - 1][0] >= best_open[s])
             for s, pool in enumerate(self.pools)
         ]
+        if not any(done):
+            return  # (the batch stays as it is: no copying of its states and memory)
         for s in np.flatnonzero(done):
             self.found[int(self.sentences[s])] = [
                 Hypothesis(ids, ended, float(log_prob), float(score))
