@@ -284,3 +284,23 @@ def test_joey_loads_both_configs_and_builds_the_models(corpus, tmp_path):
         assert built["sizes"] == [36, 6, 5]
         assert built["ids"] == [swap.get(i, i) for i in ours.encode(sentence)]
         assert 0 < built["loss"] < float("inf")
+
+
+def test_the_side_by_side_file_reads_each_toolkits_curve_at_the_marks(tmp_path):
+    """collect.py: the validation BLEU at 10/20/40/60 minutes is the last one by then."""
+    import collect
+
+    curve = [[6.2, 1.0], [12.5, 5.0], [19.4, 11.0], [45.6, 29.0], [60.3, 30.8]]
+    assert collect.at_marks(curve) == {"10": 1.0, "20": 11.0, "40": 11.0, "60": 30.8}
+    assert collect.at_marks([[49.8, 1.8]]) == {"10": None, "20": None, "40": None, "60": 1.8}
+    results = {
+        "name": "x", "parameters": 7, "checkpoint": {"chosen": "best validation"},
+        "machine": {"joeynmt": "2.3.0"},
+        "training": {"tokens_per_second_median": 150, "epochs": 2, "steps": 450,
+                     "validations": [{"minutes": 49.8, "bleu": 1.8}]},
+        "test": {"greedy": {"bleu_lowercase": 1.9, "sentences_per_second": 10.3}},
+    }  # fmt: skip
+    (tmp_path / "joey.json").write_text(json.dumps(results))
+    row = collect.joey(tmp_path / "joey.json")
+    assert row["validation_bleu_at_minutes"]["60"] == 1.8
+    assert row["test2016_bleu_lowercase"] == {"greedy": 1.9}
