@@ -42,12 +42,14 @@ import httpx
 from seq2seq_shared.data.writer import atomic_write_text
 
 
-def offline(model_dir: Path, lines: list[str]) -> tuple[list[str], float]:
-    """The offline translations and lines/s (after a warm-up on 64 lines)."""
+def offline(model_dir: Path, lines: list[str], shortlist: bool) -> tuple[list[str], float]:
+    """The offline translations and lines/s (after a warm-up on 64 lines), of a model
+    directory or a release (with its shortlist where the server is given --shortlist)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from seq2seq_shared.decoding.translator import Translator
+    from seq2seq_shared.config import DecodeConfig
+    from seq2seq_shared.runtime import load_translator
 
-    translator = Translator.from_model_dir(model_dir)
+    translator = load_translator(model_dir, DecodeConfig(shortlist=shortlist))
     translator.translate(lines[:64])
     started = time.perf_counter()
     translations = translator.translate(lines)
@@ -251,7 +253,7 @@ def main() -> None:
     serve_options = argv[split + 1 :]
 
     lines = [line for line in args.lines.read_text(encoding="utf-8").splitlines() if line]
-    translations, offline_rate = offline(args.model_dir, lines)
+    translations, offline_rate = offline(args.model_dir, lines, "--shortlist" in serve_options)
     expected = dict(zip(lines, translations))
     server = Server(args.model_dir, serve_options)
     rss = [server.rss_mb()]
