@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -10,6 +11,14 @@ import numpy as np
 from ..config import ModelConfig
 from .network import log_softmax, shortlist_arrays, shortlist_logits
 from .release import dequantized
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity), where the system says."""
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except AttributeError:  # (macOS, Windows: no affinity call; ONNX Runtime decides)
+        return 0
 
 
 class OnnxNetwork:
@@ -38,6 +47,9 @@ class OnnxNetwork:
         def session(graph: str):
             options = onnxruntime.SessionOptions()
             options.log_severity_level = 3  # (warnings about unused initializers: not ours)
+            # ONNX Runtime sizes and pins its threads to every core the machine has, past
+            # a `taskset` or a container's CPU set: as many as this process may use.
+            options.intra_op_num_threads = usable_cores()
             if weights is not None:
                 arrays = [np.ascontiguousarray(a) for a in weights[graph].values()]
                 self.arrays += arrays
