@@ -32,7 +32,7 @@ def at_marks(curve: list[list[float]]) -> dict[str, float | None]:
     return found
 
 
-def ours(model_dir: Path, beam: Path | None) -> dict[str, Any]:
+def ours(model_dir: Path, beam: Path | None, speeds: list[Path]) -> dict[str, Any]:
     with (model_dir / "metrics.csv").open(encoding="utf-8") as file:
         rows = [row for row in csv.DictReader(file) if row.get("valid_bleu")]
     curve = [[float(row["minutes"]), float(row["valid_bleu"])] for row in rows]
@@ -52,6 +52,11 @@ def ours(model_dir: Path, beam: Path | None) -> dict[str, Any]:
         "validation_curve": curve,
         "validation_bleu_at_minutes": at_marks(curve),
         "test2016_bleu_lowercase": test,
+        "decode_speed": {  # decode_speed.py's, by what was measured (path: model or release)
+            name: found
+            for path in speeds
+            for name, found in json.loads(path.read_text(encoding="utf-8"))["models"].items()
+        },
     }
 
 
@@ -74,6 +79,7 @@ def joey(path: Path) -> dict[str, Any]:
         "test_sentences_per_second_batch_64": {
             name: entry["sentences_per_second"] for name, entry in results["test"].items()
         },
+        "decode_speed": results.get("decode_speed", {}),  # (run_joey.py --decode-speed)
     }
 
 
@@ -81,6 +87,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--ours", type=Path, required=True, help="our model directory")
     parser.add_argument("--ours-beam", type=Path, help="evaluate --beam-size 5 --json output")
+    parser.add_argument("--ours-speed", type=Path, action="append", default=[],
+                        help="decode_speed.py output")  # fmt: skip
     parser.add_argument("--joey", type=Path, action="append", default=[])
     parser.add_argument("--conditions", required=True, help="how the run was made")
     parser.add_argument("--command", action="append", default=[], help="the commands run")
@@ -91,7 +99,8 @@ def main() -> None:
         "conditions": args.conditions,
         "commands": args.command,
         "scoring": "sacreBLEU, 13a tokenization, lowercased, test2016 (1,000 sentences)",
-        "rows": [ours(args.ours, args.ours_beam)] + [joey(path) for path in args.joey],
+        "rows": [ours(args.ours, args.ours_beam, args.ours_speed)]
+        + [joey(path) for path in args.joey],
     }
     args.out.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     print(f"wrote {args.out}")
