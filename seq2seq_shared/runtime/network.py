@@ -46,7 +46,7 @@ class Network:
         self.layers = config.num_layers
         self.attention = None if config.attention == "none" else config.attention
         self.target_vocab_size = int(self._target_table().shape[0])
-        self._columns: tuple = (None, {})  # a shortlist's output arrays, for its batch
+        self.shortlisted = ShortlistedOutput()
 
     def _target_table(self) -> np.ndarray:
         return self.a[target_table_name(self.a)]
@@ -124,7 +124,7 @@ class Network:
         if self.attention is not None:
             x = self._attend(x, constants)
         if candidates is not None:
-            return log_softmax(self._shortlisted(x, candidates)), next_states
+            return log_softmax(self.shortlisted.logits(self.a, x, candidates)), next_states
         return log_softmax(self._logits(x)), next_states
 
     def _attend(self, query: np.ndarray, constants: dict) -> np.ndarray:
@@ -134,13 +134,6 @@ class Network:
         weights /= weights.sum(axis=-1, keepdims=True)
         context = np.einsum("rs,rsh->rh", weights, constants["memory"])
         return np.tanh(np.concatenate([context, query], axis=-1) @ self.a["attention/combine"])
-
-    def _shortlisted(self, x: np.ndarray, candidates: np.ndarray) -> np.ndarray:
-        """`shortlist_logits`, the candidates' columns taken once per batch (the search
-        passes the same array at every step)."""
-        if self._columns[0] is not candidates:
-            self._columns = (candidates, shortlist_arrays(self.a, candidates))
-        return shortlist_logits(self._columns[1], x, None)
 
     def _logits(self, x: np.ndarray) -> np.ndarray:
         if "projection/kernel" in self.a:
@@ -161,13 +154,22 @@ def shortlist_arrays(arrays: dict, candidates: np.ndarray) -> dict[str, np.ndarr
     return cut
 
 
-def shortlist_logits(arrays: dict, x: np.ndarray, candidates: np.ndarray | None) -> np.ndarray:
-    """The logits of the `candidates` pieces alone, from the decoder's top output `x`;
-    `arrays` the network's, or with `candidates` None already `shortlist_arrays`."""
-    cut = arrays if candidates is None else shortlist_arrays(arrays, candidates)
-    if "bridge" in cut:
-        x = x @ cut["bridge"]
-    return x @ cut["kernel"] + cut["bias"] if "bias" in cut else x @ cut["kernel"]
+class ShortlistedOutput:
+    """The output layer over a shortlist's pieces alone, its arrays cut once per batch
+    (the searches pass the same candidates array at every step of a batch)."""
+
+    def __init__(self):
+        self.candidates: np.ndarray | None = None
+        self.cut: dict[str, np.ndarray] = {}
+
+    def logits(self, arrays: dict, x: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+        """The logits of the `candidates` pieces, from the decoder's top output `x`."""
+        if self.candidates is not candidates:
+            self.candidates, self.cut = candidates, shortlist_arrays(arrays, candidates)
+        if "bridge" in self.cut:
+            x = x @ self.cut["bridge"]
+        logits = x @ self.cut["kernel"]
+        return logits + self.cut["bias"] if "bias" in self.cut else logits
 
 
 def _recurrence(projected: np.ndarray, recurrent: np.ndarray, mask: np.ndarray) -> tuple:

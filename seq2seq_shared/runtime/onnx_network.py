@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from ..config import ModelConfig
-from .network import log_softmax, shortlist_arrays, shortlist_logits
+from .network import ShortlistedOutput, log_softmax
 from .release import dequantized
 
 
@@ -67,7 +67,7 @@ class OnnxNetwork:
         self.top = session("top") if "top" in graphs else None  # (a shortlist's step)
         self.weights = weights
         self.output_arrays: dict[str, np.ndarray] = {}  # (a shortlist's, made when asked)
-        self._columns: tuple = (None, {})  # those cut to a batch's shortlist
+        self.shortlisted = ShortlistedOutput()
         self.layers, self.target_vocab_size = config.num_layers, target_vocab_size
         self.attention = None if config.attention == "none" else config.attention
         self.step_inputs = {i.name for i in self.step.get_inputs()}
@@ -115,8 +115,6 @@ class OnnxNetwork:
         found = dict(zip(self.outputs[session], session.run(None, feeds), strict=True))
         next_states = [[found[f"next_h{n}"], found[f"next_c{n}"]] for n in range(self.layers)]
         if candidates is not None:
-            if self._columns[0] is not candidates:  # (once per batch)
-                self._columns = (candidates, shortlist_arrays(output_arrays, candidates))
-            logits = shortlist_logits(self._columns[1], found["top"], None)
+            logits = self.shortlisted.logits(output_arrays, found["top"], candidates)
             return log_softmax(logits), next_states
         return found["log_probs"], next_states
