@@ -103,6 +103,19 @@ TRAINING_OPTIONS = [
     _setting(
         "label_smoothing", click.FloatRange(0, 1, max_open=True), "Label smoothing.", TrainingConfig
     ),
+    _setting(
+        "subword_alpha",
+        click.FloatRange(0, 1, max_open=True),
+        "Subword regularization: sample each training batch's pieces with this "
+        "smoothing (0: off; unigram 0.1-0.5, bpe: the dropout rate).",
+        TrainingConfig,
+    ),
+    _setting(
+        "subword_nbest",
+        click.IntRange(-1),
+        "Subword regularization, unigram: sample among the best N segmentations (-1: all).",
+        TrainingConfig,
+    ),
     _setting("max_target_length", click.IntRange(1), "Longest target, in pieces.", TrainingConfig),
     _setting(
         "seed", int, "Random seed (data order, initialisation, SentencePiece).", TrainingConfig

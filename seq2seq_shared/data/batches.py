@@ -175,6 +175,9 @@ class ParallelBatches:
         # Rows of a batch are padded (with empty rows) to a multiple of this: the devices
         # of a data-parallel run (parallel.py). The plan does not depend on it.
         self.row_multiple = 1
+        # Training batches may sample their pieces anew (sampling.SubwordSampler): the
+        # plan stays that of the best segmentation, and a batch's width its own.
+        self.sampler: Any = None
         self.batches = self._plan(batch_tokens)
         self.set_epoch(0)
 
@@ -242,12 +245,18 @@ class ParallelBatches:
         if index % RELEASE_EVERY == RELEASE_EVERY - 1:
             self.pairs.release()  # resident memory stays flat over an epoch
         rows = self.batches[self._order[index]]
-        shifted = [teacher_forcing(list(self.pairs.target(i))) for i in rows]
         sources: list[Any] = [self.pairs.source(i) for i in rows]  # natural order
+        targets: list[Any] = [self.pairs.target(i) for i in rows]
+        if self.sampler is not None:
+            sources, targets = self.sampler.sample(sources, targets, self.epoch, index)
+        shifted = [teacher_forcing(list(target)) for target in targets]
         shape = {}
         if self.fixed_shapes:
-            width = self.width(rows)
-            shape = dict(width=width, rows=round_up(self.rows(width), self.row_multiple))
+            width = planned = self.width(rows)
+            if self.sampler is not None:  # (sampled pieces may outgrow the plan's width)
+                longest = max(max(len(s) for s in sources), max(len(t) for t in targets) + 1)
+                width = max(width, round_up(longest, self.multiple))
+            shape = dict(width=width, rows=round_up(self.rows(planned), self.row_multiple))
         elif len(rows) % self.row_multiple:
             shape = dict(rows=round_up(len(rows), self.row_multiple))
         # An empty row reads one eos, not nothing: no source is ever empty.
@@ -269,7 +278,7 @@ class ParallelBatches:
             fixed_shapes=fixed_shapes,
             index=self.index,
         )
-        batches.row_multiple = self.row_multiple
+        batches.row_multiple, batches.sampler = self.row_multiple, self.sampler
         return batches
 
     def target_tokens(self, index: int) -> int:

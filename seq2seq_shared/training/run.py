@@ -23,6 +23,7 @@ from .. import backend
 from ..config import Config
 from ..data.batches import Batch, ParallelBatches, encode_pairs
 from ..data.prepared import PreparedCorpus
+from ..data.sampling import SubwordSampler
 from ..data.tokenizer import Tokenizer
 from . import checkpoint, compile_cache, parallel
 from .accumulation import Accumulation
@@ -306,6 +307,10 @@ def set_up(
     directory.check_tokenizer(tokenizer, prepared.path, resuming)
     directory.save_run_config(config, tokenizer)  # unchanged on resume
     batches = make_batches(config, prepared.pairs(), shuffle=True)
+    if training.subword_alpha:
+        batches.sampler = SubwordSampler(
+            tokenizer, training.subword_alpha, training.subword_nbest, training.seed
+        )
     logger.info(
         "batches: %.1f%% of padded target slots hold real tokens",
         100 * batches.padding_efficiency,
