@@ -14,7 +14,9 @@
    --warmup seconds that are not counted. Every answer is checked against the offline
    translation of its lines; its latency is recorded.
 3. Reported as one JSON document: lines/s (lines answered inside the window, and as
-   offline) and its ratio to offline, latency p50/p95/p99 (nearest rank, every request
+   offline; and all lines answered) and its ratio to offline; the server's mean batch
+   and offline decoding in those batch shapes (the clients' order of lines, that many
+   at a time, each batch one call), the ratio to it, latency p50/p95/p99 (nearest rank, every request
    answered inside the window), errors, mismatches, the CPU used by the clients and by
    the server (in cores: both share this machine), the server's RSS sampled every second,
    its batching statistics, and that SIGTERM stopped it with exit code 0.
@@ -42,9 +44,10 @@ import httpx
 from seq2seq_shared.data.writer import atomic_write_text
 
 
-def offline(model_dir: Path, lines: list[str], shortlist: bool) -> tuple[list[str], float]:
-    """The offline translations and lines/s (after a warm-up on 64 lines), of a model
-    directory or a release (with its shortlist where the server is given --shortlist)."""
+def offline(model_dir: Path, lines: list[str], shortlist: bool) -> tuple:
+    """The translator, the offline translations and lines/s (after a warm-up on 64
+    lines), of a model directory or a release (with its shortlist where the server is
+    given --shortlist)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from seq2seq_shared.config import DecodeConfig
     from seq2seq_shared.runtime import load_translator
@@ -53,7 +56,18 @@ def offline(model_dir: Path, lines: list[str], shortlist: bool) -> tuple[list[st
     translator.translate(lines[:64])
     started = time.perf_counter()
     translations = translator.translate(lines)
-    return translations, len(lines) / (time.perf_counter() - started)
+    return translator, translations, len(lines) / (time.perf_counter() - started)
+
+
+def offline_in_batches(translator, lines: list[str], order: list[int], size: int) -> float:
+    """Lines/s of offline decoding in the server's batch shapes: the clients' order of
+    lines, `size` lines at a time (the server's mean batch), each batch one call, as
+    the server's decoding thread makes it (a batch sorts its own lines, no more)."""
+    chosen = [lines[i] for i in order]
+    started = time.perf_counter()
+    for start in range(0, len(chosen), size):
+        translator.translate(chosen[start : start + size], batch_size=size)
+    return len(chosen) / (time.perf_counter() - started)
 
 
 class Server:
@@ -152,7 +166,7 @@ async def load(
     order = list(range(len(lines)))
     random.Random(seed).shuffle(order)
     cursor = 0
-    counted = {"requests": 0, "lines": 0, "errors": 0, "mismatches": 0}
+    counted = {"requests": 0, "lines": 0, "answered_lines": 0, "errors": 0, "mismatches": 0}
     latencies: list[float] = []
     examples: list[dict] = []
     start = time.perf_counter()
@@ -200,6 +214,8 @@ async def load(
                     )
             else:
                 counted["lines"] += per_request  # answered, and as offline
+            if got is not None:
+                counted["answered_lines"] += per_request
         connection.close()
 
     client_cpu = time.process_time()
@@ -216,7 +232,8 @@ async def load(
         "seconds": seconds,
         **counted,
         "client_cpu_share": round(client_cpu / elapsed, 3),  # of one core, this process
-        "lines_per_second": round(counted["lines"] / seconds, 1),
+        "lines_per_second": round(counted["lines"] / seconds, 1),  # answered as offline
+        "answered_lines_per_second": round(counted["answered_lines"] / seconds, 1),
         "latency_ms": (
             {
                 "p50": percentile(0.50),
@@ -237,6 +254,37 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def measured_run(server, clients: int, args, lines, expected, offline_rate: float) -> dict:
+    """One --clients value's load, with the server's CPU share and batching over it."""
+    before = httpx.get(server.url + "/health").json()["batching"]
+    server_cpu, started = cpu_seconds(server.process.pid), time.perf_counter()
+    run = asyncio.run(
+        load(server.url, clients, args.seconds, args.warmup, args.lines_per_request,
+             lines, expected, args.seed)
+    )  # fmt: skip
+    run["server_cpu_share"] = round(
+        (cpu_seconds(server.process.pid) - server_cpu) / (time.perf_counter() - started), 3
+    )
+    run["ratio_to_offline"] = round(run["lines_per_second"] / offline_rate, 3)
+    run["answered_ratio_to_offline"] = round(run["answered_lines_per_second"] / offline_rate, 3)
+    after = httpx.get(server.url + "/health").json()["batching"]
+    run["batching"] = {k: after[k] - before[k] for k in ("lines", "batches")}
+    return run
+
+
+def server_batches(translator, lines, order, run: dict, batching: dict) -> dict:
+    """The server's mean batch over a run, offline decoding in that shape, the ratio."""
+    size = batching["lines"] / max(batching["batches"], 1)
+    in_batches = offline_in_batches(translator, lines, order, max(round(size), 1))
+    return {
+        "mean_batch_lines": round(size, 1),
+        "offline_in_server_batches_lines_per_second": round(in_batches, 1),
+        "answered_ratio_to_offline_in_server_batches": round(
+            run["answered_lines_per_second"] / in_batches, 3
+        ),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model-dir", type=Path, required=True)
@@ -253,7 +301,11 @@ def main() -> None:
     serve_options = argv[split + 1 :]
 
     lines = [line for line in args.lines.read_text(encoding="utf-8").splitlines() if line]
-    translations, offline_rate = offline(args.model_dir, lines, "--shortlist" in serve_options)
+    translator, translations, offline_rate = offline(
+        args.model_dir, lines, "--shortlist" in serve_options
+    )
+    order = list(range(len(lines)))
+    random.Random(args.seed).shuffle(order)  # (the clients' order: `load`'s)
     expected = dict(zip(lines, translations))
     server = Server(args.model_dir, serve_options)
     rss = [server.rss_mb()]
@@ -269,23 +321,8 @@ def main() -> None:
     runs = []
     try:
         for clients in (int(c) for c in args.clients.split(",")):
-            server_cpu, started = cpu_seconds(server.process.pid), time.perf_counter()
-            run = asyncio.run(
-                load(
-                    server.url,
-                    clients,
-                    args.seconds,
-                    args.warmup,
-                    args.lines_per_request,
-                    lines,
-                    expected,
-                    args.seed,
-                )
-            )
-            run["server_cpu_share"] = round(
-                (cpu_seconds(server.process.pid) - server_cpu) / (time.perf_counter() - started), 3
-            )
-            run["ratio_to_offline"] = round(run["lines_per_second"] / offline_rate, 3)
+            run = measured_run(server, clients, args, lines, expected, offline_rate)
+            run.update(server_batches(translator, lines, order, run, run.pop("batching")))
             runs.append(run)
             print(json.dumps({k: v for k, v in run.items() if k != "examples"}), file=sys.stderr)
         batching = httpx.get(server.url + "/health").json()["batching"]

@@ -556,6 +556,8 @@ def test_the_load_test_script_checks_every_answer_against_offline_translate(
     assert report["offline_lines_per_second"] > 0 and report["sigterm_exit_code"] == 0
     assert report["serve_options"] == ["--max-wait-ms", "2"]
     assert report["batching"]["lines"] >= run["lines"]
+    assert run["answered_lines"] == run["lines"] and 1 <= run["mean_batch_lines"] <= 6
+    assert run["offline_in_server_batches_lines_per_second"] > 0
 
 
 @pytest.mark.slow
