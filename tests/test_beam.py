@@ -356,3 +356,25 @@ def test_pad_and_bos_are_never_written_even_where_the_model_prefers_them():
         np.testing.assert_allclose(
             ops.convert_to_numpy(found["log_probs"]), np.log([[0.04, 0.06 * 0.04]] * 2), atol=1e-5
         )
+
+
+def test_the_light_beam_s_selection_equals_a_full_stable_sort():
+    """runtime/beam.py's `top` (a threshold from block maxima, then a sort of the few
+    entries past it) picks what sorting every entry would: ties to the lower column,
+    empty slots (-1e9) included."""
+    from seq2seq_shared.runtime.beam import NONE, top
+
+    rng = np.random.default_rng(0)
+    for trial in range(400):
+        rows, width = int(rng.integers(1, 20)), int(rng.integers(2, 400))
+        count = int(rng.integers(1, min(width, 12) + 1))
+        if trial % 2:  # many ties
+            totals = rng.integers(-5, 5, (rows, width)).astype(np.float32)
+        else:
+            totals = rng.standard_normal((rows, width)).astype(np.float32)
+        if trial % 3 == 0:
+            totals[:, : width // 2] = NONE  # dead hypotheses' slots
+        expected = np.argsort(-totals, axis=1, kind="stable")[:, :count]
+        columns, values = top(totals, count)
+        np.testing.assert_array_equal(columns, expected, err_msg=f"trial {trial}")
+        np.testing.assert_array_equal(values, np.take_along_axis(totals, expected, 1))

@@ -19,6 +19,29 @@ def penalty(length, alpha: float):
     return np.float32(((5.0 + np.float32(length)) / 6.0) ** np.float32(alpha))
 
 
+def top(totals: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's `count` largest values and their columns, best first (ties: the lower
+    column first): (rows, count) each.
+
+    A selection over every entry (argpartition) cost 60% of the search. Instead: the row
+    cut into blocks (32 per entry wanted), the `count`-th largest of the blocks' maxima is
+    a threshold that at least `count` entries reach (one per block), so the best `count`
+    are among the few entries that reach it: two passes over the row, then a sort of
+    those few."""
+    rows, width = totals.shape
+    blocks = min(width, 32 * count)
+    starts = np.linspace(0, width, blocks, endpoint=False).astype(np.int64)
+    maxima = np.maximum.reduceat(totals, starts, axis=1)  # (rows, blocks)
+    threshold = np.partition(maxima, blocks - count, axis=1)[:, blocks - count]
+    row, column = np.nonzero(totals >= threshold[:, None])  # (row-major: columns ascending)
+    value = totals[row, column]
+    order = np.lexsort((column, -value, row))  # by row, best first, then lower column
+    row, column, value = row[order], column[order], value[order]
+    first = np.searchsorted(row, np.arange(rows))  # where each row's entries begin
+    keep = np.arange(len(row)) - first[row] < count
+    return column[keep].reshape(rows, count), value[keep].reshape(rows, count)
+
+
 class BatchedBeam:
     """The open hypotheses of the sentences still searching, K rows each."""
 
@@ -64,10 +87,7 @@ class BatchedBeam:
         totals = (self.open_log_probs[:, :, None] + log_probs.reshape(going, K, vocab)).reshape(
             going, K * vocab
         )
-        best = np.sort(np.argpartition(-totals, 2 * K - 1, axis=1)[:, : 2 * K], axis=1)
-        values = np.take_along_axis(totals, best, axis=1)
-        order = np.argsort(-values, axis=1, kind="stable")  # best first; ties: lower index
-        best, values = np.take_along_axis(best, order, 1), np.take_along_axis(values, order, 1)
+        best, values = top(totals, 2 * K)
         parent, word = best // vocab, self.ids[best % vocab]  # (going, 2K)
         at_limit = step + 1 >= self.limits  # (going,)
         stops = (word == EOS_ID) | at_limit[:, None]
