@@ -176,7 +176,9 @@ class ParallelBatches:
         # of a data-parallel run (parallel.py). The plan does not depend on it.
         self.row_multiple = 1
         # Training batches may sample their pieces anew (sampling.SubwordSampler): the
-        # plan stays that of the best segmentation, and a batch's width its own.
+        # plan stays that of the best segmentation, and a batch's width its own, so a
+        # sampled batch may pass `batch_tokens` (by about the pieces sampling adds) and,
+        # with `fixed_shapes`, its plan's rows at a wider width make shapes of their own.
         self.sampler: Any = None
         self.batches = self._plan(batch_tokens)
         self.set_epoch(0)
