@@ -59,16 +59,26 @@ def offline(model_dir: Path, lines: list[str], shortlist: bool) -> tuple:
     return translator, translations, len(lines) / (time.perf_counter() - started)
 
 
+def client_order(count: int, seed: int) -> list[int]:
+    """The order in which the clients send the lines (seeded)."""
+    order = list(range(count))
+    random.Random(seed).shuffle(order)
+    return order
+
+
 def offline_in_batches(translator, lines: list[str], order: list[int], size: int) -> float:
     """Lines/s of offline decoding in the server's batch shapes: the clients' order of
     lines, `size` lines at a time (the server's mean batch), each batch one call, as
     the server's decoding thread makes it (a batch sorts its own lines, no more)."""
     chosen = [lines[i] for i in order]
-    for start in range(0, len(chosen), size):  # warm-up: a backend that compiles per shape
-        translator.translate(chosen[start : start + size], batch_size=size)
+
+    def decode_all() -> None:
+        for start in range(0, len(chosen), size):
+            translator.translate(chosen[start : start + size], batch_size=size)
+
+    decode_all()  # warm-up: a backend that compiles per shape
     started = time.perf_counter()
-    for start in range(0, len(chosen), size):
-        translator.translate(chosen[start : start + size], batch_size=size)
+    decode_all()
     return len(chosen) / (time.perf_counter() - started)
 
 
@@ -165,8 +175,7 @@ async def load(
     expected: dict[str, str],
     seed: int,
 ) -> dict:
-    order = list(range(len(lines)))
-    random.Random(seed).shuffle(order)
+    order = client_order(len(lines), seed)
     cursor = 0
     counted = {"requests": 0, "lines": 0, "answered_lines": 0, "errors": 0, "mismatches": 0}
     latencies: list[float] = []
@@ -256,8 +265,9 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def measured_run(server, clients: int, args, lines, expected, offline_rate: float) -> dict:
-    """One --clients value's load, with the server's CPU share and batching over it."""
+def measured_run(server, clients: int, args, lines, expected, offline_rate: float) -> tuple:
+    """One --clients value's load with the server's CPU share, and the server's
+    batching over it (lines and batches)."""
     before = httpx.get(server.url + "/health").json()["batching"]
     server_cpu, started = cpu_seconds(server.process.pid), time.perf_counter()
     run = asyncio.run(
@@ -270,8 +280,7 @@ def measured_run(server, clients: int, args, lines, expected, offline_rate: floa
     run["ratio_to_offline"] = round(run["lines_per_second"] / offline_rate, 3)
     run["answered_ratio_to_offline"] = round(run["answered_lines_per_second"] / offline_rate, 3)
     after = httpx.get(server.url + "/health").json()["batching"]
-    run["batching"] = {k: after[k] - before[k] for k in ("lines", "batches")}
-    return run
+    return run, {k: after[k] - before[k] for k in ("lines", "batches")}
 
 
 def server_batches(translator, lines, order, run: dict, batching: dict) -> dict:
@@ -306,8 +315,7 @@ def main() -> None:
     translator, translations, offline_rate = offline(
         args.model_dir, lines, "--shortlist" in serve_options
     )
-    order = list(range(len(lines)))
-    random.Random(args.seed).shuffle(order)  # (the clients' order: `load`'s)
+    order = client_order(len(lines), args.seed)
     expected = dict(zip(lines, translations))
     server = Server(args.model_dir, serve_options)
     rss = [server.rss_mb()]
@@ -323,8 +331,8 @@ def main() -> None:
     runs = []
     try:
         for clients in (int(c) for c in args.clients.split(",")):
-            run = measured_run(server, clients, args, lines, expected, offline_rate)
-            run.update(server_batches(translator, lines, order, run, run.pop("batching")))
+            run, in_run = measured_run(server, clients, args, lines, expected, offline_rate)
+            run.update(server_batches(translator, lines, order, run, in_run))
             runs.append(run)
             print(json.dumps({k: v for k, v in run.items() if k != "examples"}), file=sys.stderr)
         batching = httpx.get(server.url + "/health").json()["batching"]

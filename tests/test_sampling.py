@@ -1,6 +1,8 @@
 """Subword regularization (--subword-alpha): training batches sample their pieces anew,
 reproducibly; validation and translation never sample."""
 
+import json
+
 import pytest
 from click.testing import CliRunner
 
@@ -120,8 +122,6 @@ def test_a_run_with_sampling_samples_training_batches_alone_and_decodes_determin
     ]  # fmt: skip
     result = CliRunner().invoke(main, [str(a) for a in arguments], catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    import json
-
     state = json.loads((model_dir / "training_state.json").read_text())
     assert sorted(calls) == sorted(set(calls)) and len(calls) == state["step"]
     assert {epoch for epoch, _ in calls} == {1, 2}
