@@ -2,6 +2,10 @@
 
     python scripts/batch_translate.py --model-dir M -i corpus.de -o corpus.en --workers 4
 
+--model-dir given more than once translates with the ensemble of those models (their
+log-probabilities averaged at every step, as `translate` does): the distillation step of
+`scripts/multi30k.py --teacher`.
+
 1. The input is streamed into shards of --shard-lines lines (`<output>.shards/NNNNN.in`).
 2. Workers (each loads the model once; with --gpus 0,1 worker k sees only GPU k mod 2
    through CUDA_VISIBLE_DEVICES) translate shards; each shard's output is written
@@ -66,16 +70,16 @@ _startup_error: str | None = None
 
 
 def translation_identity(
-    model_dir: str, errors: str, decode_config: DecodeConfig
+    model_dirs: list[str], errors: str, decode_config: DecodeConfig
 ) -> dict[str, Any]:
     """What a shard's translation depends on; anything else (batch size) must stay out,
     or an innocent change would throw finished shards away."""
     decoding = dataclasses.asdict(decode_config)
     del decoding["batch_size"]  # the same translations, batched differently
-    return {
-        "model": ModelDir(model_dir).fingerprint(),  # raises if missing or damaged
-        "decoding": {"errors": errors, **decoding},
-    }
+    # Each raises if its model is missing or damaged; one model is recorded as before.
+    fingerprints = [ModelDir(model_dir).fingerprint() for model_dir in model_dirs]
+    models = {"model": fingerprints[0]} if len(fingerprints) == 1 else {"models": fingerprints}
+    return {**models, "decoding": {"errors": errors, **decoding}}
 
 
 def input_identity(input_path: Path, shard_lines: int) -> dict[str, Any]:
@@ -205,7 +209,7 @@ def end_with_parent(parent: int) -> None:
 
 
 def start_worker(
-    model_dir: str, decode_config: DecodeConfig, gpus: list[str], slots, parent: int
+    model_dirs: list[str], decode_config: DecodeConfig, gpus: list[str], slots, parent: int
 ) -> None:
     """Load the model once per worker. A failure is kept for `translate_shard` to raise:
     raised here, it would make the pool start new workers forever (a silent hang)."""
@@ -215,10 +219,14 @@ def start_worker(
     global _translator, _startup_error
     try:
         from seq2seq_shared.runtime import load_translator  # (a release: no TensorFlow)
+        from seq2seq_shared.runtime.ensemble import load_ensemble
 
-        _translator = load_translator(model_dir, decode_config)
+        if len(model_dirs) == 1:
+            _translator = load_translator(model_dirs[0], decode_config)
+        else:
+            _translator = load_ensemble([Path(d) for d in model_dirs], decode_config)
     except Exception as error:  # noqa: BLE001 (reported in the parent as one line)
-        _startup_error = f"a worker could not load {model_dir}: {error}"
+        _startup_error = f"a worker could not load {', '.join(model_dirs)}: {error}"
 
 
 def translate_shard(job: tuple[str, str, str, int]) -> int:
@@ -254,7 +262,7 @@ def translate(
         with context.Pool(
             args.workers,
             initializer=start_worker,
-            initargs=(args.model_dir, decode_config, gpus, slots, os.getpid()),
+            initargs=(args.model_dirs, decode_config, gpus, slots, os.getpid()),
         ) as pool:
             jobs = [(str(s), args.errors, str(args.input), first[s]) for s in pending]
             for lines in pool.imap_unordered(translate_shard, jobs):
@@ -291,7 +299,13 @@ def positive(text: str) -> int:
 
 def parse_arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model-dir", required=True)
+    parser.add_argument(
+        "--model-dir",
+        dest="model_dirs",
+        action="append",
+        required=True,
+        help="a model or release; more than once: their ensemble",
+    )
     parser.add_argument("-i", "--input", type=Path, required=True)
     parser.add_argument("-o", "--output", type=Path, required=True)
     parser.add_argument("--workers", type=positive, default=1)
@@ -327,7 +341,7 @@ def run(args: argparse.Namespace) -> None:
     check_outputs({"-o": args.output}, {"-i": args.input})  # never the input, nor a folder
     decode_config = args.decode_config
     # Before the split: a missing or damaged model fails now, not after streaming the input.
-    translation = translation_identity(args.model_dir, args.errors, decode_config)
+    translation = translation_identity(args.model_dirs, args.errors, decode_config)
     # Beside the output; beside the input where the output is a FIFO or a device.
     beside = args.input if writes_in_place(args.output) else args.output
     shard_dir = beside.with_name(beside.name + ".shards")

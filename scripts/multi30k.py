@@ -7,6 +7,13 @@ MULTI30K_DIR holds train, val and test2016 .de/.en files (Multi30k task 1; see t
 for where to get them). Settings come from data/multi30k.toml; options after `--` go to
 `seq2seq-shared train` (e.g. `-- --no-share-lstm` for the sharing ablation). Re-running
 the command resumes an interrupted training, then evaluates. Results: MODEL_DIR/results.json.
+
+Sequence-level knowledge distillation (Kim & Rush, 2016): with `--teacher T` (more than
+once: an ensemble), train.de is first translated by the teacher with beam search
+(`--teacher-beam-size`, 5) into MODEL_DIR.distilled.en, through scripts/batch_translate.py
+(resumable, shard by shard), and the model is trained on train.de and those translations
+instead of train.en. A re-run reuses finished translations of the same teachers and
+source; results.json reports the translation's time and the teachers' training time.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import os
 import platform
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,6 +39,15 @@ def main() -> None:
     parser.add_argument("multi30k", type=Path, help="directory with train/val/test2016 .de/.en")
     parser.add_argument("--model-dir", type=Path, default=Path("models/multi30k"))
     parser.add_argument("--config", type=Path, default=ROOT / "data" / "multi30k.toml")
+    parser.add_argument(
+        "--teacher",
+        dest="teachers",
+        action="append",
+        type=Path,
+        default=[],
+        help="distil from this model (more than once: an ensemble)",
+    )
+    parser.add_argument("--teacher-beam-size", type=int, default=5)
     parser.add_argument("train_options", nargs="*", help="after --: more `train` options")
     # argparse gives positionals their (empty) share before it reaches a `--` that follows
     # them, then rejects what comes after it; so the train options are split off here.
@@ -48,12 +65,16 @@ def main() -> None:
                 )
 
     command = [sys.executable, "-m", "seq2seq_shared.cli"]
+    distillation = None
+    target = data / "train.en"
+    if args.teachers:
+        target, distillation = distill(data / "train.de", model_dir, args)
     run(
         [
             *command,
             "train",
             data / "train.de",
-            data / "train.en",
+            target,
             "--valid",
             data / "val.de",
             data / "val.en",
@@ -111,9 +132,53 @@ def main() -> None:
         "command": " ".join(map(str, sys.argv)),
         "hypotheses": str(hypotheses),
     }
+    if distillation is not None:
+        results["distillation"] = distillation
     path = model_dir / "results.json"
     atomic_write_text(path, json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
+
+
+def distill(source: Path, model_dir: Path, args: argparse.Namespace) -> tuple[Path, dict]:
+    """The teachers' beam-search translation of `source` (made, or reused if a finished
+    one of the same teachers, beam and source is there) and what it cost."""
+    from seq2seq_shared.data.files import file_sha256
+    from seq2seq_shared.model_dir import ModelDir
+
+    target = model_dir.with_name(model_dir.name + ".distilled.en")
+    record_path = target.with_name(target.name + ".json")
+    identity = {
+        "teachers": [ModelDir(teacher).fingerprint() for teacher in args.teachers],
+        "beam_size": args.teacher_beam_size,
+        "source_sha256": file_sha256(source),
+    }
+    record = json.loads(record_path.read_text(encoding="utf-8")) if record_path.exists() else {}
+    if record.get("identity") == identity and target.exists():
+        print(f"{target}: the teachers' translations, reused", file=sys.stderr)
+        return target, record["distillation"]
+    started = time.monotonic()
+    teachers = [item for teacher in args.teachers for item in ("--model-dir", teacher)]
+    script = ROOT / "scripts" / "batch_translate.py"
+    beam = str(args.teacher_beam_size)
+    run([sys.executable, script, *teachers, "-i", source, "-o", target, "--beam-size", beam])
+    distillation = {
+        "teachers": [str(teacher) for teacher in args.teachers],
+        "teacher_training_minutes": [_training_minutes(t) for t in args.teachers],
+        "beam_size": args.teacher_beam_size,
+        "translation_minutes": round((time.monotonic() - started) / 60, 1),
+        "lines": target.read_text(encoding="utf-8").count("\n"),
+    }
+    record = {"identity": identity, "distillation": distillation}
+    atomic_write_text(record_path, json.dumps(record, indent=2) + "\n")
+    return target, distillation
+
+
+def _training_minutes(model_dir: Path) -> float | None:
+    """A trained teacher's training time; None for a release (it keeps no run state)."""
+    try:
+        return round(RunDir(model_dir).read_state().seconds / 60, 1)
+    except FileNotFoundError:
+        return None
 
 
 def run(arguments: list, capture: bool = False) -> str:

@@ -12,7 +12,9 @@ Writes, from the JSON files alone (nothing is measured here):
 - speed_vs_torch.png: ours / PyTorch for each training and decoding case, and
 - speed_scaling.png: training tokens/s by hidden size and batch, from speed.json;
 - peers.png: validation BLEU against minutes of training, ours beside Joey NMT, from
-  peers.json.
+  peers.json;
+- frontier.png: test2016 BLEU against parameters, one line per kind (shared, separate),
+  greedy and beam 5, from frontier.json (scripts/frontier.py).
 
 Needs matplotlib (`pip install -e ".[docs]"`).
 """
@@ -170,6 +172,28 @@ def peers(results: dict[str, Any], path: Path) -> None:
     save(figure, path)
 
 
+def frontier(results: dict[str, Any], path: Path) -> None:
+    figure, axes = plt.subplots(figsize=(7.5, 4.8))
+    for kind in ("shared", "separate"):
+        marker, colour, label = STYLE[kind]
+        points = sorted(
+            (p for p in results["points"] if p["kind"] == kind), key=lambda p: p["parameters"]
+        )
+        millions = [point["parameters"] / 1e6 for point in points]
+        for search, style in (("greedy", "-"), ("beam5", ":")):
+            bleu = [point[search]["bleu_lowercase"] for point in points]
+            name = f"{label}, {'greedy' if search == 'greedy' else 'beam 5'}"
+            axes.plot(millions, bleu, style, marker=marker, color=colour, label=name)
+    axes.set_xscale("log")
+    axes.set_xticks([1, 2, 5, 10], labels=["1M", "2M", "5M", "10M"])
+    axes.set_xlabel("parameters (log scale)")
+    axes.set_ylabel("test2016 BLEU, lowercased")
+    axes.set_title("Multi30k de-en, 60 CPU-minutes each: BLEU against parameters")
+    axes.grid(True, alpha=0.3)
+    axes.legend(fontsize=8)
+    save(figure, path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", type=Path, default=ROOT / "docs" / "results")
@@ -186,6 +210,7 @@ def main() -> None:
     speed_vs_torch(speed, arguments.output / "speed_vs_torch.png")
     speed_scaling(speed, arguments.output / "speed_scaling.png")
     peers(read(arguments.results, "peers.json"), arguments.output / "peers.png")
+    frontier(read(arguments.results, "frontier.json"), arguments.output / "frontier.png")
 
 
 if __name__ == "__main__":

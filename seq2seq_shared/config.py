@@ -35,6 +35,9 @@ class ModelConfig:
     tie_output: bool = True  # output projection reuses the target embedding table
     dropout: float = 0.3  # on embeddings and LSTM outputs, never inside the recurrence
     reverse_source: bool = True  # feed the source backwards (Sutskever et al., 2014)
+    # The shared LSTM also reads the source the other way, with the same weights, and
+    # attention reads the average of both reads (needs attention; no new parameters).
+    bidirectional: bool = False
     feed_context: bool = True  # the decoder reads the encoder's final state every step
     attention: str = "dot"  # Luong attention over the source: "dot", "general" or "none"
     role_signal: str = "bias"  # the LSTM knows reading from writing: "bias", "embedding", "none"
@@ -52,6 +55,11 @@ class ModelConfig:
         _require(
             self.role_signal in ("none", "bias", "embedding"),
             "role_signal must be 'none', 'bias' or 'embedding'",
+        )
+        _require(
+            not self.bidirectional or self.attention != "none",
+            "bidirectional needs attention (only attention reads the second read): "
+            "drop --bidirectional or set --attention",
         )
         _require(
             not self.share_embeddings or self.joint_vocab,

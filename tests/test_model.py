@@ -117,6 +117,8 @@ STEP_BY_STEP_OPTIONS = [
     },
     {"role_signal": "embedding", "feed_context": True, "tie_output": True},
     {"role_signal": "bias", "num_layers": 2, "share_lstm": False},
+    {"attention": "dot", "bidirectional": True, "feed_context": True, "role_signal": "bias"},
+    {"attention": "general", "bidirectional": True, "num_layers": 2, "reverse_source": True},
 ]
 
 
@@ -304,3 +306,37 @@ def test_the_model_reads_its_source_backwards_real_tokens_only():
     ):
         for a, b in zip(mine, reference, strict=True):
             np.testing.assert_array_equal(ops.convert_to_numpy(a), ops.convert_to_numpy(b))
+
+
+@pytest.mark.parametrize("reverse_source", [False, True])
+def test_the_bidirectional_read_is_the_same_lstm_over_the_reversed_source(reverse_source):
+    """The memory of a bidirectional read is the average of the one-way model's memory of
+    the source and, put back in order, of the source reversed by hand; the states are the
+    one-way model's; the weights are the same variables, no more."""
+    from seq2seq_shared.model.parameters import expected_parameter_count
+
+    options = dict(attention="dot", role_signal="bias", feed_context=True, num_layers=2)
+    both = build(bidirectional=True, reverse_source=reverse_source, **options)
+    one = build(reverse_source=reverse_source, **options)  # the same seed: the same weights
+    randomize(both)
+    randomize(one)
+    source = np.array([[5, 6, 7, 8], [9, 10, 0, 0]], dtype="int32")
+    by_hand = np.array([[8, 7, 6, 5], [10, 9, 0, 0]], dtype="int32")
+    encoded, forward, backward = both.encode(source), one.encode(source), one.encode(by_hand)
+    back_in_order = ops.convert_to_numpy(backward["memory"])[:, [3, 2, 1, 0]]
+    back_in_order[1, :2] = back_in_order[1, 2:]  # the short row: its two real pieces
+    expected = (ops.convert_to_numpy(forward["memory"]) + back_in_order) / 2
+    memory = ops.convert_to_numpy(encoded["memory"])
+    np.testing.assert_allclose(memory[0], expected[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(memory[1, :2], expected[1, :2], rtol=1e-5, atol=1e-6)
+    assert not np.allclose(memory, ops.convert_to_numpy(forward["memory"]), atol=1e-3)
+    for mine, reference in zip(encoded["states"], forward["states"], strict=True):
+        for a, b in zip(mine, reference, strict=True):
+            np.testing.assert_array_equal(ops.convert_to_numpy(a), ops.convert_to_numpy(b))
+
+    def names(model):  # (without the model's own name, which Keras numbers)
+        return [v.path.split("/", 1)[1] for v in model.trainable_variables]
+
+    assert names(both) == names(one)
+    assert all(e is d for e, d in zip(both.encoder_lstms, both.decoder_lstms, strict=True))
+    assert both.count_params() == expected_parameter_count(**{**SHAPE, **options})

@@ -20,6 +20,12 @@ VARIANTS = {
     "role embedding": {"role_signal": "embedding"},
     "no role signal": {"role_signal": "none"},
     "no fed context, forward source": {"feed_context": False, "reverse_source": False},
+    "bidirectional": {"bidirectional": True},
+    "bidirectional, two layers, forward source": {
+        "bidirectional": True,
+        "num_layers": 2,
+        "reverse_source": False,
+    },
 }
 
 
@@ -79,3 +85,32 @@ def batch(reference) -> tuple[np.ndarray, np.ndarray]:
     source = rng.integers(4, 60, (5, 7))
     source[1, 4:] = source[3, 2:] = 0  # (padding: sentences of 4 and 2 pieces)
     return source, rng.integers(4, reference.target_vocab_size, 5)
+
+
+@pytest.mark.parametrize("reverse_source", [False, True])
+def test_the_numpy_network_reads_both_ways_as_the_keras_model(reverse_source):
+    """A bidirectional model's memory and first step, Keras against the NumPy network."""
+    import keras
+    from keras import ops
+
+    from seq2seq_shared.model.seq2seq import Seq2Seq
+    from seq2seq_shared.runtime.network import Network, log_softmax
+    from seq2seq_shared.runtime.release import network_arrays
+
+    config = ModelConfig(**BASE, bidirectional=True, reverse_source=reverse_source)
+    keras.utils.set_random_seed(5)
+    model = Seq2Seq.from_model_config(config, 60, 60)
+    model.build()
+    rng = np.random.default_rng(1)
+    for variable in model.weights:  # of order 1: small initial weights would hide a slip
+        variable.assign(rng.normal(0, 0.5, variable.shape).astype(variable.dtype))
+    network = Network(network_arrays(model), config)
+    source, token = batch(network)
+    encoded, mine = model.encode(source.astype("int32")), network.encode(source)
+    real = mine["mask"][:, :, None]
+    memory = ops.convert_to_numpy(encoded["memory"])
+    np.testing.assert_allclose(mine["memory"] * real, memory * real, atol=1e-5)
+    logits, _ = model.decode_step(token, encoded["states"], model.decoder_constants(encoded))
+    log_probs, _ = network.decode_step(token, mine["states"], network.constants(mine))
+    expected = log_softmax(ops.convert_to_numpy(logits))
+    np.testing.assert_allclose(log_probs, expected, atol=1e-4)

@@ -63,3 +63,54 @@ def test_recipe_trains_evaluates_and_writes_results(numbers_corpus, tmp_path):
         text=True,
     )
     assert missing.returncode != 0 and "train.de not found" in missing.stderr
+
+
+def test_distillation_writes_a_line_per_source_line_and_resumes(trained, numbers_corpus, tmp_path):
+    """`--teacher`: the student trains on the teacher's beam-search output of train.de, one
+    line per line; a run interrupted after the teachers' translation reuses it."""
+    from seq2seq_shared.config import DecodeConfig
+    from seq2seq_shared.decoding.translator import Translator
+
+    corpus = tmp_path / "multi30k"
+    corpus.mkdir()
+    source = (numbers_corpus / "train.en").read_text(encoding="utf-8")  # the teacher's side
+    target = (numbers_corpus / "train.de").read_text(encoding="utf-8")
+    for name in ("train", "val", "test2016"):
+        (corpus / f"{name}.de").write_text(source, encoding="utf-8")
+        (corpus / f"{name}.en").write_text(target, encoding="utf-8")
+    config = tmp_path / "tiny.toml"
+    config.write_text(
+        "[model]\nvocab_size = 120\nembedding_dim = 16\nhidden_size = 32\n"
+        "[training]\nepochs = 1\nbatch_tokens = 256\ntensorboard = false\n"
+    )
+    model_dir = tmp_path / "student"
+    command = [
+        sys.executable,
+        str(ROOT / "scripts" / "multi30k.py"),
+        str(corpus),
+        "--model-dir",
+        str(model_dir),
+        "--config",
+        str(config),
+        "--teacher",
+        str(trained),
+        "--teacher-beam-size",
+        "3",
+    ]
+    # Interrupted after the teacher's translation: the student's training fails to start.
+    failed = subprocess.run([*command, "--", "--dropout", "2"], capture_output=True, text=True)
+    assert failed.returncode != 0 and "--dropout" in failed.stderr
+    distilled = tmp_path / "student.distilled.en"
+    lines = source.splitlines()
+    teacher = Translator.from_model_dir(trained, DecodeConfig(beam_size=3))
+    assert distilled.read_text(encoding="utf-8").splitlines() == teacher.translate(lines)
+    written = distilled.stat().st_mtime_ns
+
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert finished.returncode == 0, finished.stderr
+    assert "the teachers' translations, reused" in finished.stderr
+    assert distilled.stat().st_mtime_ns == written  # not translated again
+    results = json.loads((model_dir / "results.json").read_text(encoding="utf-8"))
+    assert results["distillation"]["lines"] == len(lines) == 200
+    assert results["distillation"]["beam_size"] == 3
+    assert results["distillation"]["teacher_training_minutes"][0] > 0

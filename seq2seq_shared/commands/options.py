@@ -73,6 +73,10 @@ TRAINING_OPTIONS = [
     _switch("share_embeddings", "One embedding table for source and target."),
     _switch("tie_output", "Output projection reuses the embedding table."),
     _switch("reverse_source", "Read the source backwards."),
+    _switch(
+        "bidirectional",
+        "The shared LSTM reads the source both ways (same weights); attention reads both.",
+    ),
     _switch("feed_context", "Feed the encoder's final state to every decoder step."),
     _setting(
         "attention",

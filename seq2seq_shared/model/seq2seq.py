@@ -92,6 +92,7 @@ class Seq2Seq(Stepwise, keras.Model):
         dropout: float = 0.0,
         label_smoothing: float = 0.0,
         reverse_source: bool = False,
+        bidirectional: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -101,7 +102,9 @@ class Seq2Seq(Stepwise, keras.Model):
         self.hidden_size, self.num_layers = hidden_size, num_layers
         self.share_lstm, self.share_embeddings = share_lstm, share_embeddings
         self.label_smoothing, self.feed_context = label_smoothing, feed_context
-        self.reverse_source = reverse_source
+        self.reverse_source, self.bidirectional = reverse_source, bidirectional
+        if bidirectional and attention == "none":
+            raise ValueError("a bidirectional read is for attention to read: set attention")
         self.first_input_size = embedding_dim + (hidden_size if feed_context else 0)
 
         self.source_embedding = layers.Embedding(
@@ -136,6 +139,7 @@ class Seq2Seq(Stepwise, keras.Model):
             **shape_arguments(config, source_vocab_size, target_vocab_size),
             dropout=config.dropout,
             reverse_source=config.reverse_source,
+            bidirectional=config.bidirectional,
         )
 
     def _lstm(self, prefix: str, index: int) -> LSTM:
@@ -167,7 +171,9 @@ class Seq2Seq(Stepwise, keras.Model):
 
         `source` holds right-padded ids in natural order; with `reverse_source` the model
         reads each sentence backwards (Sutskever et al., 2014), whoever calls it: training,
-        validation, `translate` and the SavedModel alike."""
+        validation, `translate` and the SavedModel alike. With `bidirectional`, the memory
+        also holds a second read in the other order (no new weights); the states are the
+        first read's."""
         mask = ops.not_equal(source, PAD_ID)  # (batch, source_len)
         lengths = ops.sum(ops.cast(mask, "int32"), axis=1)  # (batch,)
         if self.reverse_source:
@@ -175,18 +181,28 @@ class Seq2Seq(Stepwise, keras.Model):
         # With feed_context the encoder has no context yet: its slot reads zeros, which
         # LSTM skips (the input is narrower than the kernel).
         x = self.dropout(self._embedded(self.source_embedding(source), READ), training=training)
-        states = []
-        for layer, lstm in enumerate(self.encoder_lstms):
-            x, h, c = lstm(
-                x, mask=mask, training=training, **self._role_bias(READ, layer)
-            )  # x: (batch, len, hidden)
-            x = self.dropout(x, training=training)
-            states.append([h, c])
+        top, states = self._read(x, mask, training)
         encoded = {"states": states}
         if self.attention is not None:
-            memory = reverse_sentences(x, lengths) if self.reverse_source else x
+            memory = reverse_sentences(top, lengths) if self.reverse_source else top
+            if self.bidirectional:
+                # The same LSTM reads each sentence the other way too; its outputs, back
+                # in natural order, are averaged with the first read's.
+                other, _ = self._read(reverse_sentences(x, lengths), mask, training)
+                other = other if self.reverse_source else reverse_sentences(other, lengths)
+                memory = (memory + other) * 0.5
             encoded.update(self.attention.memory(memory, mask))
         return encoded
+
+    def _read(self, x, mask, training: bool) -> tuple:
+        """The encoder's LSTMs over embedded `x`: the top layer's outputs (batch, len,
+        hidden) and every layer's final [h, c]."""
+        states = []
+        for layer, lstm in enumerate(self.encoder_lstms):
+            x, h, c = lstm(x, mask=mask, training=training, **self._role_bias(READ, layer))
+            x = self.dropout(x, training=training)
+            states.append([h, c])
+        return x, states
 
     def _embedded(self, embeddings, role: int):
         return embeddings if self.roles is None else self.roles.embedded(embeddings, role)

@@ -81,18 +81,27 @@ class Network:
         if self.config.reverse_source:
             source = _reversed(source, lengths)
         x = self._embedded(self.a["embedding/source"], source, READ)  # (batch, length, E)
+        top, states = self._read(x, mask)
+        encoded: dict[str, Any] = {"states": states, "mask": mask}
+        if self.attention is not None:
+            memory = _reversed(top, lengths) if self.config.reverse_source else top
+            if self.config.bidirectional:  # the other way too, averaged (as Seq2Seq.encode)
+                other, _ = self._read(_reversed(x, lengths), mask)
+                other = other if self.config.reverse_source else _reversed(other, lengths)
+                memory = (memory + other) * np.float32(0.5)
+            keys = memory @ self.a["attention/score"] if self.attention == "general" else memory
+            encoded.update(memory=memory, keys=keys)
+        return encoded
+
+    def _read(self, x: np.ndarray, mask: np.ndarray) -> tuple:
+        """The encoder's LSTMs over embedded x: the top outputs, every layer's [h, c]."""
         states = []
         for layer in range(self.layers):
             kernel, recurrent, bias = self._lstm("encoder", layer)
             projected = x @ kernel[: x.shape[-1]] + bias + self._gate_bias(READ, layer)
             x, h, c = _recurrence(projected, recurrent, mask)
             states.append([h, c])
-        encoded: dict[str, Any] = {"states": states, "mask": mask}
-        if self.attention is not None:
-            memory = _reversed(x, lengths) if self.config.reverse_source else x
-            keys = memory @ self.a["attention/score"] if self.attention == "general" else memory
-            encoded.update(memory=memory, keys=keys)
-        return encoded
+        return x, states
 
     def constants(self, encoded: dict[str, Any]) -> dict[str, Any]:
         """What every step reads, per sentence: the context's share of the first layer's

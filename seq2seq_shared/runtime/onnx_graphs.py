@@ -183,14 +183,17 @@ class Builder:
         ids = source
         if c.reverse_source:
             ids = g.op("ReverseSequence", source, lengths, batch_axis=0, time_axis=1)
-        x = self.embedded(g, "embedding/source", ids, READ)
-        x = g.op("Transpose", x, perm=[1, 0, 2])  # (length, batch, E): ONNX's LSTM layout
-        lengths32 = g.op("Cast", lengths, to=onnx.TensorProto.INT32)
-        for layer in range(c.num_layers):
-            x = self._encoder_layer(g, x, lengths32, layer)
-        memory = g.op("Transpose", x, perm=[1, 0, 2])  # (batch, length, H)
+        embedded = self.embedded(g, "embedding/source", ids, READ)
+        memory = self._read(g, embedded, lengths, final=True)
         if c.reverse_source:
             memory = g.op("ReverseSequence", memory, lengths, batch_axis=0, time_axis=1)
+        if c.bidirectional:  # the other way too, averaged (as Seq2Seq.encode)
+            other_way = g.op("ReverseSequence", embedded, lengths, batch_axis=0, time_axis=1)
+            other = self._read(g, other_way, lengths, final=False)
+            if not c.reverse_source:
+                other = g.op("ReverseSequence", other, lengths, batch_axis=0, time_axis=1)
+            half = g.const("half", np.array(0.5, np.float32))
+            memory = g.op("Mul", g.op("Add", memory, other), half)
         g.output("mask", mask, onnx.TensorProto.BOOL)
         if c.attention != "none":
             keys = memory
@@ -205,7 +208,18 @@ class Builder:
             g.output("context", self.w.matmul(g, last, kernel, rows - self.hidden, rows))
         return g.model(ENCODER)
 
-    def _encoder_layer(self, g: Graph, x: str, lengths: str, layer: int) -> str:
+    def _read(self, g: Graph, embedded: str, lengths: str, final: bool) -> str:
+        """The encoder's LSTMs over (batch, length, E): the top outputs (batch, length,
+        H); with `final`, every layer's final h and c become the graph's outputs."""
+        import onnx
+
+        x = g.op("Transpose", embedded, perm=[1, 0, 2])  # (length, batch, E): ONNX's layout
+        lengths32 = g.op("Cast", lengths, to=onnx.TensorProto.INT32)
+        for layer in range(self.config.num_layers):
+            x = self._encoder_layer(g, x, lengths32, layer, final)
+        return g.op("Transpose", x, perm=[1, 0, 2])
+
+    def _encoder_layer(self, g: Graph, x: str, lengths: str, layer: int, final: bool) -> str:
         kernel, recurrent, _ = lstm_names(self.config, "encoder", layer)
         width = int(self.stored["embedding/source"].shape[1]) if layer == 0 else self.hidden
         order = g.const("gate_order", _onnx_gate_order(self.hidden))
@@ -222,9 +236,10 @@ class Builder:
             r = self._float_gates(g, recurrent, order, self.hidden)
             inputs, kind, domain = [x, w, r, bias, lengths], "LSTM", {}
         y, h, cell = g.ops(kind, *inputs, outputs=3, hidden_size=self.hidden, **domain)
-        g.nodes.append(g.onnx.helper.make_node("Squeeze", [h, g.ints(0)], [f"h_{layer}"]))
-        g.output(f"h{layer}", f"h_{layer}")
-        g.output(f"c{layer}", g.op("Squeeze", cell, g.ints(0)))
+        if final:
+            g.nodes.append(g.onnx.helper.make_node("Squeeze", [h, g.ints(0)], [f"h_{layer}"]))
+            g.output(f"h{layer}", f"h_{layer}")
+            g.output(f"c{layer}", g.op("Squeeze", cell, g.ints(0)))
         return g.op("Squeeze", y, g.ints(1))  # (length, batch, H)
 
     def _float_gates(self, g: Graph, name: str, order: str, width: int) -> str:
