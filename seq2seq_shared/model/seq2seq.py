@@ -103,10 +103,7 @@ class Seq2Seq(Stepwise, keras.Model):
         self.share_lstm, self.share_embeddings = share_lstm, share_embeddings
         self.label_smoothing, self.feed_context = label_smoothing, feed_context
         self.reverse_source, self.bidirectional = reverse_source, bidirectional
-        if bidirectional and attention == "none":
-            raise ValueError("a bidirectional read is for attention to read: set attention")
         self.first_input_size = embedding_dim + (hidden_size if feed_context else 0)
-
         self.source_embedding = layers.Embedding(
             source_vocab_size,
             embedding_dim,
@@ -122,7 +119,7 @@ class Seq2Seq(Stepwise, keras.Model):
         if not share_lstm:
             self._decoder_lstms = [self._lstm("decoder_lstm", i) for i in range(num_layers)]
         self.dropout = layers.Dropout(dropout)
-        self.attention = _attention(attention, hidden_size)
+        self.attention = _attention(attention, hidden_size, bidirectional)
         self.roles = _roles(role_signal, num_layers, embedding_dim, hidden_size)
         self.output_bridge, self.projection = _output_layers(
             tie_output, embedding_dim, hidden_size, target_vocab_size
@@ -279,7 +276,9 @@ def _output_layers(tie_output: bool, embedding_dim: int, hidden_size: int, vocab
     return layers.Dense(embedding_dim, use_bias=False, name="output_bridge"), None
 
 
-def _attention(kind: str, hidden_size: int) -> Attention | None:
+def _attention(kind: str, hidden_size: int, bidirectional: bool) -> Attention | None:
+    if bidirectional and kind == "none":
+        raise ValueError("a bidirectional read is for attention to read: set attention")
     return None if kind == "none" else Attention(kind, hidden_size, name="attention")
 
 
