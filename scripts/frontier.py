@@ -38,14 +38,14 @@ POINTS = {
 }
 
 
-def train_and_score(data: Path, model_dir: Path, name: str) -> dict[str, Any]:
+def train_and_score(data: Path, model_dir: Path, name: str, config: Path) -> dict[str, Any]:
     """One point: the recipe at this size (greedy test2016 in its results.json), then beam 5."""
     kind, embedding, hidden = POINTS[name]
     options = ["--embedding-dim", str(embedding), "--hidden-size", str(hidden)]
     if kind == "separate":
         options.append("--no-share-lstm")
     recipe = [sys.executable, str(ROOT / "scripts" / "multi30k.py"), str(data)]
-    run([*recipe, "--model-dir", str(model_dir), "--", *options])
+    run([*recipe, "--model-dir", str(model_dir), "--config", str(config), "--", *options])
     greedy = json.loads((model_dir / "results.json").read_text(encoding="utf-8"))
     beam = json.loads(
         run(
@@ -85,6 +85,7 @@ def main() -> None:
     parser.add_argument("--models-dir", type=Path, default=Path("models/frontier"))
     parser.add_argument("--results", type=Path, default=ROOT / "docs/results/frontier.json")
     parser.add_argument("--point", action="append", choices=sorted(POINTS), default=None)
+    parser.add_argument("--config", type=Path, default=ROOT / "data" / "multi30k.toml")
     args = parser.parse_args()
     results = {"title": "Shared against separate LSTMs at equal parameters", "points": []}
     if args.results.exists():
@@ -93,7 +94,7 @@ def main() -> None:
         if any(point["name"] == name for point in results["points"]):
             print(f"{name}: in {args.results} already; skipped", file=sys.stderr)
             continue
-        point = train_and_score(args.multi30k, args.models_dir / name, name)
+        point = train_and_score(args.multi30k, args.models_dir / name, name, args.config)
         results["points"].append(point)
         atomic_write_text(args.results, json.dumps(results, indent=2) + "\n")
         print(json.dumps(point, indent=2))

@@ -80,9 +80,11 @@ def measure(args, sources: list[str], references: list[str]) -> dict:
             continue
         path = args.work / f"{runtime}-{precision}"
         write_release(args.model_dir, path, precision, runtime)
+        shortlist = path / "shortlist.npz"  # (copied where M has one: optional)
         rows[f"release {runtime} {precision}"] = {
             "path": path,
             "bytes": sum(f.stat().st_size for f in path.iterdir()),
+            "shortlist bytes": shortlist.stat().st_size if shortlist.exists() else 0,
         }
     rows["keras float32"]["bytes"] = (args.model_dir / "model.weights.h5").stat().st_size
     reference_outputs = {}

@@ -114,3 +114,46 @@ def test_distillation_writes_a_line_per_source_line_and_resumes(trained, numbers
     assert results["distillation"]["lines"] == len(lines) == 200
     assert results["distillation"]["beam_size"] == 3
     assert results["distillation"]["teacher_training_minutes"][0] > 0
+
+
+def test_frontier_trains_a_point_scores_it_twice_and_skips_it_after(numbers_corpus, tmp_path):
+    """scripts/frontier.py: a point's greedy and beam-5 scores in the results file, the
+    run skipped once it is there, and the plot drawn from that file."""
+    corpus = tmp_path / "multi30k"
+    corpus.mkdir()
+    for name in ("train", "val", "test2016"):
+        for language, side in (("de", "train.de"), ("en", "train.en")):
+            text = (numbers_corpus / side).read_text(encoding="utf-8")
+            (corpus / f"{name}.{language}").write_text(text, encoding="utf-8")
+    config = tmp_path / "tiny.toml"
+    config.write_text(
+        "[model]\nvocab_size = 120\n[training]\nepochs = 1\nbatch_tokens = 512\n"
+        "tensorboard = false\n"
+    )
+    results = tmp_path / "frontier.json"
+    command = [
+        sys.executable,
+        str(ROOT / "scripts" / "frontier.py"),
+        str(corpus),
+        *("--models-dir", str(tmp_path / "models"), "--results", str(results)),
+        *("--config", str(config), "--point", "separate-1.3m"),
+    ]
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert finished.returncode == 0, finished.stderr
+    (point,) = json.loads(results.read_text(encoding="utf-8"))["points"]
+    assert point["name"] == "separate-1.3m" and point["kind"] == "separate"
+    assert (point["embedding_dim"], point["hidden_size"]) == (96, 144)
+    assert {"bleu_lowercase", "bleu", "chrf"} <= set(point["greedy"]) & set(point["beam5"])
+    assert "--no-share-lstm" in point["command"] and point["training"]["steps"] > 0
+
+    again = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and "skipped" in again.stderr
+
+    pytest.importorskip(
+        "matplotlib", reason="the plot needs the docs extra: pip install -e '.[docs]'"
+    )
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from plot_results import frontier
+
+    frontier(json.loads(results.read_text(encoding="utf-8")), tmp_path / "frontier.png")
+    assert (tmp_path / "frontier.png").stat().st_size > 1000
