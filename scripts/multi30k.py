@@ -154,8 +154,10 @@ def distill(source: Path, model_dir: Path, args: argparse.Namespace) -> tuple[Pa
     }
     record = json.loads(record_path.read_text(encoding="utf-8")) if record_path.exists() else {}
     if record.get("identity") == identity and target.exists():
-        print(f"{target}: the teachers' translations, reused", file=sys.stderr)
-        return target, record["distillation"]
+        lines = target.read_text(encoding="utf-8").count("\n")
+        if lines == record["distillation"]["lines"]:
+            print(f"{target}: the teachers' translations, reused", file=sys.stderr)
+            return target, record["distillation"]
     started = time.monotonic()
     teachers = [item for teacher in args.teachers for item in ("--model-dir", teacher)]
     script = ROOT / "scripts" / "batch_translate.py"
