@@ -179,6 +179,8 @@ def frontier(results: dict[str, Any], path: Path) -> None:
         points = sorted(
             (p for p in results["points"] if p["kind"] == kind), key=lambda p: p["parameters"]
         )
+        if not points:  # (a kind not measured yet: no empty legend entry)
+            continue
         millions = [point["parameters"] / 1e6 for point in points]
         for search, style in (("greedy", "-"), ("beam5", ":")):
             bleu = [point[search]["bleu_lowercase"] for point in points]
