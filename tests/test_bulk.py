@@ -141,6 +141,30 @@ def test_batch_script_translates_again_the_shards_of_another_model(trained, tmp_
     assert manifest["translation"]["model"] == ModelDir(second_model).fingerprint()
 
 
+def test_batch_script_translates_with_an_ensemble_of_its_model_dirs(trained, tmp_path):
+    """--model-dir twice: the two models' ensemble, as `translate` gives it, beam included;
+    the manifest records both models, so a single model's shards are not reused."""
+    from seq2seq_shared.config import DecodeConfig
+    from seq2seq_shared.runtime.ensemble import load_ensemble
+
+    source = tmp_path / "big.txt"
+    source.write_text("".join(line + "\n" for line in LINES), encoding="utf-8")
+    output = tmp_path / "big.out"
+    second_model = other_model(trained, tmp_path / "other-model")
+    options = ["-i", source, "-o", output, "--shard-lines", "7", "--keep-shards"]
+    batch_translate("--model-dir", trained, *options, "--beam-size", "3")
+    alone = output.read_text(encoding="utf-8").split("\n")[:-1]
+    models = ["--model-dir", trained, "--model-dir", second_model]
+    result = batch_translate(*models, *options, "--beam-size", "3")
+    assert "translated by another model" in result.stderr
+    ensemble = load_ensemble([trained, second_model], DecodeConfig(beam_size=3))
+    expected = ensemble.translate(LINES)
+    assert output.read_text(encoding="utf-8").split("\n")[:-1] == expected != alone
+    manifest = json.loads((tmp_path / "big.out.shards" / "manifest.json").read_text())
+    fingerprints = [ModelDir(m).fingerprint() for m in (trained, second_model)]
+    assert manifest["translation"]["models"] == fingerprints
+
+
 def test_batch_script_removes_leftover_temporaries_and_ignores_batch_size(trained, tmp_path):
     source = tmp_path / "big.txt"
     source.write_text("".join(line + "\n" for line in LINES), encoding="utf-8")
