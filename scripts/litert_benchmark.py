@@ -39,7 +39,8 @@ BUCKETS = (16, 32, 64, 128)  # their source lengths (128: the longest a model re
 
 
 def convert(model_dir: Path, out: Path) -> None:
-    """encoder.tflite and step.tflite per precision, and the signature they share."""
+    """encoder_L.tflite for every length bucket and step.tflite, per precision, and the
+    signature they share."""
     import keras
     import tensorflow as tf
 
@@ -51,71 +52,71 @@ def convert(model_dir: Path, out: Path) -> None:
     # converter mis-shapes that in the loop's body ("2048 != 512" at run time): the
     # encoder is traced with the plain forward recurrence below.
     lstm_module.lstm_recurrence = forward_recurrence
-    hidden, layers = config.model.hidden_size, config.model.num_layers
+    endpoints, constants = graph_functions(model, config.model)
+    # Through a SavedModel, the converter's own path: it freezes the weights and keeps
+    # the encoder loop's static shapes (freezing by hand lost them).
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    for name, function in endpoints.items():
+        archive.add_endpoint(name, function)
+    with tempfile.TemporaryDirectory() as saved:
+        archive.write_out(saved, verbose=False)
+        for precision in PRECISIONS:
+            for name in endpoints:
+                converter = tf.lite.TFLiteConverter.from_saved_model(saved, signature_keys=[name])
+                if precision == "int8":
+                    converter.optimizations = [tf.lite.Optimize.DEFAULT]  # dynamic-range int8
+                atomic_write_bytes(out / precision / f"{name}.tflite", converter.convert())
+    signature = {"layers": config.model.num_layers, "constants": constants}
+    signature["target_vocab_size"] = int(model.target_vocab_size)
+    atomic_write_text(out / "signature.json", json.dumps(signature, indent=2) + "\n")
+    print(f"wrote {out}", file=sys.stderr)
+
+
+def graph_functions(model, config) -> tuple[dict[str, Any], list[str]]:
+    """The tf.functions to convert ({name: function}: the encoders, then "step") and the
+    names of the constants the encoders hand the step."""
+    import tensorflow as tf
+
+    hidden, layers = config.hidden_size, config.num_layers
     trial = model.decoder_constants(model.encode(np.array([[5, 6, 3]], np.int32)))
     shapes = {"context_projection": [None, 4 * hidden], "memory": [None, None, hidden]}
     shapes.update(keys=[None, None, hidden], mask=[None, None])
-    constant_specs = {
+    specs = {
         name: tf.TensorSpec(shapes[name], tf.bool if name == "mask" else tf.float32, name=name)
         for name in sorted(trial)
     }
-    state_specs = {
-        f"{kind}{n}": tf.TensorSpec([None, hidden], tf.float32, name=f"{kind}{n}")
-        for n in range(layers)
-        for kind in "hc"
-    }
+    for n in range(layers):
+        for kind in "hc":
+            specs[f"{kind}{n}"] = tf.TensorSpec([None, hidden], tf.float32, name=f"{kind}{n}")
 
     def encoder(source):
         encoded = model.encode(source)
-        found = {k: v for k, v in model.decoder_constants(encoded).items()}
+        found = dict(model.decoder_constants(encoded))
         for n, (h, c) in enumerate(encoded["states"]):
             found[f"h{n}"], found[f"c{n}"] = h, c
         return found
 
-    # The encoder's loop converts to LiteRT's builtin ops only with its shapes fixed,
-    # and LiteRT cannot resize its body to another source length: one encoder per
-    # length bucket, the source padded to the bucket (padding is masked).
-    encoders = {
-        f"encoder_{length}": tf.function(
-            encoder, input_signature=[tf.TensorSpec([ROWS, length], tf.int32, name="source")]
-        )
-        for length in BUCKETS
-    }
-
-    @tf.function(
-        input_signature=[
-            tf.TensorSpec([None], tf.int32, name="token"),
-            {**state_specs, **constant_specs},
-        ]
-    )
     def step(token, feeds):
         states = [[feeds[f"h{n}"], feeds[f"c{n}"]] for n in range(layers)]
-        constants = {name: feeds[name] for name in constant_specs}
-        logits, next_states = model.decode_step(token, states, constants)
+        logits, next_states = model.decode_step(token, states, {k: feeds[k] for k in trial})
         found = {"log_probs": tf.nn.log_softmax(logits)}
         for n, (h, c) in enumerate(next_states):
             found[f"next_h{n}"], found[f"next_c{n}"] = h, c
         return found
 
-    # Through a SavedModel, the converter's own path: it freezes the weights and keeps
-    # the encoder loop's static shapes (freezing by hand lost them).
-    archive = keras.export.ExportArchive()
-    archive.track(model)
-    for name, function in encoders.items():
-        archive.add_endpoint(name, function)
-    archive.add_endpoint("step", step)
-    with tempfile.TemporaryDirectory() as saved:
-        archive.write_out(saved, verbose=False)
-        for precision in PRECISIONS:
-            for name in (*encoders, "step"):
-                converter = tf.lite.TFLiteConverter.from_saved_model(saved, signature_keys=[name])
-                if precision == "int8":
-                    converter.optimizations = [tf.lite.Optimize.DEFAULT]  # dynamic-range int8
-                atomic_write_bytes(out / precision / f"{name}.tflite", converter.convert())
-    signature = {"layers": layers, "constants": sorted(constant_specs)}
-    signature["target_vocab_size"] = int(model.target_vocab_size)
-    atomic_write_text(out / "signature.json", json.dumps(signature, indent=2) + "\n")
-    print(f"wrote {out}", file=sys.stderr)
+    # The encoder's loop converts to LiteRT's builtin ops only with its shapes fixed,
+    # and LiteRT cannot resize its body to another source length: one encoder per
+    # length bucket, the source padded to the bucket (padding is masked).
+    functions = {
+        f"encoder_{length}": tf.function(
+            encoder, input_signature=[tf.TensorSpec([ROWS, length], tf.int32, name="source")]
+        )
+        for length in BUCKETS
+    }
+    token = tf.TensorSpec([None], tf.int32, name="token")
+    functions["step"] = tf.function(step, input_signature=[token, specs])
+    return functions, sorted(trial)
 
 
 def forward_recurrence(projected, h0, c0, recurrent_kernel, mask=None):
