@@ -35,6 +35,31 @@ from seq2seq_shared.training.run_dir import RunDir  # noqa: E402  (no Keras: che
 
 
 def main() -> None:
+    args = parse_arguments()
+    data, model_dir = args.multi30k, args.model_dir
+    command = [sys.executable, "-m", "seq2seq_shared.cli"]
+    distillation = None
+    target = data / "train.en"
+    if args.teachers:
+        target, distillation = distill(data / "train.de", model_dir, args)
+    valid = ["--valid", data / "val.de", data / "val.en"]
+    run(
+        [*command, "train", data / "train.de", target, *valid, "--model-dir", model_dir]
+        + ["--config", args.config, "--quiet", *args.train_options]
+    )
+    hypotheses = model_dir / "test2016.hyp.en"
+    test = ["--source", data / "test2016.de", "--reference", data / "test2016.en"]
+    evaluate = [*command, "evaluate", "--model-dir", model_dir, *test, "--json", "-o", hypotheses]
+    scores = json.loads(run(evaluate, capture=True))
+    info = json.loads(run([*command, "info", "--model-dir", model_dir, "--json"], capture=True))
+    results = results_document(scores, info, RunDir(model_dir).read_state(), hypotheses)
+    if distillation is not None:
+        results["distillation"] = distillation
+    atomic_write_text(model_dir / "results.json", json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results, indent=2))
+
+
+def parse_arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[1])
     parser.add_argument("multi30k", type=Path, help="directory with train/val/test2016 .de/.en")
     parser.add_argument("--model-dir", type=Path, default=Path("models/multi30k"))
@@ -55,64 +80,21 @@ def main() -> None:
     split = argv.index("--") if "--" in argv else len(argv)
     args = parser.parse_args(argv[:split])
     args.train_options += argv[split + 1 :]
-    data, model_dir = args.multi30k, args.model_dir
     for name in ("train", "val", "test2016"):
         for language in ("de", "en"):
-            if not (data / f"{name}.{language}").is_file():
+            if not (args.multi30k / f"{name}.{language}").is_file():
                 sys.exit(
-                    f"error: {data / f'{name}.{language}'} not found; MULTI30K_DIR must hold "
-                    f"train, val and test2016 .de/.en files"
+                    f"error: {args.multi30k / f'{name}.{language}'} not found; MULTI30K_DIR "
+                    f"must hold train, val and test2016 .de/.en files"
                 )
+    return args
 
-    command = [sys.executable, "-m", "seq2seq_shared.cli"]
-    distillation = None
-    target = data / "train.en"
-    if args.teachers:
-        target, distillation = distill(data / "train.de", model_dir, args)
-    run(
-        [
-            *command,
-            "train",
-            data / "train.de",
-            target,
-            "--valid",
-            data / "val.de",
-            data / "val.en",
-            "--model-dir",
-            model_dir,
-            "--config",
-            args.config,
-            "--quiet",
-            *args.train_options,
-        ]
-    )
-    hypotheses = model_dir / "test2016.hyp.en"
-    scores = json.loads(
-        run(
-            [
-                *command,
-                "evaluate",
-                "--model-dir",
-                model_dir,
-                "--source",
-                data / "test2016.de",
-                "--reference",
-                data / "test2016.en",
-                "--json",
-                "-o",
-                hypotheses,
-            ],
-            capture=True,
-        )
-    )
-    info = json.loads(run([*command, "info", "--model-dir", model_dir, "--json"], capture=True))
-    state = RunDir(model_dir).read_state()
-    results = {
+
+def results_document(scores: dict, info: dict, state, hypotheses: Path) -> dict:
+    """results.json: test2016's scores, the model, how it trained, on what machine."""
+    return {
         "test_set": "Multi30k test2016 de->en",
-        "bleu_lowercase": scores["bleu_lowercase"],
-        "bleu": scores["bleu"],
-        "chrf": scores["chrf"],
-        "perplexity": scores["perplexity"],
+        **{key: scores[key] for key in ("bleu_lowercase", "bleu", "chrf", "perplexity")},
         "signatures": scores["signatures"],
         "parameters": info["total"],
         "config": info["config"]["model"],
@@ -132,11 +114,6 @@ def main() -> None:
         "command": " ".join(map(str, sys.argv)),
         "hypotheses": str(hypotheses),
     }
-    if distillation is not None:
-        results["distillation"] = distillation
-    path = model_dir / "results.json"
-    atomic_write_text(path, json.dumps(results, indent=2) + "\n")
-    print(json.dumps(results, indent=2))
 
 
 def distill(source: Path, model_dir: Path, args: argparse.Namespace) -> tuple[Path, dict]:
