@@ -14,6 +14,8 @@ once: an ensemble), train.de is first translated by the teacher with beam search
 (resumable, shard by shard), and the model is trained on train.de and those translations
 instead of train.en. A re-run reuses finished translations of the same teachers and
 source; results.json reports the translation's time and the teachers' training time.
+`--distil` does both in one command: it trains a teacher by this recipe into
+MODEL_DIR.teacher (resumed or reused like any run), then the model from its translations.
 """
 
 from __future__ import annotations
@@ -36,12 +38,23 @@ from seq2seq_shared.training.run_dir import RunDir  # noqa: E402  (no Keras: che
 
 def main() -> None:
     args = parse_arguments()
-    data, model_dir = args.multi30k, args.model_dir
-    command = [sys.executable, "-m", "seq2seq_shared.cli"]
-    distillation = None
-    target = data / "train.en"
+    if args.distil:  # the teacher first, by the same recipe, then the student from it
+        teacher = args.model_dir.with_name(args.model_dir.name + ".teacher")
+        train_and_report(args, teacher, args.multi30k / "train.en", None)
+        args.teachers.append(teacher)
+    target, distillation = args.multi30k / "train.en", None
     if args.teachers:
-        target, distillation = distill(data / "train.de", model_dir, args)
+        target, distillation = distill(args.multi30k / "train.de", args.model_dir, args)
+    results = train_and_report(args, args.model_dir, target, distillation)
+    print(json.dumps(results, indent=2))
+
+
+def train_and_report(
+    args: argparse.Namespace, model_dir: Path, target: Path, distillation: dict | None
+) -> dict:
+    """Train (or resume) on train.de and `target`, score test2016, write results.json."""
+    data = args.multi30k
+    command = [sys.executable, "-m", "seq2seq_shared.cli"]
     valid = ["--valid", data / "val.de", data / "val.en"]
     run(
         [*command, "train", data / "train.de", target, *valid, "--model-dir", model_dir]
@@ -56,7 +69,7 @@ def main() -> None:
     if distillation is not None:
         results["distillation"] = distillation
     atomic_write_text(model_dir / "results.json", json.dumps(results, indent=2) + "\n")
-    print(json.dumps(results, indent=2))
+    return results
 
 
 def parse_arguments() -> argparse.Namespace:
@@ -73,6 +86,11 @@ def parse_arguments() -> argparse.Namespace:
         help="distil from this model (more than once: an ensemble)",
     )
     parser.add_argument("--teacher-beam-size", type=int, default=5)
+    parser.add_argument(
+        "--distil",
+        action="store_true",
+        help="train a teacher by this recipe first (MODEL_DIR.teacher), then distil from it",
+    )
     parser.add_argument("train_options", nargs="*", help="after --: more `train` options")
     # argparse gives positionals their (empty) share before it reaches a `--` that follows
     # them, then rejects what comes after it; so the train options are split off here.
@@ -123,6 +141,7 @@ def distill(source: Path, model_dir: Path, args: argparse.Namespace) -> tuple[Pa
     from seq2seq_shared.model_dir import ModelDir
 
     target = model_dir.with_name(model_dir.name + ".distilled.en")
+    target.parent.mkdir(parents=True, exist_ok=True)  # as `train` makes the model's
     record_path = target.with_name(target.name + ".json")
     identity = {
         "teachers": [ModelDir(teacher).fingerprint() for teacher in args.teachers],

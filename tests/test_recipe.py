@@ -71,19 +71,9 @@ def test_distillation_writes_a_line_per_source_line_and_resumes(trained, numbers
     from seq2seq_shared.config import DecodeConfig
     from seq2seq_shared.decoding.translator import Translator
 
-    corpus = tmp_path / "multi30k"
-    corpus.mkdir()
-    source = (numbers_corpus / "train.en").read_text(encoding="utf-8")  # the teacher's side
-    target = (numbers_corpus / "train.de").read_text(encoding="utf-8")
-    for name in ("train", "val", "test2016"):
-        (corpus / f"{name}.de").write_text(source, encoding="utf-8")
-        (corpus / f"{name}.en").write_text(target, encoding="utf-8")
-    config = tmp_path / "tiny.toml"
-    config.write_text(
-        "[model]\nvocab_size = 120\nembedding_dim = 16\nhidden_size = 32\n"
-        "[training]\nepochs = 1\nbatch_tokens = 256\ntensorboard = false\n"
-    )
-    model_dir = tmp_path / "student"
+    corpus, config = _reversed_corpus(numbers_corpus, tmp_path)
+    source = (corpus / "train.de").read_text(encoding="utf-8")
+    model_dir = tmp_path / "runs" / "student"  # a folder not made yet
     command = [
         sys.executable,
         str(ROOT / "scripts" / "multi30k.py"),
@@ -100,7 +90,7 @@ def test_distillation_writes_a_line_per_source_line_and_resumes(trained, numbers
     # Interrupted after the teacher's translation: the student's training fails to start.
     failed = subprocess.run([*command, "--", "--dropout", "2"], capture_output=True, text=True)
     assert failed.returncode != 0 and "--dropout" in failed.stderr
-    distilled = tmp_path / "student.distilled.en"
+    distilled = tmp_path / "runs" / "student.distilled.en"
     lines = source.splitlines()
     teacher = Translator.from_model_dir(trained, DecodeConfig(beam_size=3))
     assert distilled.read_text(encoding="utf-8").splitlines() == teacher.translate(lines)
@@ -114,6 +104,42 @@ def test_distillation_writes_a_line_per_source_line_and_resumes(trained, numbers
     assert results["distillation"]["lines"] == len(lines) == 200
     assert results["distillation"]["beam_size"] == 3
     assert results["distillation"]["teacher_training_minutes"][0] > 0
+
+
+def _reversed_corpus(numbers_corpus, tmp_path):
+    """A Multi30k-shaped folder of the numbers corpus, English to German (the side the
+    `trained` fixture translates), and a tiny one-epoch config."""
+    corpus = tmp_path / "multi30k"
+    corpus.mkdir()
+    source = (numbers_corpus / "train.en").read_text(encoding="utf-8")
+    target = (numbers_corpus / "train.de").read_text(encoding="utf-8")
+    for name in ("train", "val", "test2016"):
+        (corpus / f"{name}.de").write_text(source, encoding="utf-8")
+        (corpus / f"{name}.en").write_text(target, encoding="utf-8")
+    config = tmp_path / "tiny.toml"
+    config.write_text(
+        "[model]\nvocab_size = 120\nembedding_dim = 16\nhidden_size = 32\n"
+        "[training]\nepochs = 1\nbatch_tokens = 256\ntensorboard = false\n"
+    )
+    return corpus, config
+
+
+def test_distil_trains_the_teacher_then_the_student_in_one_command(numbers_corpus, tmp_path):
+    """`--distil`: a teacher by the same recipe in MODEL_DIR.teacher, then the student on
+    its translations of train.de; both have results, the student's names its teacher."""
+    corpus, config = _reversed_corpus(numbers_corpus, tmp_path)
+    model_dir = tmp_path / "runs" / "student"
+    command = [sys.executable, str(ROOT / "scripts" / "multi30k.py"), str(corpus)]
+    options = ["--model-dir", str(model_dir), "--config", str(config), "--distil"]
+    finished = subprocess.run(
+        [*command, *options, "--teacher-beam-size", "2"], capture_output=True, text=True
+    )
+    assert finished.returncode == 0, finished.stderr
+    teacher = tmp_path / "runs" / "student.teacher"
+    assert json.loads((teacher / "results.json").read_text(encoding="utf-8"))["parameters"] > 0
+    results = json.loads((model_dir / "results.json").read_text(encoding="utf-8"))
+    assert results["distillation"]["teachers"] == [str(teacher)]
+    assert results["distillation"]["lines"] == 200
 
 
 def test_frontier_trains_a_point_scores_it_twice_and_skips_it_after(numbers_corpus, tmp_path):
