@@ -228,32 +228,10 @@ def worker_data_path(args) -> dict:
     """Tokens/s of training steps whose batches are built from a prepared corpus (read from
     its files, or with --in-memory its arrays copied into memory first), batch building
     included; and the milliseconds a batch takes to build alone."""
-    from seq2seq_shared import backend
     from seq2seq_shared.config import TrainingConfig
-    from seq2seq_shared.data.batches import ParallelBatches
-    from seq2seq_shared.data.encoded import EncodedPairs
-    from seq2seq_shared.data.prepared import PreparedCorpus
     from seq2seq_shared.training.steps import compile_for_training, train_step
 
-    corpus = PreparedCorpus(args.prepared)
-    pairs = corpus.pairs()
-    if args.in_memory:
-        pairs = EncodedPairs(
-            np.array(pairs.source_ids),
-            np.array(pairs.source_offsets),
-            np.array(pairs.target_ids),
-            np.array(pairs.target_offsets),
-            lengths=pairs.lengths,
-        )
-    batches = ParallelBatches(
-        pairs,
-        batch_tokens=args.batch_size,
-        seed=1,
-        multiple=backend.shape_multiple(),
-        fixed_shapes=not backend.dynamic_shapes(),
-    )
-    batches.set_epoch(1)
-    vocab = corpus.manifest["vocab"]
+    pairs, batches, vocab = prepared_batches(args)
     model = build_model(
         max(vocab["source_vocab_size"], vocab["target_vocab_size"]),
         args.embedding_dim,
@@ -285,6 +263,35 @@ def worker_data_path(args) -> dict:
         warmup_s=round(warmup_s, 2),
         batch_ms=round((time.perf_counter() - t0) / 200 * 1000, 3),
     )
+
+
+def prepared_batches(args) -> tuple:
+    """A prepared corpus's pairs (copied into memory with --in-memory), its token-budget
+    batches at epoch 1, and its vocabulary sizes."""
+    from seq2seq_shared import backend
+    from seq2seq_shared.data.batches import ParallelBatches
+    from seq2seq_shared.data.encoded import EncodedPairs
+    from seq2seq_shared.data.prepared import PreparedCorpus
+
+    corpus = PreparedCorpus(args.prepared)
+    pairs = corpus.pairs()
+    if args.in_memory:
+        pairs = EncodedPairs(
+            np.array(pairs.source_ids),
+            np.array(pairs.source_offsets),
+            np.array(pairs.target_ids),
+            np.array(pairs.target_offsets),
+            lengths=pairs.lengths,
+        )
+    batches = ParallelBatches(
+        pairs,
+        batch_tokens=args.batch_size,
+        seed=1,
+        multiple=backend.shape_multiple(),
+        fixed_shapes=not backend.dynamic_shapes(),
+    )
+    batches.set_epoch(1)
+    return pairs, batches, corpus.manifest["vocab"]
 
 
 def worker_decode(args) -> dict:
@@ -507,71 +514,46 @@ def main() -> None:
             summary["cases"] = scaling(me, work, args)
         elif args.attention_cases:
             summary["cases"] = alternating(
-                me,
-                work,
-                args,
-                "tokens_per_s",
-                {
-                    kind: [
-                        "train",
-                        "--recipe-shape",
-                        "--attention",
-                        kind,
-                        "--steps",
-                        str(args.steps),
-                        "--batches",
-                        str(attention_batches(work, args)),
-                    ]
-                    for kind in ("none", "dot", "general")
-                },
+                me, work, args, "tokens_per_s", attention_cases(work, args)
             )
         elif args.baseline:
             summary["cases"] = against_baseline(me, work, args)
         elif args.prepared:
-            common = [
-                "data",
-                "--prepared",
-                str(args.prepared),
-                "--steps",
-                str(args.steps),
-                "--batch-size",
-                "3072",
-            ]
-            summary["cases"] = alternating(
-                me,
-                work,
-                args,
-                "tokens_per_s",
-                {"in memory": [*common, "--in-memory"], "from the files": common},
-            )
+            summary["cases"] = alternating(me, work, args, "tokens_per_s", prepared_cases(args))
         elif args.search_model:
             if not args.search_source:
                 raise SystemExit("error: --search-model needs --search-source")
-            summary["cases"] = alternating(
-                me,
-                work,
-                args,
-                "sentences_per_s",
-                {
-                    f"beam {k}": [
-                        "search",
-                        "--model-dir",
-                        str(args.search_model),
-                        "--sources",
-                        str(args.search_source),
-                        "--beam-size",
-                        str(k),
-                        "--batch-size",
-                        "64",
-                        "--repeats",
-                        "2",
-                    ]
-                    for k in (1, 5, 10)
-                },
-            )
+            summary["cases"] = alternating(me, work, args, "sentences_per_s", search_cases(args))
         else:
             comparisons(me, work, args, summary)
     print(json.dumps(summary, indent=1))
+
+
+def attention_cases(work: Path, args) -> dict[str, list[str]]:
+    """Training steps of the recipe's shape with each attention, on the same batches."""
+    batches = str(attention_batches(work, args))
+    return {
+        kind: ["train", "--recipe-shape", "--attention", kind, "--steps", str(args.steps)]
+        + ["--batches", batches]
+        for kind in ("none", "dot", "general")
+    }
+
+
+def prepared_cases(args) -> dict[str, list[str]]:
+    """Training from a prepared corpus held in memory and read from its files."""
+    common = ["data", "--prepared", str(args.prepared), "--steps", str(args.steps)]
+    common += ["--batch-size", "3072"]
+    return {"in memory": [*common, "--in-memory"], "from the files": common}
+
+
+def search_cases(args) -> dict[str, list[str]]:
+    """Greedy search and beam 5 and 10 on one model and source file, batch 64."""
+    return {
+        f"beam {k}": ["search", "--model-dir", str(args.search_model)]
+        + ["--sources", str(args.search_source), "--beam-size", str(k)]
+        + ["--batch-size", "64", "--repeats", "2"]
+        for k in (1, 5, 10)
+    }
 
 
 def parse_arguments() -> argparse.Namespace:
@@ -741,28 +723,11 @@ def against_baseline(me: list[str], work: Path, args) -> list[dict]:
         weights, argparse.Namespace(vocab_size=8000, embedding_dim=256, hidden_size=512)
     )
     sources = work / "synthetic_sources.npz"
-    save_sources(
-        sources,
-        [list(row[row != PAD]) for b in synthetic_batches(8000, 64, seed=1) for row in b[0]],
-    )
+    save_synthetic_sources(sources, count=16)
+    decode = ["decode", "--sources", str(sources), "--weights", str(weights)]
     cases = {
-        "train (recipe shape, dot attention)": (
-            [
-                "train",
-                "--recipe-shape",
-                "--attention",
-                "dot",
-                "--steps",
-                str(args.steps),
-                "--batches",
-                str(attention_batches(work, args)),
-            ],
-            "tokens_per_s",
-        ),
-        "decode (batch 64)": (
-            ["decode", "--sources", str(sources), "--weights", str(weights), "--batch-size", "64"],
-            "sentences_per_s",
-        ),
+        "train (recipe shape, dot attention)": (attention_cases(work, args)["dot"], "tokens_per_s"),
+        "decode (batch 64)": ([*decode, "--batch-size", "64"], "sentences_per_s"),
     }
     rows = []
     for name, (command, key) in cases.items():
@@ -770,18 +735,18 @@ def against_baseline(me: list[str], work: Path, args) -> list[dict]:
         for _ in range(args.rounds):
             ours.append(measure(me + command)[key])
             before.append(measure(theirs + command, env)[key])
+        this, baseline = statistics.median(ours), statistics.median(before)
         rows.append(
-            {
-                "case": name,
-                "unit": key,
-                "this": statistics.median(ours),
-                "baseline": statistics.median(before),
-                "all_this": ours,
-                "all_baseline": before,
-                "ratio": round(statistics.median(ours) / statistics.median(before), 3),
-            }
+            {"case": name, "unit": key, "this": this, "baseline": baseline}
+            | {"all_this": ours, "all_baseline": before, "ratio": round(this / baseline, 3)}
         )
     return rows
+
+
+def save_synthetic_sources(path: Path, count: int) -> None:
+    """The source sides of `count` synthetic batches of 64 (seed 1), unpadded."""
+    batches = synthetic_batches(8000, 64, count=count, seed=1)
+    save_sources(path, [list(row[row != PAD]) for b in batches for row in b[0]])
 
 
 def scaling(me: list[str], work: Path, args) -> list[dict]:
@@ -795,41 +760,16 @@ def scaling(me: list[str], work: Path, args) -> list[dict]:
             batches = work / f"b{batch_size}.npz"
             save_batches(batches, synthetic_batches(8000, batch_size, count=8))
             sources = work / f"s{batch_size}.npz"
-            save_sources(
-                sources,
-                [
-                    list(row[row != PAD])
-                    for b in synthetic_batches(8000, 64, count=8, seed=1)
-                    for row in b[0]
-                ],
-            )
+            save_synthetic_sources(sources, count=8)
             size = ["--hidden-size", str(hidden)]
+            steps = str(max(4, 480 // batch_size))
             train = measure(
-                me
-                + [
-                    "train",
-                    "--batches",
-                    str(batches),
-                    "--steps",
-                    str(max(4, 480 // batch_size)),
-                    "--repeats",
-                    "1",
-                    *size,
-                ]
+                me + ["train", "--batches", str(batches), "--steps", steps, "--repeats", "1", *size]
             )
             decode = measure(
                 me
-                + [
-                    "decode",
-                    "--sources",
-                    str(sources),
-                    "--weights",
-                    str(weights),
-                    "--batch-size",
-                    str(batch_size),
-                    "--repeats",
-                    "1",
-                ]
+                + ["decode", "--sources", str(sources), "--weights", str(weights)]
+                + ["--batch-size", str(batch_size), "--repeats", "1"]
             )
             rows.append(
                 {

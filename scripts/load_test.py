@@ -165,6 +165,76 @@ class Connection:
         self.reader = self.writer = None
 
 
+class Tally:
+    """What the clients' answers inside the measured window add up to."""
+
+    def __init__(self, expected: dict[str, str]):
+        self.expected = expected
+        self.counted = {"requests": 0, "lines": 0, "answered_lines": 0, "errors": 0}
+        self.counted["mismatches"] = 0
+        self.latencies: list[float] = []
+        self.examples: list[dict] = []
+
+    def add(self, chosen: list[str], got: list[str] | None, answer, latency: float) -> None:
+        """One answered request: `got` the translations, or None and `answer` the error."""
+        self.counted["requests"] += 1
+        self.latencies.append(latency)
+        offline = [self.expected[line] for line in chosen]
+        if got is None:
+            self.counted["errors"] += 1
+            self._example(answer)
+        elif got != offline:
+            self.counted["mismatches"] += 1
+            self._example({"lines": chosen, "got": got, "offline": offline})
+        else:
+            self.counted["lines"] += len(chosen)  # answered, and as offline
+        if got is not None:
+            self.counted["answered_lines"] += len(chosen)
+
+    def _example(self, example: dict) -> None:
+        if len(self.examples) < 5:
+            self.examples.append(example)
+
+    def summary(self, seconds: float) -> dict:
+        latencies = sorted(self.latencies)
+
+        def percentile(p: float) -> float:  # nearest rank
+            return round(1000 * latencies[max(0, math.ceil(p * len(latencies)) - 1)], 1)
+
+        percentiles = {"p50": 0.50, "p95": 0.95, "p99": 0.99}
+        return {
+            **self.counted,
+            "lines_per_second": round(self.counted["lines"] / seconds, 1),  # as offline
+            "answered_lines_per_second": round(self.counted["answered_lines"] / seconds, 1),
+            "latency_ms": (
+                {name: percentile(p) for name, p in percentiles.items()}
+                | {"max": round(1000 * latencies[-1], 1)}
+                if latencies
+                else None
+            ),
+            "examples": self.examples,
+        }
+
+
+async def translate_request(connection: Connection, chosen: list[str]) -> tuple:
+    """POST one request: (the translations or None, the answer or the error)."""
+    status = None
+    try:
+        status, answer = await connection.post_json("/v1/translate", {"text": chosen})
+        if status == 200:
+            return [t["text"] for t in answer["translations"]], answer
+    except (
+        OSError,
+        IndexError,
+        ValueError,
+        KeyError,
+        TypeError,
+        asyncio.IncompleteReadError,
+    ) as error:
+        answer = {"error": f"{type(error).__name__}: {error}"}
+    return None, {"status": status, "answer": answer}
+
+
 async def load(
     url: str,
     clients: int,
@@ -177,9 +247,7 @@ async def load(
 ) -> dict:
     order = client_order(len(lines), seed)
     cursor = 0
-    counted = {"requests": 0, "lines": 0, "answered_lines": 0, "errors": 0, "mismatches": 0}
-    latencies: list[float] = []
-    examples: list[dict] = []
+    tally = Tally(expected)
     start = time.perf_counter()
     measure_from, end = start + warmup, start + warmup + seconds
 
@@ -190,72 +258,21 @@ async def load(
             chosen = [lines[order[(cursor + i) % len(order)]] for i in range(per_request)]
             cursor += per_request
             sent = time.perf_counter()
-            status, got = None, None
-            try:
-                status, answer = await connection.post_json("/v1/translate", {"text": chosen})
-                if status == 200:
-                    got = [t["text"] for t in answer["translations"]]
-            except (
-                OSError,
-                IndexError,
-                ValueError,
-                KeyError,
-                TypeError,
-                asyncio.IncompleteReadError,
-            ) as error:
-                answer = {"error": f"{type(error).__name__}: {error}"}
+            got, answer = await translate_request(connection, chosen)
             done = time.perf_counter()
-            if not measure_from <= done <= end:  # answered inside the window: counted
-                continue
-            counted["requests"] += 1
-            latencies.append(done - sent)
-            if got is None:
-                counted["errors"] += 1
-                if len(examples) < 5:
-                    examples.append({"status": status, "answer": answer})
-            elif got != [expected[line] for line in chosen]:
-                counted["mismatches"] += 1
-                if len(examples) < 5:
-                    examples.append(
-                        {
-                            "lines": chosen,
-                            "got": got,
-                            "offline": [expected[line] for line in chosen],
-                        }
-                    )
-            else:
-                counted["lines"] += per_request  # answered, and as offline
-            if got is not None:
-                counted["answered_lines"] += per_request
+            if measure_from <= done <= end:  # answered inside the window: counted
+                tally.add(chosen, got, answer, done - sent)
         connection.close()
 
     client_cpu = time.process_time()
     await asyncio.gather(*(client() for _ in range(clients)))
     client_cpu = time.process_time() - client_cpu
     elapsed = time.perf_counter() - start
-    latencies.sort()
-
-    def percentile(p: float) -> float:  # nearest rank
-        return round(1000 * latencies[max(0, math.ceil(p * len(latencies)) - 1)], 1)
-
     return {
         "clients": clients,
         "seconds": seconds,
-        **counted,
         "client_cpu_share": round(client_cpu / elapsed, 3),  # of one core, this process
-        "lines_per_second": round(counted["lines"] / seconds, 1),  # answered as offline
-        "answered_lines_per_second": round(counted["answered_lines"] / seconds, 1),
-        "latency_ms": (
-            {
-                "p50": percentile(0.50),
-                "p95": percentile(0.95),
-                "p99": percentile(0.99),
-                "max": round(1000 * latencies[-1], 1),
-            }
-            if latencies
-            else None
-        ),
-        "examples": examples,
+        **tally.summary(seconds),
     }
 
 
@@ -297,6 +314,47 @@ def server_batches(translator, lines, order, run: dict, batching: dict) -> dict:
 
 
 def main() -> None:
+    args, serve_options = parse_arguments()
+    lines = [line for line in args.lines.read_text(encoding="utf-8").splitlines() if line]
+    translator, translations, offline_rate = offline(
+        args.model_dir, lines, "--shortlist" in serve_options
+    )
+    order = client_order(len(lines), args.seed)
+    expected = dict(zip(lines, translations))
+    server = Server(args.model_dir, serve_options)
+    memory = MemorySampler(server)
+    runs = []
+    try:
+        for clients in (int(c) for c in args.clients.split(",")):
+            run, in_run = measured_run(server, clients, args, lines, expected, offline_rate)
+            run.update(server_batches(translator, lines, order, run, in_run))
+            runs.append(run)
+            print(json.dumps({k: v for k, v in run.items() if k != "examples"}), file=sys.stderr)
+        batching = httpx.get(server.url + "/health").json()["batching"]
+    finally:
+        memory.stop()
+        exit_code = server.stop()
+    result = {
+        "model_dir": str(args.model_dir),
+        "lines_file": str(args.lines),
+        "distinct_lines": len(lines),
+        "lines_per_request": args.lines_per_request,
+        "serve_options": serve_options,
+        "offline_lines_per_second": round(offline_rate, 1),
+        "runs": runs,
+        "server_rss_mb": memory.summary(),
+        "batching": batching,
+        "sigterm_exit_code": exit_code,
+        "host": {"cpus": os.cpu_count(), "python": platform.python_version()},
+    }
+    text = json.dumps(result, indent=2)
+    if args.output:
+        atomic_write_text(args.output, text + "\n")
+    print(text)
+
+
+def parse_arguments() -> tuple[argparse.Namespace, list[str]]:
+    """The options, and what follows `--` (the server's own options)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model-dir", type=Path, required=True)
     parser.add_argument("--lines", type=Path, required=True, help="source lines, one per line")
@@ -308,59 +366,35 @@ def main() -> None:
     parser.add_argument("--output", type=Path)
     argv = sys.argv[1:]
     split = argv.index("--") if "--" in argv else len(argv)
-    args = parser.parse_args(argv[:split])
-    serve_options = argv[split + 1 :]
+    return parser.parse_args(argv[:split]), argv[split + 1 :]
 
-    lines = [line for line in args.lines.read_text(encoding="utf-8").splitlines() if line]
-    translator, translations, offline_rate = offline(
-        args.model_dir, lines, "--shortlist" in serve_options
-    )
-    order = client_order(len(lines), args.seed)
-    expected = dict(zip(lines, translations))
-    server = Server(args.model_dir, serve_options)
-    rss = [server.rss_mb()]
-    sampling = threading.Event()
 
-    def sample():
-        while not sampling.wait(1.0):
-            value = server.rss_mb()
+class MemorySampler:
+    """The server's resident memory, read every second on a thread until `stop`."""
+
+    def __init__(self, server: Server):
+        self.server = server
+        self.rss = [server.rss_mb()]
+        self.stopped = threading.Event()
+        threading.Thread(target=self._sample, daemon=True).start()
+
+    def _sample(self) -> None:
+        while not self.stopped.wait(1.0):
+            value = self.server.rss_mb()
             if value is not None:
-                rss.append(value)
+                self.rss.append(value)
 
-    threading.Thread(target=sample, daemon=True).start()
-    runs = []
-    try:
-        for clients in (int(c) for c in args.clients.split(",")):
-            run, in_run = measured_run(server, clients, args, lines, expected, offline_rate)
-            run.update(server_batches(translator, lines, order, run, in_run))
-            runs.append(run)
-            print(json.dumps({k: v for k, v in run.items() if k != "examples"}), file=sys.stderr)
-        batching = httpx.get(server.url + "/health").json()["batching"]
-    finally:
-        sampling.set()
-        exit_code = server.stop()
-    result = {
-        "model_dir": str(args.model_dir),
-        "lines_file": str(args.lines),
-        "distinct_lines": len(lines),
-        "lines_per_request": args.lines_per_request,
-        "serve_options": serve_options,
-        "offline_lines_per_second": round(offline_rate, 1),
-        "runs": runs,
-        "server_rss_mb": {
+    def stop(self) -> None:
+        self.stopped.set()
+
+    def summary(self) -> dict:
+        rss = self.rss
+        return {
             "start": round(rss[0], 1),
             "end": round(rss[-1], 1),
             "max": round(max(rss), 1),
             "every_10_s": [round(x) for x in rss[::10]],
-        },
-        "batching": batching,
-        "sigterm_exit_code": exit_code,
-        "host": {"cpus": os.cpu_count(), "python": platform.python_version()},
-    }
-    text = json.dumps(result, indent=2)
-    if args.output:
-        atomic_write_text(args.output, text + "\n")
-    print(text)
+        }
 
 
 if __name__ == "__main__":

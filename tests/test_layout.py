@@ -129,6 +129,19 @@ def test_no_function_class_or_module_over_its_limit():
     assert not found, "\n".join(found)
 
 
+def test_the_scripts_functions_and_classes_within_their_limits_too():
+    """Scripts are read as often as the package; their modules may run long (one script,
+    one tool), their functions and classes may not."""
+    scripts = sorted((ROOT / "scripts").rglob("*.py"))
+    found = [
+        f
+        for path in scripts
+        for f in oversized(path.read_text(), str(path.relative_to(ROOT)))
+        if "lines (>" not in f
+    ]
+    assert scripts and not found, "\n".join(found)
+
+
 def test_the_size_check_catches_what_it_guards():
     long_function = "def f():\n" + "    x = 1\n" * MAX_FUNCTION
     long_class = "class C:\n" + "    x = 1\n" * MAX_CLASS

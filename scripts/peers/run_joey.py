@@ -272,22 +272,7 @@ def decode_speed(config: dict[str, Any], model_dir: Path, args: argparse.Namespa
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("config", type=Path, help="a Joey config from joey_config.py")
-    parser.add_argument("--minutes", type=float, default=60.0, help="training time limit")
-    parser.add_argument("--beam-size", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=0, help="torch's; 0: its default")
-    parser.add_argument("--skip-test", action="store_true", help="train only")
-    parser.add_argument("--out", type=Path, help="default: MODEL_DIR.results.json")
-    parser.add_argument(
-        "--decode-speed",
-        type=int,
-        nargs="+",
-        metavar="BATCH",
-        help="instead: decode the test set with the trained model's best checkpoint at these "
-        "batch sizes (sentences), greedy and beam, and add the sentences/s to the results",
-    )
-    args = parser.parse_args()
+    args = parse_arguments()
     import yaml
 
     config = yaml.safe_load(args.config.read_text(encoding="utf-8"))
@@ -324,6 +309,25 @@ def main() -> None:
     temporary.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     temporary.replace(out)
     print(f"results: {out}")
+
+
+def parse_arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("config", type=Path, help="a Joey config from joey_config.py")
+    parser.add_argument("--minutes", type=float, default=60.0, help="training time limit")
+    parser.add_argument("--beam-size", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=0, help="torch's; 0: its default")
+    parser.add_argument("--skip-test", action="store_true", help="train only")
+    parser.add_argument("--out", type=Path, help="default: MODEL_DIR.results.json")
+    parser.add_argument(
+        "--decode-speed",
+        type=int,
+        nargs="+",
+        metavar="BATCH",
+        help="instead: decode the test set with the trained model's best checkpoint at these "
+        "batch sizes (sentences), greedy and beam, and add the sentences/s to the results",
+    )
+    return parser.parse_args()
 
 
 if __name__ == "__main__":
