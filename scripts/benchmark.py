@@ -735,10 +735,10 @@ def against_baseline(me: list[str], work: Path, args) -> list[dict]:
         for _ in range(args.rounds):
             ours.append(measure(me + command)[key])
             before.append(measure(theirs + command, env)[key])
-        this, baseline = statistics.median(ours), statistics.median(before)
+        this, reference = statistics.median(ours), statistics.median(before)
         rows.append(
-            {"case": name, "unit": key, "this": this, "baseline": baseline}
-            | {"all_this": ours, "all_baseline": before, "ratio": round(this / baseline, 3)}
+            {"case": name, "unit": key, "this": this, "baseline": reference}
+            | {"all_this": ours, "all_baseline": before, "ratio": round(this / reference, 3)}
         )
     return rows
 

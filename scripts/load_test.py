@@ -195,7 +195,8 @@ class Tally:
         if len(self.examples) < 5:
             self.examples.append(example)
 
-    def summary(self, seconds: float) -> dict:
+    def summary(self, seconds: float, **after_counts: float) -> dict:
+        """The run's record: the counts, `after_counts`, rates, latencies, examples."""
         latencies = sorted(self.latencies)
 
         def percentile(p: float) -> float:  # nearest rank
@@ -204,6 +205,7 @@ class Tally:
         percentiles = {"p50": 0.50, "p95": 0.95, "p99": 0.99}
         return {
             **self.counted,
+            **after_counts,
             "lines_per_second": round(self.counted["lines"] / seconds, 1),  # as offline
             "answered_lines_per_second": round(self.counted["answered_lines"] / seconds, 1),
             "latency_ms": (
@@ -271,8 +273,8 @@ async def load(
     return {
         "clients": clients,
         "seconds": seconds,
-        "client_cpu_share": round(client_cpu / elapsed, 3),  # of one core, this process
-        **tally.summary(seconds),
+        # client_cpu_share: of one core, this process
+        **tally.summary(seconds, client_cpu_share=round(client_cpu / elapsed, 3)),
     }
 
 

@@ -16,6 +16,9 @@ instead of train.en. A re-run reuses finished translations of the same teachers 
 source; results.json reports the translation's time and the teachers' training time.
 `--distil` does both in one command: it trains a teacher by this recipe into
 MODEL_DIR.teacher (resumed or reused like any run), then the model from its translations.
+Teacher and student get the same settings (options after `--` go to both); for a student
+of another shape, train the teacher first and pass it with `--teacher`. `--distil` with
+`--teacher T` distils from the ensemble of T and the recipe's teacher.
 """
 
 from __future__ import annotations
@@ -89,7 +92,8 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument(
         "--distil",
         action="store_true",
-        help="train a teacher by this recipe first (MODEL_DIR.teacher), then distil from it",
+        help="train a teacher by this recipe first (MODEL_DIR.teacher, with the same train "
+        "options), then distil from it",
     )
     parser.add_argument("train_options", nargs="*", help="after --: more `train` options")
     # argparse gives positionals their (empty) share before it reaches a `--` that follows
