@@ -13,13 +13,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_recipe_trains_evaluates_and_writes_results(numbers_corpus, tmp_path):
-    corpus = tmp_path / "multi30k"
-    corpus.mkdir()
-    english = (numbers_corpus / "train.en").read_text(encoding="utf-8")
-    german = (numbers_corpus / "train.de").read_text(encoding="utf-8")
-    for name in ("train", "val", "test2016"):  # the recipe translates German -> English
-        (corpus / f"{name}.de").write_text(german, encoding="utf-8")
-        (corpus / f"{name}.en").write_text(english, encoding="utf-8")
+    # the recipe translates German -> English
+    corpus = _multi30k_folder(tmp_path, numbers_corpus / "train.de", numbers_corpus / "train.en")
     config = tmp_path / "tiny.toml"
     config.write_text(
         "[model]\nvocab_size = 120\nembedding_dim = 16\nhidden_size = 32\n"
@@ -106,16 +101,21 @@ def test_distillation_writes_a_line_per_source_line_and_resumes(trained, numbers
     assert results["distillation"]["teacher_training_minutes"][0] > 0
 
 
+def _multi30k_folder(tmp_path, de_text, en_text):
+    """tmp_path/multi30k with train, val and test2016 .de/.en: the .de files copies of
+    `de_text`, the .en files copies of `en_text`."""
+    corpus = tmp_path / "multi30k"
+    corpus.mkdir()
+    for name in ("train", "val", "test2016"):
+        (corpus / f"{name}.de").write_text(de_text.read_text(encoding="utf-8"), encoding="utf-8")
+        (corpus / f"{name}.en").write_text(en_text.read_text(encoding="utf-8"), encoding="utf-8")
+    return corpus
+
+
 def _reversed_corpus(numbers_corpus, tmp_path):
     """A Multi30k-shaped folder of the numbers corpus, English to German (the side the
     `trained` fixture translates), and a tiny one-epoch config."""
-    corpus = tmp_path / "multi30k"
-    corpus.mkdir()
-    source = (numbers_corpus / "train.en").read_text(encoding="utf-8")
-    target = (numbers_corpus / "train.de").read_text(encoding="utf-8")
-    for name in ("train", "val", "test2016"):
-        (corpus / f"{name}.de").write_text(source, encoding="utf-8")
-        (corpus / f"{name}.en").write_text(target, encoding="utf-8")
+    corpus = _multi30k_folder(tmp_path, numbers_corpus / "train.en", numbers_corpus / "train.de")
     config = tmp_path / "tiny.toml"
     config.write_text(
         "[model]\nvocab_size = 120\nembedding_dim = 16\nhidden_size = 32\n"
