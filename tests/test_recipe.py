@@ -145,12 +145,7 @@ def test_distil_trains_the_teacher_then_the_student_in_one_command(numbers_corpu
 def test_frontier_trains_a_point_scores_it_twice_and_skips_it_after(numbers_corpus, tmp_path):
     """scripts/frontier.py: a point's greedy and beam-5 scores in the results file, the
     run skipped once it is there, and the plot drawn from that file."""
-    corpus = tmp_path / "multi30k"
-    corpus.mkdir()
-    for name in ("train", "val", "test2016"):
-        for language, side in (("de", "train.de"), ("en", "train.en")):
-            text = (numbers_corpus / side).read_text(encoding="utf-8")
-            (corpus / f"{name}.{language}").write_text(text, encoding="utf-8")
+    corpus = _multi30k_folder(tmp_path, numbers_corpus / "train.de", numbers_corpus / "train.en")
     config = tmp_path / "tiny.toml"
     config.write_text(
         "[model]\nvocab_size = 120\n[training]\nepochs = 1\nbatch_tokens = 512\n"
