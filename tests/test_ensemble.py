@@ -125,3 +125,22 @@ def test_members_with_different_sentencepiece_models_are_refused(members, tmp_pa
         input="seven\n",
     )
     assert result.exit_code == 1 and "different SentencePiece models" in result.output
+
+
+def test_evaluate_takes_several_model_dirs(members, numbers_corpus):
+    """`evaluate --model-dir A --model-dir B` scores the ensemble (not only B): two copies
+    of one model score as that model, and an ensemble has no perplexity."""
+    test_set = ["--source", str(numbers_corpus / "train.en"), "--json"]
+    test_set += ["--reference", str(numbers_corpus / "train.de")]
+
+    def scores(*model_dirs: Path) -> dict:
+        arguments = ["evaluate", *(a for d in model_dirs for a in ("--model-dir", str(d)))]
+        result = CliRunner().invoke(main, [*arguments, *test_set])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
+    one = scores(members["numpy-float32"])
+    two = scores(members["numpy-float32"], members["numpy-float32"])
+    assert two["bleu"] == one["bleu"] and two["perplexity"] is None
+    mixed = scores(members["model"], members["numpy-int8"])
+    assert mixed["perplexity"] is None and scores(members["model"])["perplexity"] is not None

@@ -178,7 +178,12 @@ def _output_lines(translations, n_best: int, scores: bool, write_alignment):
 
 @click.command()
 @click.option(
-    "--model-dir", required=True, type=click.Path(path_type=Path), help="A trained model."
+    "--model-dir",
+    "model_dirs",
+    required=True,
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="A trained model or a release; given more than once, their ensemble (as translate).",
 )
 @click.option("--source", required=True, type=click.Path(path_type=Path), help="Source sentences.")
 @click.option(
@@ -200,7 +205,7 @@ def _output_lines(translations, n_best: int, scores: bool, write_alignment):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 @search_options
 def evaluate(
-    model_dir: Path,
+    model_dirs: tuple[Path, ...],
     source: Path,
     reference: Path,
     batch_size: int,
@@ -211,11 +216,11 @@ def evaluate(
     shortlist: bool,
 ) -> None:
     """Score translations of SOURCE against REFERENCE: BLEU, chrF, exact match, perplexity
-    (not for a release)."""
+    (not for a release or an ensemble)."""
     from ..decoding.evaluate import evaluate as run_evaluation
     from ..runtime import is_release
 
-    if not is_release(model_dir):
+    if not all(is_release(model_dir) for model_dir in model_dirs):
         import_keras_quietly()
 
     decode_config = DecodeConfig(
@@ -224,6 +229,7 @@ def evaluate(
         length_penalty=length_penalty,
         shortlist=shortlist,
     )
+    model_dir = model_dirs[0] if len(model_dirs) == 1 else list(model_dirs)
     result = run_evaluation(
         model_dir, source, reference, output_path=output_path, decode_config=decode_config
     )

@@ -70,7 +70,7 @@ def quality(hypotheses: list[str], references: list[str]) -> dict[str, Any]:
 
 
 def evaluate(
-    model_dir: Path | str,
+    model_dir: Path | str | list[Path],
     source_path: Path | str,
     reference_path: Path | str,
     batch_size: int | None = None,
@@ -81,7 +81,8 @@ def evaluate(
     otherwise) and score all of them against `reference_path`, as sacreBLEU scores the
     two files; an empty source line gets an empty translation, and is charged for it.
     `output_path` gets exactly one translation per source line. Perplexity needs both
-    sides: pairs with an empty side are left out of it, and counted."""
+    sides: pairs with an empty side are left out of it, and counted. A list of model
+    directories is their ensemble (no perplexity)."""
     from ..data.writer import check_outputs, write_lines
     from ..runtime import load_translator
 
@@ -90,12 +91,17 @@ def evaluate(
     check_outputs(
         {"--output": output_path}, {"SOURCE": Path(source_path), "REFERENCE": Path(reference_path)}
     )
-    translator = load_translator(model_dir, decode_config or DecodeConfig())
+    if isinstance(model_dir, list):
+        from ..runtime.ensemble import load_ensemble
+
+        translator = load_ensemble(model_dir, decode_config or DecodeConfig())
+    else:
+        translator = load_translator(model_dir, decode_config or DecodeConfig())
     hypotheses = translator.translate(sources, batch_size=batch_size)
     if output_path is not None:
         write_lines(hypotheses, Path(output_path))  # a file atomically; a device in place
     both = [(s, r) for s, r in zip(sources, references, strict=True) if s.strip() and r.strip()]
-    # (A release runs without Keras: its perplexity is not computed.)
+    # (A release runs without Keras, an ensemble has no one model: no perplexity for them.)
     light = not hasattr(translator.model, "compiled")
     nll = _nll(translator, both) if both and not light else math.nan
     search = translator.decode_config
