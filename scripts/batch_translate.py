@@ -218,13 +218,9 @@ def start_worker(
         os.environ["CUDA_VISIBLE_DEVICES"] = gpus[slots.get() % len(gpus)]
     global _translator, _startup_error
     try:
-        from seq2seq_shared.runtime import load_translator  # (a release: no TensorFlow)
-        from seq2seq_shared.runtime.ensemble import load_ensemble
+        from seq2seq_shared.runtime.ensemble import load_translators  # (release: no TF)
 
-        if len(model_dirs) == 1:
-            _translator = load_translator(model_dirs[0], decode_config)
-        else:
-            _translator = load_ensemble([Path(d) for d in model_dirs], decode_config)
+        _translator = load_translators(list(model_dirs), decode_config)
     except Exception as error:  # noqa: BLE001 (reported in the parent as one line)
         _startup_error = f"a worker could not load {', '.join(model_dirs)}: {error}"
 

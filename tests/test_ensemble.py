@@ -142,5 +142,5 @@ def test_evaluate_takes_several_model_dirs(members, numbers_corpus):
     one = scores(members["numpy-float32"])
     two = scores(members["numpy-float32"], members["numpy-float32"])
     assert two["bleu"] == one["bleu"] and two["perplexity"] is None
-    mixed = scores(members["model"], members["numpy-int8"])
+    mixed = scores(members["numpy-int8"], members["model"])  # the last alone has perplexity
     assert mixed["perplexity"] is None and scores(members["model"])["perplexity"] is not None

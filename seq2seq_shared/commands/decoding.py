@@ -129,8 +129,8 @@ def translate(
 def _load(model_dirs: tuple[Path, ...], decode_config: DecodeConfig, alignments: bool):
     """The Translator of a model directory or release, or of an ensemble of them; Keras
     imported only for a model directory."""
-    from ..runtime import check_shortlist, is_release, load_translator
-    from ..runtime.ensemble import load_ensemble
+    from ..runtime import check_shortlist, is_release
+    from ..runtime.ensemble import load_translators
 
     if len(model_dirs) > 1 and alignments:
         raise click.UsageError("--alignments: an ensemble has no one attention; give one model")
@@ -138,9 +138,7 @@ def _load(model_dirs: tuple[Path, ...], decode_config: DecodeConfig, alignments:
         check_shortlist(model_dirs[0], decode_config)  # (before Keras is imported)
     if not all(is_release(model_dir) for model_dir in model_dirs):
         import_keras_quietly()
-    if len(model_dirs) > 1:
-        return load_ensemble(list(model_dirs), decode_config)
-    translator = load_translator(model_dirs[0], decode_config)
+    translator = load_translators(list(model_dirs), decode_config)
     if alignments and translator.model.attention is None:
         raise click.UsageError(
             f"--alignments: {model_dirs[0]} has no attention (trained with "
@@ -229,9 +227,8 @@ def evaluate(
         length_penalty=length_penalty,
         shortlist=shortlist,
     )
-    model_dir = model_dirs[0] if len(model_dirs) == 1 else list(model_dirs)
     result = run_evaluation(
-        model_dir, source, reference, output_path=output_path, decode_config=decode_config
+        list(model_dirs), source, reference, output_path=output_path, decode_config=decode_config
     )
     if as_json:
         click.echo(json.dumps(result, indent=2))

@@ -84,19 +84,15 @@ def evaluate(
     sides: pairs with an empty side are left out of it, and counted. A list of model
     directories is their ensemble (no perplexity)."""
     from ..data.writer import check_outputs, write_lines
-    from ..runtime import load_translator
+    from ..runtime.ensemble import load_translators
 
     require_sacrebleu()  # before the translating, not after it
     sources, references = read_test_set(Path(source_path), Path(reference_path))
     check_outputs(
         {"--output": output_path}, {"SOURCE": Path(source_path), "REFERENCE": Path(reference_path)}
     )
-    if isinstance(model_dir, list):
-        from ..runtime.ensemble import load_ensemble
-
-        translator = load_ensemble(model_dir, decode_config or DecodeConfig())
-    else:
-        translator = load_translator(model_dir, decode_config or DecodeConfig())
+    paths = list(model_dir) if isinstance(model_dir, list) else [model_dir]
+    translator = load_translators(paths, decode_config or DecodeConfig())
     hypotheses = translator.translate(sources, batch_size=batch_size)
     if output_path is not None:
         write_lines(hypotheses, Path(output_path))  # a file atomically; a device in place

@@ -75,6 +75,15 @@ def member_network(path: Path | str):
     return Network(network_arrays(model), config.model)
 
 
+def load_translators(paths: list[Path | str], decode_config: DecodeConfig = DecodeConfig()):
+    """One model's `Translator` (`load_translator`), or the ensemble of several."""
+    from . import load_translator
+
+    if len(paths) == 1:
+        return load_translator(paths[0], decode_config)
+    return load_ensemble([Path(path) for path in paths], decode_config)
+
+
 def load_ensemble(paths: list[Path], decode_config: DecodeConfig = DecodeConfig()):
     """A `Translator` over the ensemble of the models at `paths`."""
     from ..decoding.translator import Translator
