@@ -10,6 +10,7 @@ NumPy network), in any mix, as long as they share one SentencePiece model.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +76,7 @@ def member_network(path: Path | str):
     return Network(network_arrays(model), config.model)
 
 
-def load_translators(paths: list[Path | str], decode_config: DecodeConfig = DecodeConfig()):
+def load_translators(paths: Sequence[Path | str], decode_config: DecodeConfig = DecodeConfig()):
     """One model's `Translator` (`load_translator`), or the ensemble of several."""
     from . import load_translator
 
