@@ -115,6 +115,10 @@ class TrainingConfig:
     # larger (a large effective batch on a small GPU); steps and warm-up count updates.
     accumulate_steps: int = 1
     precision: str = "float32"  # training computation: PRECISIONS; weights stay float32
+    # An exponential moving average of the weights (training/ema.py): validation and the
+    # saved model read it; 0 (the default) keeps the raw weights. 0.998 averages over
+    # roughly the last 500 steps.
+    ema_decay: float = 0.0
 
     # The settings a resumed run may change: when to stop, how often to checkpoint and to
     # read the loss, the step size (to recover from divergence) and the precision (the
@@ -141,6 +145,7 @@ class TrainingConfig:
         _require(self.learning_rate > 0, "learning_rate must be positive")
         _require(self.clip_norm >= 0, "clip_norm must be >= 0 (0 turns clipping off)")
         _require(0.0 <= self.label_smoothing < 1.0, "label_smoothing must be in [0, 1)")
+        _require(0.0 <= self.ema_decay < 1.0, "ema_decay must be in [0, 1) (0: off)")
         _require(0.0 <= self.subword_alpha < 1.0, "subword_alpha must be in [0, 1) (0: off)")
         _require(
             self.subword_nbest == -1 or self.subword_nbest >= 2,

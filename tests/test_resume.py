@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from seq2seq_shared.cli import main
+from seq2seq_shared.model_dir import ModelDir
 from seq2seq_shared.training.run import TrainingRun
 from seq2seq_shared.training.run_dir import RunDir
 
@@ -300,3 +301,31 @@ def test_kill_9_at_a_validation_or_checkpoint_boundary_then_resume_is_exact(
     assert finished.returncode == 0, finished.stderr
     assert_same_run(model_dir, reference)
     assert not [p for p in model_dir.rglob(".*.tmp-*")], "temporary files left behind"
+
+
+def test_a_run_with_a_moving_average_resumes_exactly(numbers_corpus, tmp_path, monkeypatch):
+    """--ema-decay: the averages are optimizer variables, so the checkpoint carries them
+    and validation (which reads them) and the saved model go on as if never stopped."""
+    options = ("--epochs", "2", "--ema-decay", "0.7")
+    reference_dir, model_dir = tmp_path / "reference", tmp_path / "model"
+    assert invoke(train_arguments(numbers_corpus, reference_dir, *options)).exit_code == 0
+    step = TrainingRun._step
+
+    def step_then_signal(self, batch, index):
+        stepped = step(self, batch, index)
+        if self.state.step == 5:
+            signal.raise_signal(signal.SIGINT)
+        return stepped
+
+    monkeypatch.setattr(TrainingRun, "_step", step_then_signal)
+    arguments = train_arguments(numbers_corpus, model_dir, *options)
+    assert invoke(arguments).exit_code == 128 + signal.SIGINT
+    monkeypatch.undo()
+    assert invoke(arguments).exit_code == 0
+    assert_same_run(model_dir, reference_dir)
+    saved, reference = (
+        ModelDir(directory).load_model()[0].get_weights()
+        for directory in (model_dir, reference_dir)
+    )
+    for value, expected in zip(saved, reference, strict=True):
+        np.testing.assert_array_equal(value, expected)

@@ -108,6 +108,13 @@ TRAINING_OPTIONS = [
         "label_smoothing", click.FloatRange(0, 1, max_open=True), "Label smoothing.", TrainingConfig
     ),
     _setting(
+        "ema_decay",
+        click.FloatRange(0, 1, max_open=True),
+        "Validate and save an exponential moving average of the weights with this "
+        "decay per step (0: off; 0.998 averages about the last 500 steps).",
+        TrainingConfig,
+    ),
+    _setting(
         "subword_alpha",
         click.FloatRange(0, 1, max_open=True),
         "Subword regularization: sample each training batch's pieces with this "

@@ -28,6 +28,7 @@ from ..data.tokenizer import Tokenizer
 from . import checkpoint, compile_cache, parallel
 from .accumulation import Accumulation
 from .context import TrainingInterrupted, progress_bar, stop_requests
+from .ema import averaged_weights
 from .reporting import Reporter, UnreadLosses
 from .run_dir import RunDir
 from .state import RunState
@@ -231,12 +232,14 @@ class TrainingRun:
 
     def _report(self) -> None:
         self._read_losses()
-        row = self.reporter.row()
-        if self.validator and not math.isfinite(row["valid_loss"]):
-            self._diverged(f"by step {self.state.step}: the validation loss is {row['valid_loss']}")
-        self._update_seconds()
-        self.reporter.record(row)
-        self._checkpoint()
+        with averaged_weights(self.model):  # what validation scores and the run saves
+            row = self.reporter.row()
+            if self.validator and not math.isfinite(row["valid_loss"]):
+                loss = row["valid_loss"]
+                self._diverged(f"by step {self.state.step}: the validation loss is {loss}")
+            self._update_seconds()
+            self.reporter.record(row)
+        self._checkpoint()  # the raw weights and the averages, to resume from
 
 
 def _divergence(

@@ -10,7 +10,7 @@ from typing import Any
 from ..config import Config, TrainingConfig
 from ..data.batches import Batch, ParallelBatches, within_lengths
 from ..data.encoded import EncodedPairs
-from . import parallel
+from . import ema, parallel
 
 
 @contextmanager
@@ -31,7 +31,8 @@ def precision_policy(precision: str) -> Iterator[None]:
 
 
 def compile_for_training(model, training: TrainingConfig) -> None:
-    """Adam with global-norm clipping, built now so checkpoints can hold its variables; the
+    """Adam with global-norm clipping (and a moving average of the weights with
+    `ema_decay`), built now so checkpoints can hold its variables; the
     loss's label smoothing (a training setting, not part of the model's shape). Under
     mixed_float16 Keras wraps the Adam in a `LossScaleOptimizer` (checkpoint.py)."""
     import keras
@@ -50,6 +51,7 @@ def compile_for_training(model, training: TrainingConfig) -> None:
             gradient_accumulation_steps=(
                 training.accumulate_steps if training.accumulate_steps > 1 else None
             ),
+            **ema.optimizer_options(training),
         )
     )
     model.optimizer.build(model.trainable_variables)
