@@ -101,6 +101,9 @@ class TrainingConfig:
     )
     lr_decay: float = 0.5  # ... by this factor
     min_learning_rate: float = 1e-5  # the rate never drops below this
+    # In the last this much of the run's budget (the nearer of --max-minutes and --epochs),
+    # every validation decays the rate by lr_decay, plateau or not; 0: off.
+    anneal_fraction: float = 0.0
     patience: int = 6  # validations without improvement before stopping (0: never)
     max_minutes: float = 0.0  # stop after this much training time, resumes included (0: no limit)
     # Checkpoints (full training state, for resuming) every N steps and at every validation.
@@ -145,6 +148,7 @@ class TrainingConfig:
         _require(self.learning_rate > 0, "learning_rate must be positive")
         _require(self.clip_norm >= 0, "clip_norm must be >= 0 (0 turns clipping off)")
         _require(0.0 <= self.label_smoothing < 1.0, "label_smoothing must be in [0, 1)")
+        _require(0.0 <= self.anneal_fraction < 1.0, "anneal_fraction must be in [0, 1) (0: off)")
         _require(0.0 <= self.ema_decay < 1.0, "ema_decay must be in [0, 1) (0: off)")
         _require(0.0 <= self.subword_alpha < 1.0, "subword_alpha must be in [0, 1) (0: off)")
         _require(

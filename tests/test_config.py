@@ -209,6 +209,8 @@ RULES = [
     (TrainingConfig, "learning_rate", 0.0, 1e-9, "learning_rate must be positive"),
     (TrainingConfig, "clip_norm", -1.0, 0.0, r"clip_norm must be >= 0 \(0 turns clipping off\)"),
     (TrainingConfig, "label_smoothing", 1.0, 0.0, r"label_smoothing must be in \[0, 1\)"),
+    (TrainingConfig, "anneal_fraction", 1.0, 0.0, r"anneal_fraction must be in \[0, 1\)"),
+    (TrainingConfig, "anneal_fraction", -0.1, 0.99, r"anneal_fraction must be in \[0, 1\)"),
     (TrainingConfig, "ema_decay", 1.0, 0.0, r"ema_decay must be in \[0, 1\)"),
     (TrainingConfig, "ema_decay", -0.1, 0.99, r"ema_decay must be in \[0, 1\)"),
     (TrainingConfig, "subword_alpha", 1.0, 0.0, r"subword_alpha must be in \[0, 1\)"),

@@ -124,3 +124,29 @@ def test_a_chance_dip_of_bleu_does_not_decay_the_rate_when_the_plateau_watches_l
     assert rates == pytest.approx(
         {"bleu": 0.005, "bleu after loss rose": 0.005, "loss": 0.01, "loss after loss rose": 0.005}
     )
+
+
+def test_in_the_last_part_of_the_budget_every_validation_decays_the_rate_once():
+    """--anneal-fraction 0.25 with a 60-minute limit: from minute 45 each validation halves
+    the rate (once, also where the plateau halves it too); before, only plateaus do."""
+    training = TrainingConfig(
+        learning_rate=0.01, warmup_steps=0, lr_patience=1, max_minutes=60, anneal_fraction=0.25
+    )
+    state = state_at(training)
+    rates = []
+    for minutes, loss in ((30, 2.0), (44.9, 1.9), (45, 1.8), (50, 1.85), (55, 1.7)):
+        state.seconds = 60 * minutes
+        state.record(training, {"bleu": 0.0, "loss": loss})
+        rates.append(state.learning_rate(training))
+    assert rates == pytest.approx([0.01, 0.01, 0.005, 0.0025, 0.00125])
+    untimed = TrainingConfig(warmup_steps=0, epochs=8, anneal_fraction=0.25)
+    state = state_at(untimed, epoch=5)  # without a time limit: the epochs (5 of 8 done)
+    state.record(untimed, {"bleu": 0.0, "loss": 1.0})
+    assert state.progress(untimed) == 0.625 and state.lr_scale == 1.0
+    state.epoch = 6
+    state.record(untimed, {"bleu": 0.0, "loss": 0.9})
+    assert state.lr_scale == 0.5
+    off = TrainingConfig(warmup_steps=0, epochs=8)
+    state = state_at(off, epoch=8)
+    state.record(off, {"bleu": 0.0, "loss": 1.0})
+    assert state.lr_scale == 1.0

@@ -166,6 +166,13 @@ TRAINING_OPTIONS = [
         TrainingConfig,
     ),
     _setting(
+        "anneal_fraction",
+        click.FloatRange(0, 1, max_open=True),
+        "In the last this fraction of the run's budget (--max-minutes or --epochs, the "
+        "nearer), decay the learning rate at every validation (0: off).",
+        TrainingConfig,
+    ),
+    _setting(
         "patience",
         click.IntRange(0),
         "Validations without improvement before training stops (0: never).",

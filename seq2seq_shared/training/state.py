@@ -113,7 +113,8 @@ class RunState:
         """Note a validation's scores ({"bleu": ..., "loss": ...}); True if it is the best
         so far by best_metric (higher BLEU, lower loss). The plateau watches plateau_metric:
         validation loss moves smoothly where BLEU dips by chance (issue 14: one such dip
-        halved the rate and six more halvings followed, wasting a third of an hour)."""
+        halved the rate and six more halvings followed, wasting a third of an hour). In the
+        last `anneal_fraction` of the run's budget every validation decays the rate."""
         improved = self.best.improved_by(scores[self.best.metric])
         if improved:
             self.best.value, self.best.step = scores[self.best.metric], self.step
@@ -124,18 +125,32 @@ class RunState:
         if plateau.improved_by(scores[plateau.metric]):
             plateau.value, plateau.step = scores[plateau.metric], self.step
             self.plateau_validations = 0
-            return improved
-        self.plateau_validations += 1
-        if training.lr_patience and self.plateau_validations >= training.lr_patience:
-            self.lr_scale *= training.lr_decay
-            self.plateau_validations = 0
-            logger.info(
-                "validation %s has not improved for %d validation(s): learning rate now %g",
-                plateau.metric,
-                training.lr_patience,
-                max(training.learning_rate * self.lr_scale, training.min_learning_rate),
-            )
+        else:
+            self.plateau_validations += 1
+            if training.lr_patience and self.plateau_validations >= training.lr_patience:
+                self._decay(
+                    training,
+                    f"validation {plateau.metric} has not improved for "
+                    f"{training.lr_patience} validation(s)",
+                )
+                return improved
+        if training.anneal_fraction and self.progress(training) >= 1 - training.anneal_fraction:
+            self._decay(training, f"{self.progress(training):.0%} of the run's budget used")
         return improved
+
+    def _decay(self, training: TrainingConfig, why: str) -> None:
+        self.lr_scale *= training.lr_decay
+        self.plateau_validations = 0
+        rate = max(training.learning_rate * self.lr_scale, training.min_learning_rate)
+        logger.info("%s: learning rate now %g", why, rate)
+
+    def progress(self, training: TrainingConfig) -> float:
+        """How far the run is towards its nearer limit: the epochs done of --epochs, or
+        the training time of --max-minutes (0 to 1)."""
+        done = self.epoch / training.epochs
+        if training.max_minutes:
+            done = max(done, self.seconds / (60 * training.max_minutes))
+        return min(done, 1.0)
 
     def stop_reason(self, training: TrainingConfig, validating: bool) -> str | None:
         """Why training should stop now, or None to go on."""
