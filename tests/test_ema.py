@@ -2,6 +2,10 @@
 formula, validation and the saved model read it while training follows the raw weights,
 and without it nothing changes. (Exact resume with it: test_resume.py.)"""
 
+import os
+import subprocess
+import sys
+
 import keras
 import numpy as np
 import pytest
@@ -49,6 +53,12 @@ def test_inside_the_block_the_weights_are_the_moving_average_of_every_steps_weig
         np.testing.assert_array_equal(after, raw)
 
 
+def test_with_accumulated_batches_the_average_still_decays_by_the_decay_per_update():
+    """Keras moves the average at every optimizer call: N calls per update."""
+    options = ema.optimizer_options(TrainingConfig(ema_decay=0.81, accumulate_steps=2))
+    assert options == {"use_ema": True, "ema_momentum": pytest.approx(0.9)}
+
+
 def test_the_raw_weights_come_back_when_the_block_raises():
     model, history = trained_dense(0.8)
     with pytest.raises(RuntimeError), ema.averaged_weights(model):
@@ -88,3 +98,19 @@ def test_a_run_saves_the_average_and_checkpoints_the_raw_weights_beside_it(
 
     assert all(among(array, averages) for array in saved)
     assert not any(among(array, raw) for array in saved if array.size > 1)
+
+
+@pytest.mark.slow  # a fresh process under JAX
+def test_under_jax_validation_reads_the_average_and_the_run_goes_on(numbers_corpus, tmp_path):
+    """JAX's compiled steps donate (delete) their input arrays: validation must read
+    copies of the averages, or the next checkpoint finds them deleted."""
+    pytest.importorskip("jax")
+    environment = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
+    corpus = [numbers_corpus / "train.en", numbers_corpus / "train.de"]
+    arguments = ["train", *corpus, "--valid", *corpus, "--model-dir", tmp_path / "m"]
+    arguments += ["--epochs", "2", "--ema-decay", "0.9", "--embedding-dim", "16"]
+    arguments += ["--hidden-size", "32", "--vocab-size", "120", "--batch-tokens", "512"]
+    command = [sys.executable, "-m", "seq2seq_shared.cli", *map(str, arguments), "--quiet"]
+    finished = subprocess.run(command, env=environment, capture_output=True, text=True)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert "jax" in (tmp_path / "m" / "train.log").read_text()

@@ -303,12 +303,32 @@ def test_kill_9_at_a_validation_or_checkpoint_boundary_then_resume_is_exact(
     assert not [p for p in model_dir.rglob(".*.tmp-*")], "temporary files left behind"
 
 
-def test_a_run_with_a_moving_average_resumes_exactly(numbers_corpus, tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def averaged_reference(numbers_corpus, tmp_path_factory):
+    """An uninterrupted 3-epoch run with --ema-decay."""
+    model_dir = tmp_path_factory.mktemp("averaged") / "model"
+    result = invoke(train_arguments(numbers_corpus, model_dir, *AVERAGED))
+    assert result.exit_code == 0, result.output
+    return model_dir
+
+
+AVERAGED = ("--epochs", "3", "--ema-decay", "0.7")
+
+
+def assert_same_saved_model(model_dir, reference_dir):
+    saved, reference = (
+        ModelDir(directory).load_model()[0].get_weights()
+        for directory in (model_dir, reference_dir)
+    )
+    for value, expected in zip(saved, reference, strict=True):
+        np.testing.assert_array_equal(value, expected)
+
+
+def test_a_run_with_a_moving_average_resumes_exactly(
+    averaged_reference, numbers_corpus, tmp_path, monkeypatch
+):
     """--ema-decay: the averages are optimizer variables, so the checkpoint carries them
     and validation (which reads them) and the saved model go on as if never stopped."""
-    options = ("--epochs", "2", "--ema-decay", "0.7")
-    reference_dir, model_dir = tmp_path / "reference", tmp_path / "model"
-    assert invoke(train_arguments(numbers_corpus, reference_dir, *options)).exit_code == 0
     step = TrainingRun._step
 
     def step_then_signal(self, batch, index):
@@ -318,14 +338,35 @@ def test_a_run_with_a_moving_average_resumes_exactly(numbers_corpus, tmp_path, m
         return stepped
 
     monkeypatch.setattr(TrainingRun, "_step", step_then_signal)
-    arguments = train_arguments(numbers_corpus, model_dir, *options)
+    model_dir = tmp_path / "model"
+    arguments = train_arguments(numbers_corpus, model_dir, *AVERAGED)
     assert invoke(arguments).exit_code == 128 + signal.SIGINT
     monkeypatch.undo()
     assert invoke(arguments).exit_code == 0
-    assert_same_run(model_dir, reference_dir)
-    saved, reference = (
-        ModelDir(directory).load_model()[0].get_weights()
-        for directory in (model_dir, reference_dir)
+    assert_same_run(model_dir, averaged_reference)
+    assert_same_saved_model(model_dir, averaged_reference)
+
+
+def test_kill_9_right_after_a_validation_with_a_moving_average_then_resume_is_exact(
+    averaged_reference, numbers_corpus, tmp_path
+):
+    """Step 8 ends epoch 2: validation on the averages, then the checkpoint, which must
+    hold the raw weights (not the averages validation swapped in)."""
+    model_dir = tmp_path / "model"
+    arguments = train_arguments(numbers_corpus, model_dir, *AVERAGED)
+    killed = subprocess.run(
+        [sys.executable, str(ROOT / "tests" / "kill_at.py"), "8", "after-save", *arguments],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
-    for value, expected in zip(saved, reference, strict=True):
-        np.testing.assert_array_equal(value, expected)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    finished = subprocess.run(
+        [sys.executable, "-m", "seq2seq_shared.cli", *arguments],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert finished.returncode == 0, finished.stderr
+    assert_same_run(model_dir, averaged_reference)
+    assert_same_saved_model(model_dir, averaged_reference)

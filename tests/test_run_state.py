@@ -134,17 +134,19 @@ def test_in_the_last_part_of_the_budget_every_validation_decays_the_rate_once():
     )
     state = state_at(training)
     rates = []
-    for minutes, loss in ((30, 2.0), (44.9, 1.9), (45, 1.8), (50, 1.85), (55, 1.7)):
+    for minutes, loss in ((30, 2.0), (44.9, 1.9), (45, 1.8), (50, 1.85), (55, 1.7), (60, 1.6)):
         state.seconds = 60 * minutes
         state.record(training, {"bleu": 0.0, "loss": loss})
         rates.append(state.learning_rate(training))
-    assert rates == pytest.approx([0.01, 0.01, 0.005, 0.0025, 0.00125])
-    untimed = TrainingConfig(warmup_steps=0, epochs=8, anneal_fraction=0.25)
-    state = state_at(untimed, epoch=5)  # without a time limit: the epochs (5 of 8 done)
-    state.record(untimed, {"bleu": 0.0, "loss": 1.0})
-    assert state.progress(untimed) == 0.625 and state.lr_scale == 1.0
-    state.epoch = 6
-    state.record(untimed, {"bleu": 0.0, "loss": 0.9})
+    # minute 60, the time limit: that validation ends the run, so it decays nothing
+    assert rates == pytest.approx([0.01, 0.01, 0.005, 0.0025, 0.00125, 0.00125])
+    untimed = TrainingConfig(warmup_steps=0, epochs=10, anneal_fraction=0.7)
+    state = state_at(untimed, epoch=2)  # without a time limit: the epochs done of 10
+    state.record(untimed, {"bleu": 0.0, "loss": 1.0}, epochs_done=2.99)
+    assert state.lr_scale == 1.0
+    state.record(untimed, {"bleu": 0.0, "loss": 0.9}, epochs_done=3.0)  # 1 - 0.7, to 1e-9
+    assert state.lr_scale == 0.5
+    state.record(untimed, {"bleu": 0.0, "loss": 0.8})  # the completed epochs: 2 of 10
     assert state.lr_scale == 0.5
     off = TrainingConfig(warmup_steps=0, epochs=8)
     state = state_at(off, epoch=8)

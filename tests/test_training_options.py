@@ -293,3 +293,19 @@ def test_best_metric_loss_keeps_the_weights_of_the_lowest_validation_loss(number
     perplexity = json.loads(result.stdout)["perplexity"]
     assert perplexity == pytest.approx(float(rows[best]["valid_ppl"]), rel=1e-3)
     assert perplexity < float(rows[-1]["valid_ppl"]) / 2
+
+
+def test_anneal_fraction_without_validation_is_refused_with_the_way_out(numbers_corpus, tmp_path):
+    model_dir = tmp_path / "model"
+    result = run(
+        "train",
+        *corpus_files(numbers_corpus),
+        "--model-dir",
+        model_dir,
+        *RUN,
+        "--anneal-fraction",
+        "0.25",
+    )
+    assert result.exit_code == 1
+    assert "pass --valid SOURCE TARGET, or drop --anneal-fraction" in result.output
+    assert not model_dir.exists()

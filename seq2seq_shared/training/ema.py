@@ -20,15 +20,22 @@ from ..config import TrainingConfig
 
 
 def optimizer_options(training: TrainingConfig) -> dict[str, Any]:
-    """The optimizer's keyword arguments for `training.ema_decay` (none when it is 0)."""
+    """The optimizer's keyword arguments for `training.ema_decay` (none when it is 0).
+    Keras moves the average at every optimizer call, and with `accumulate_steps` N there
+    are N calls per update: the decay per call is then ema_decay ** (1 / N), so that the
+    average still decays by ema_decay per update."""
     if not training.ema_decay:
         return {}
-    return {"use_ema": True, "ema_momentum": training.ema_decay}
+    return {"use_ema": True, "ema_momentum": training.ema_decay ** (1 / training.accumulate_steps)}
 
 
 def _averaging(optimizer) -> bool:
+    """True where the optimizer keeps averages and has updated them at least once (before
+    the first update Keras holds them at zero)."""
+    from ..backend import to_numpy
+
     inner = getattr(optimizer, "inner_optimizer", optimizer)  # a LossScaleOptimizer's Adam
-    return bool(getattr(inner, "use_ema", False))
+    return bool(getattr(inner, "use_ema", False)) and int(to_numpy(inner.iterations.value)) > 0
 
 
 @contextmanager
@@ -42,10 +49,14 @@ def averaged_weights(model) -> Iterator[None]:
         return
     import keras
 
+    from ..backend import to_numpy  # also for arrays that span several processes
+
     variables = model.trainable_variables
-    raw = [keras.ops.convert_to_numpy(variable.value) for variable in variables]
-    optimizer.finalize_variable_values(variables)  # Keras's end-of-`fit` swap
+    raw = [to_numpy(variable.value) for variable in variables]
     try:
+        optimizer.finalize_variable_values(variables)  # Keras's end-of-`fit` swap
+        for variable in variables:  # copies: on JAX a compiled step donates (deletes) its
+            variable.assign(keras.ops.copy(variable.value))  # inputs, the averages' too
         yield
     finally:
         for variable, value in zip(variables, raw, strict=True):

@@ -86,7 +86,8 @@ class Reporter:
         if not run.validator:
             self._save_weights()  # the latest is the one to use
             return
-        if run.state.record(run.training, {"bleu": row["valid_bleu"], "loss": row["valid_loss"]}):
+        scores = {"bleu": row["valid_bleu"], "loss": row["valid_loss"]}
+        if run.state.record(run.training, scores, epochs_done=row["epoch"]):
             self._save_weights()
             logger.info(
                 "new best validation %s: %s (saved)", run.state.best.metric, run.state.best.value

@@ -222,11 +222,7 @@ class TrainingRun:
             saved = f"saved a checkpoint at step {self.state.step} in {self.directory}"
         else:
             saved = "no step was taken, so there is nothing to save"
-        raise TrainingInterrupted(
-            f"interrupted by {signal.Signals(number).name}; {saved}. Run the same "
-            f"`seq2seq-shared train` command again to resume",
-            number,
-        )
+        raise _interruption(number, saved)
 
     # Reports: validation, best model, learning-rate plateau, early stopping -------------
 
@@ -234,12 +230,20 @@ class TrainingRun:
         self._read_losses()
         with averaged_weights(self.model):  # what validation scores and the run saves
             row = self.reporter.row()
-            if self.validator and not math.isfinite(row["valid_loss"]):
-                loss = row["valid_loss"]
+            loss = row.get("valid_loss", 0.0)
+            if not math.isfinite(loss):
                 self._diverged(f"by step {self.state.step}: the validation loss is {loss}")
             self._update_seconds()
             self.reporter.record(row)
         self._checkpoint()  # the raw weights and the averages, to resume from
+
+
+def _interruption(number: int, saved: str) -> TrainingInterrupted:
+    return TrainingInterrupted(
+        f"interrupted by {signal.Signals(number).name}; {saved}. Run the same "
+        f"`seq2seq-shared train` command again to resume",
+        number,
+    )
 
 
 def _divergence(

@@ -109,12 +109,16 @@ class RunState:
             rate *= min(1.0, ((self.step if step is None else step) + 1) / training.warmup_steps)
         return rate
 
-    def record(self, training: TrainingConfig, scores: dict[str, float]) -> bool:
-        """Note a validation's scores ({"bleu": ..., "loss": ...}); True if it is the best
+    def record(
+        self, training: TrainingConfig, scores: dict[str, float], epochs_done: float | None = None
+    ) -> bool:
+        """Note a validation's scores ({"bleu": ..., "loss": ...}) at `epochs_done` (a
+        fraction of an epoch counts; default: the epochs completed); True if it is the best
         so far by best_metric (higher BLEU, lower loss). The plateau watches plateau_metric:
         validation loss moves smoothly where BLEU dips by chance (issue 14: one such dip
         halved the rate and six more halvings followed, wasting a third of an hour). In the
-        last `anneal_fraction` of the run's budget every validation decays the rate."""
+        last `anneal_fraction` of the run's budget every validation decays the rate (none
+        once the budget is spent: that validation ends the run)."""
         improved = self.best.improved_by(scores[self.best.metric])
         if improved:
             self.best.value, self.best.step = scores[self.best.metric], self.step
@@ -134,8 +138,9 @@ class RunState:
                     f"{training.lr_patience} validation(s)",
                 )
                 return improved
-        if training.anneal_fraction and self.progress(training) >= 1 - training.anneal_fraction:
-            self._decay(training, f"{self.progress(training):.0%} of the run's budget used")
+        progress = self.progress(training, epochs_done)
+        if training.anneal_fraction and 1 - training.anneal_fraction <= progress + 1e-9 < 1:
+            self._decay(training, f"{progress:.0%} of the run's budget used")
         return improved
 
     def _decay(self, training: TrainingConfig, why: str) -> None:
@@ -144,10 +149,10 @@ class RunState:
         rate = max(training.learning_rate * self.lr_scale, training.min_learning_rate)
         logger.info("%s: learning rate now %g", why, rate)
 
-    def progress(self, training: TrainingConfig) -> float:
-        """How far the run is towards its nearer limit: the epochs done of --epochs, or
-        the training time of --max-minutes (0 to 1)."""
-        done = self.epoch / training.epochs
+    def progress(self, training: TrainingConfig, epochs_done: float | None = None) -> float:
+        """How far the run is towards its nearer limit: the epochs done (`epochs_done`, or
+        the completed ones) of --epochs, or the training time of --max-minutes (0 to 1)."""
+        done = (self.epoch if epochs_done is None else epochs_done) / training.epochs
         if training.max_minutes:
             done = max(done, self.seconds / (60 * training.max_minutes))
         return min(done, 1.0)

@@ -49,6 +49,11 @@ def train(
         if valid_source_path is not None and valid_target_path is not None
         else None
     )
+    if config.training.anneal_fraction and valid_paths is None:
+        raise ValueError(
+            "--anneal-fraction decays the learning rate at validations: pass "
+            "--valid SOURCE TARGET, or drop --anneal-fraction"
+        )
     replicas = parallel.start(cluster or Cluster())  # before any model
     try:
         _check_parallel(replicas, target_path, config)
