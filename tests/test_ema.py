@@ -22,12 +22,13 @@ def values(model) -> list[np.ndarray]:
     return [keras.ops.convert_to_numpy(v.value) for v in model.trainable_variables]
 
 
-def trained_dense(decay: float, steps: int = 5):
+def trained_dense(ema_decay: float, steps: int = 5):
     """A small Dense model after `steps` Adam steps, with the raw weights after each."""
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
-    options = ema.optimizer_options(TrainingConfig(ema_decay=decay))
-    model.compile(optimizer=keras.optimizers.Adam(0.1, **options), loss="mse")
+    training = TrainingConfig(ema_decay=ema_decay)
+    adam = ema.warmed_up(keras.optimizers.Adam) if ema_decay else keras.optimizers.Adam
+    model.compile(optimizer=adam(0.1, **ema.optimizer_options(training)), loss="mse")
     data = np.random.default_rng(0)
     history = []
     for _ in range(steps):
@@ -36,27 +37,29 @@ def trained_dense(decay: float, steps: int = 5):
     return model, history
 
 
-def test_inside_the_block_the_weights_are_the_moving_average_of_every_steps_weights():
-    decay = 0.8
-    model, history = trained_dense(decay)
-    expected = history[0]  # the first update copies the weights
-    for weights in history[1:]:
-        expected = [decay * a + (1 - decay) * w for a, w in zip(expected, weights, strict=True)]
+@pytest.mark.parametrize("ema_decay", [0.2, 0.999])
+def test_inside_the_block_the_weights_are_the_moving_average_of_every_steps_weights(ema_decay):
+    """By hand: the first update copies the weights, update n keeps min(decay, (1 + n) /
+    (10 + n)) of the average (0.2: the decay itself; 0.999: the warm-up's 2/11, 3/12...)."""
+    model, history = trained_dense(ema_decay, steps=6)
+    expected = history[0]
+    for n, weights in enumerate(history[1:], start=1):
+        kept = min(ema_decay, (1 + n) / (10 + n))
+        expected = [kept * a + (1 - kept) * w for a, w in zip(expected, weights, strict=True)]
     with ema.averaged_weights(model):
         inside = values(model)
     for average, by_hand in zip(inside, expected, strict=True):
         np.testing.assert_allclose(average, by_hand, rtol=1e-5, atol=1e-7)
     assert not np.allclose(inside[0], history[-1][0])  # not the raw weights
-    for after, raw in zip(
-        values(model), history[-1], strict=True
-    ):  # and those come back, bit for bit
+    for after, raw in zip(values(model), history[-1], strict=True):  # which come back exactly
         np.testing.assert_array_equal(after, raw)
 
 
 def test_with_accumulated_batches_the_average_still_decays_by_the_decay_per_update():
-    """Keras moves the average at every optimizer call: N calls per update."""
-    options = ema.optimizer_options(TrainingConfig(ema_decay=0.81, accumulate_steps=2))
-    assert options == {"use_ema": True, "ema_momentum": pytest.approx(0.9)}
+    """Keras moves the average at every optimizer call: N calls per update, each by the
+    N-th root of the update's decay."""
+    rates = [float(ema.decay(n, 0.81, 2)) for n in (0, 1, 1000)]
+    assert rates == pytest.approx([0.0, (2 / 11) ** 0.5, 0.9])
 
 
 def test_the_raw_weights_come_back_when_the_block_raises():

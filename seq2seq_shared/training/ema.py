@@ -1,13 +1,16 @@
 """An exponential moving average of the weights (`ema_decay`), the model a run hands out.
 
-Keras's optimizer keeps the average (`use_ema`): after every update, each trainable
-variable's average moves `1 - ema_decay` of the way to its new value (the first update
-copies it). The averages are optimizer variables, so checkpoints hold them and a resumed
-run goes on exactly. Training itself follows the raw weights; validation, the best model
-kept (`model.weights.h5`) and the early-stopping and learning-rate decisions read the
-averages (`averaged_weights`), since those are what a user would translate with. A run
-whose time limit falls just after a change of learning rate then ends on an average over
-its last few hundred steps rather than on wherever the last step left it.
+Keras's optimizer keeps the average (`use_ema`): after every update each trainable
+variable's average moves part of the way to its new value (the first update copies it).
+The part is warmed up as TensorFlow's `ExponentialMovingAverage(num_updates=...)` does:
+the decay after update n is min(ema_decay, (1 + n) / (10 + n)), so the average covers
+about the last tenth of a short run instead of keeping its first, untrained steps for
+hundreds of updates (Keras's own constant decay of 0.998 still held 16% of the initial
+weights after 900 steps on Multi30k). The averages are optimizer variables, so
+checkpoints hold them and a resumed run goes on exactly. Training itself follows the raw
+weights; validation, the best model kept (`model.weights.h5`) and the early-stopping and
+learning-rate decisions read the averages (`averaged_weights`), since those are what a
+user would translate with.
 """
 
 from __future__ import annotations
@@ -18,15 +21,44 @@ from typing import Any
 
 from ..config import TrainingConfig
 
+WARM_UP = 10  # the decay after update n is at most (1 + n) / (WARM_UP + n)
+
 
 def optimizer_options(training: TrainingConfig) -> dict[str, Any]:
-    """The optimizer's keyword arguments for `training.ema_decay` (none when it is 0).
-    Keras moves the average at every optimizer call, and with `accumulate_steps` N there
-    are N calls per update: the decay per call is then ema_decay ** (1 / N), so that the
-    average still decays by ema_decay per update."""
+    """The optimizer's keyword arguments for `training.ema_decay` (none when it is 0)."""
     if not training.ema_decay:
         return {}
-    return {"use_ema": True, "ema_momentum": training.ema_decay ** (1 / training.accumulate_steps)}
+    return {"use_ema": True, "ema_momentum": training.ema_decay}
+
+
+def decay(updates, ema_decay: float, calls_per_update: int):
+    """The decay of the average at an optimizer call after `updates` updates (a tensor):
+    0 at the first (a copy), then min(ema_decay, (1 + n) / (WARM_UP + n)) per update.
+    Keras moves the average at every call, and with accumulated batches there are
+    `calls_per_update` calls per update: each then decays by that root of it."""
+    from keras import ops
+
+    n = ops.cast(updates, "float32")
+    per_update = ops.minimum(ema_decay, (1.0 + n) / (WARM_UP + n))
+    return ops.where(n > 0, ops.power(per_update, 1.0 / calls_per_update), 0.0)
+
+
+def warmed_up(adam: type) -> type:
+    """`adam` (an optimizer class) whose moving average's decay warms up (`decay`)."""
+
+    class AveragingAdam(adam):
+        def _update_model_variables_moving_average(self, trainable_variables):
+            from keras import ops
+
+            calls = self.gradient_accumulation_steps or 1
+            rate = decay(self.iterations, self.ema_momentum, calls)
+            averages = self._model_variables_moving_average
+            for variable, average in zip(trainable_variables, averages, strict=True):
+                if average is not None:
+                    kept = ops.cast(rate, variable.dtype)
+                    average.assign(kept * average + (1 - kept) * variable)
+
+    return AveragingAdam
 
 
 def _averaging(optimizer) -> bool:

@@ -44,6 +44,8 @@ def compile_for_training(model, training: TrainingConfig) -> None:
         if replicas is None or replicas.strategy is None
         else parallel.mirrored_adam()
     )  # clips the replicas' summed gradient
+    if training.ema_decay:
+        adam = ema.warmed_up(adam)
     model.compile(
         optimizer=adam(
             learning_rate=training.learning_rate,
