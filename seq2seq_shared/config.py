@@ -119,8 +119,9 @@ class TrainingConfig:
     accumulate_steps: int = 1
     precision: str = "float32"  # training computation: PRECISIONS; weights stay float32
     # An exponential moving average of the weights (training/ema.py): validation and the
-    # saved model read it; 0 (the default) keeps the raw weights. 0.998 averages over
-    # roughly the last 500 steps.
+    # saved model read it; 0 (the default) keeps the raw weights. The decay after update n
+    # is min(ema_decay, (1 + n) / (10 + n)): about the last tenth of a short run, at most
+    # about the last 500 updates with 0.998.
     ema_decay: float = 0.0
 
     # The settings a resumed run may change: when to stop, how often to checkpoint and to

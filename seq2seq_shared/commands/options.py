@@ -110,8 +110,9 @@ TRAINING_OPTIONS = [
     _setting(
         "ema_decay",
         click.FloatRange(0, 1, max_open=True),
-        "Validate and save an exponential moving average of the weights with this "
-        "decay per step (0: off; 0.998 averages about the last 500 steps).",
+        "Validate and save an exponential moving average of the weights with at most "
+        "this decay per update (0: off; warmed up, so a short run averages about its "
+        "last tenth; 0.998 caps that at about the last 500 updates).",
         TrainingConfig,
     ),
     _setting(

@@ -5,8 +5,9 @@ variable's average moves part of the way to its new value (the first update copi
 The part is warmed up as TensorFlow's `ExponentialMovingAverage(num_updates=...)` does:
 the decay after update n is min(ema_decay, (1 + n) / (10 + n)), so the average covers
 about the last tenth of a short run instead of keeping its first, untrained steps for
-hundreds of updates (Keras's own constant decay of 0.998 still held 16% of the initial
-weights after 900 steps on Multi30k). The averages are optimizer variables, so
+hundreds of updates (with Keras's own constant decay of 0.998, 0.998^900 = 16% of the
+average is still the initial weights after 900 updates; on Multi30k its val BLEU was 8.0
+at epoch 6, against 29.9 for the raw weights). The averages are optimizer variables, so
 checkpoints hold them and a resumed run goes on exactly. Training itself follows the raw
 weights; validation, the best model kept (`model.weights.h5`) and the early-stopping and
 learning-rate decisions read the averages (`averaged_weights`), since those are what a
