@@ -81,6 +81,40 @@ def assert_same_run(model_dir, reference_dir):
     ]
 
 
+def signal_at(monkeypatch, at_step: int, signal_number: int) -> None:
+    """Deliver `signal_number` to this process right after optimizer step `at_step`."""
+    step = TrainingRun._step
+
+    def step_then_signal(self, batch, index):
+        stepped = step(self, batch, index)
+        if self.state.step == at_step:
+            signal.raise_signal(signal_number)  # what Ctrl-C or `kill` delivers
+        return stepped
+
+    monkeypatch.setattr(TrainingRun, "_step", step_then_signal)
+
+
+def kill_9_at(at_step: int, moment: str, arguments: list[str]) -> None:
+    """Run `seq2seq-shared arguments` in a process that kill -9s itself (tests/kill_at.py)."""
+    killed = subprocess.run(
+        [sys.executable, str(ROOT / "tests" / "kill_at.py"), str(at_step), moment, *arguments],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+
+
+def resume_in_a_new_process(arguments: list[str]) -> None:
+    finished = subprocess.run(
+        [sys.executable, "-m", "seq2seq_shared.cli", *arguments],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert finished.returncode == 0, finished.stderr
+
+
 @pytest.fixture(scope="module")
 def reference(numbers_corpus, tmp_path_factory):
     """An uninterrupted 3-epoch run (12 steps)."""
@@ -98,15 +132,7 @@ def reference(numbers_corpus, tmp_path_factory):
 def test_interrupted_then_resumed_run_equals_an_uninterrupted_one(
     signal_number, at_step, options, reference, numbers_corpus, tmp_path, monkeypatch
 ):
-    step = TrainingRun._step
-
-    def step_then_signal(self, batch, index):
-        stepped = step(self, batch, index)
-        if self.state.step == at_step:
-            signal.raise_signal(signal_number)  # what Ctrl-C or `kill` delivers
-        return stepped
-
-    monkeypatch.setattr(TrainingRun, "_step", step_then_signal)
+    signal_at(monkeypatch, at_step, signal_number)
     model_dir = tmp_path / "model"
     arguments = train_arguments(numbers_corpus, model_dir, "--epochs", "3", *options)
     result = invoke(arguments)
@@ -126,12 +152,8 @@ def test_kill_9_at_random_moments_then_resume_ends_as_an_uninterrupted_run(
     reference, numbers_corpus, tmp_path
 ):
     model_dir = tmp_path / "model"
-    command = [
-        sys.executable,
-        "-m",
-        "seq2seq_shared.cli",
-        *train_arguments(numbers_corpus, model_dir, "--epochs", "3"),
-    ]
+    arguments = train_arguments(numbers_corpus, model_dir, "--epochs", "3")
+    command = [sys.executable, "-m", "seq2seq_shared.cli", *arguments]
     moments = random.Random(4).sample([x / 2 for x in range(4, 24)], 4)  # 2-12 s after start
     kills = after_a_checkpoint = 0
     for moment in moments:
@@ -149,8 +171,7 @@ def test_kill_9_at_random_moments_then_resume_ends_as_an_uninterrupted_run(
     # (On a slow host every kill could land before the first checkpoint: then the resume
     # from one was not exercised.)
     assert after_a_checkpoint >= 1, "no kill came after a checkpoint; kill later"
-    finished = subprocess.run(command, capture_output=True, text=True, timeout=600)
-    assert finished.returncode == 0, finished.stderr
+    resume_in_a_new_process(arguments)
     assert_same_run(model_dir, reference)
     assert not [p for p in model_dir.rglob(".*.tmp-*")], "temporary files left behind"
 
@@ -283,22 +304,10 @@ def test_kill_9_at_a_validation_or_checkpoint_boundary_then_resume_is_exact(
     periodic checkpoint. The resumed run must end bit-identical all the same."""
     model_dir = tmp_path / "model"
     arguments = train_arguments(numbers_corpus, model_dir, "--epochs", "3")
-    killed = subprocess.run(
-        [sys.executable, str(ROOT / "tests" / "kill_at.py"), str(at_step), moment, *arguments],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    kill_9_at(at_step, moment, arguments)
     newest = RunDir(model_dir).checkpoints()[-1][0]
     assert newest == at_step if moment == "after-save" else newest < at_step
-    finished = subprocess.run(
-        [sys.executable, "-m", "seq2seq_shared.cli", *arguments],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert finished.returncode == 0, finished.stderr
+    resume_in_a_new_process(arguments)
     assert_same_run(model_dir, reference)
     assert not [p for p in model_dir.rglob(".*.tmp-*")], "temporary files left behind"
 
@@ -329,15 +338,7 @@ def test_a_run_with_a_moving_average_resumes_exactly(
 ):
     """--ema-decay: the averages are optimizer variables, so the checkpoint carries them
     and validation (which reads them) and the saved model go on as if never stopped."""
-    step = TrainingRun._step
-
-    def step_then_signal(self, batch, index):
-        stepped = step(self, batch, index)
-        if self.state.step == 5:
-            signal.raise_signal(signal.SIGINT)
-        return stepped
-
-    monkeypatch.setattr(TrainingRun, "_step", step_then_signal)
+    signal_at(monkeypatch, 5, signal.SIGINT)
     model_dir = tmp_path / "model"
     arguments = train_arguments(numbers_corpus, model_dir, *AVERAGED)
     assert invoke(arguments).exit_code == 128 + signal.SIGINT
@@ -354,19 +355,7 @@ def test_kill_9_right_after_a_validation_with_a_moving_average_then_resume_is_ex
     hold the raw weights (not the averages validation swapped in)."""
     model_dir = tmp_path / "model"
     arguments = train_arguments(numbers_corpus, model_dir, *AVERAGED)
-    killed = subprocess.run(
-        [sys.executable, str(ROOT / "tests" / "kill_at.py"), "8", "after-save", *arguments],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert killed.returncode == -signal.SIGKILL, killed.stderr
-    finished = subprocess.run(
-        [sys.executable, "-m", "seq2seq_shared.cli", *arguments],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert finished.returncode == 0, finished.stderr
+    kill_9_at(8, "after-save", arguments)
+    resume_in_a_new_process(arguments)
     assert_same_run(model_dir, averaged_reference)
     assert_same_saved_model(model_dir, averaged_reference)
